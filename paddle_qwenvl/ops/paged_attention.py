@@ -1,0 +1,74 @@
+"""Attention over the paged KV cache: writes the step's new K/V into their slots, then attends.
+
+Layout contract: see `paddle_qwenvl.layers.attention_metadata`.
+"""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ..layers.attention_metadata import AttentionMetadata
+
+
+def _check(q, k, v, k_cache, v_cache, meta: AttentionMetadata):
+    if q.ndim != 3 or k.ndim != 3 or k.shape != v.shape:
+        raise ValueError(f"q must be (T, Hq, D) and k, v (T, Hkv, D); got {q.shape}, {k.shape}, {v.shape}")
+    if q.shape[0] != k.shape[0] or q.shape[0] != sum(meta.query_lens):
+        raise ValueError(f"{q.shape[0]} tokens given but query_lens sum to {sum(meta.query_lens)}")
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"query heads {q.shape[1]} must be a multiple of kv heads {k.shape[1]}")
+    if k_cache.shape[1:] != k.shape[1:] or v_cache.shape != k_cache.shape:
+        raise ValueError(f"cache {k_cache.shape} does not hold (slots, {k.shape[1]}, {k.shape[2]})")
+
+
+def context_slots(meta: AttentionMetadata) -> list:
+    """Per sequence, the cache slots of positions 0..context_len-1, as int64 numpy arrays."""
+    tables = meta.block_tables.numpy()
+    bs = meta.block_size
+    out = []
+    for i, n in enumerate(meta.context_lens):
+        pos = np.arange(n)
+        out.append(tables[i, pos // bs].astype(np.int64) * bs + pos % bs)
+    return out
+
+
+def write_kv(k, v, k_cache, v_cache, slot_mapping):
+    """Scatter new keys/values (T, Hkv, D) into their cache slots in place."""
+    k_cache.scatter_(slot_mapping, k, overwrite=True)
+    v_cache.scatter_(slot_mapping, v, overwrite=True)
+
+
+def paged_attention_ref(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+    """Plain-Paddle reference. q (T, Hq, D), k/v (T, Hkv, D) -> out (T, Hq, D).
+
+    Causal within each sequence: query j of a sequence with context n and q_len m sits at
+    position n - m + j and sees cache positions 0..n - m + j.
+    """
+    _check(q, k, v, k_cache, v_cache, meta)
+    write_kv(k, v, k_cache, v_cache, meta.slot_mapping)
+    outs, start = [], 0
+    for slots, m, n in zip(context_slots(meta), meta.query_lens, meta.context_lens):
+        idx = paddle.to_tensor(slots)
+        qi = q[start:start + m].transpose([1, 0, 2]).unsqueeze(0)            # (1, Hq, m, D)
+        ki = paddle.gather(k_cache, idx).transpose([1, 0, 2]).unsqueeze(0)   # (1, Hkv, n, D)
+        vi = paddle.gather(v_cache, idx).transpose([1, 0, 2]).unsqueeze(0)
+        outs.append(_sdpa(qi, ki, vi, m, n, scale)[0].transpose([1, 0, 2]))
+        start += m
+    return paddle.concat(outs, axis=0)
+
+
+def _sdpa(q, k, v, m, n, scale):
+    """(1, Hq, m, D) x (1, Hkv, n, D): GQA by repeating kv heads; causal with offset n - m."""
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:
+        k = paddle.repeat_interleave(k, rep, axis=1)
+        v = paddle.repeat_interleave(v, rep, axis=1)
+    scores = paddle.matmul(q, k, transpose_y=True) * scale                 # (1, Hq, m, n)
+    if m > 1:
+        allowed = paddle.arange(n).unsqueeze(0) <= (paddle.arange(m) + (n - m)).unsqueeze(1)
+        scores = paddle.where(allowed, scores, paddle.full_like(scores, float("-inf")))
+    return paddle.matmul(F.softmax(scores, axis=-1), v)
+
+
+def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+    """Entry point used by the attention layer (a compiled kernel may replace the reference)."""
+    return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
