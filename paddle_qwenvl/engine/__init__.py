@@ -1,0 +1,1 @@
+"""Serving engine: sequences, paged KV cache blocks, scheduler, model runner, engine loop."""

@@ -1,0 +1,108 @@
+"""Continuous batching: which sequences run in the next step, and with how many tokens.
+
+Each step first gives every running sequence one decode token, preempting the newest running
+sequences (recompute: blocks freed, back to the head of the waiting queue) when blocks run out.
+Then, if nothing was preempted, waiting sequences are prefilled whole while the limits allow:
+`max_num_seqs` sequences and `max_num_batched_tokens` tokens per step, and free blocks.
+Pure Python over ints and lists.
+"""
+from collections import deque
+from typing import List, Optional
+
+from .block_manager import BlockManager
+from .sequence import Sequence, SequenceStatus
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int):
+        if max_num_seqs < 1 or max_num_batched_tokens < max_num_seqs:
+            raise ValueError(f"need 1 <= max_num_seqs <= max_num_batched_tokens; "
+                             f"got {max_num_seqs}, {max_num_batched_tokens}")
+        self.block_manager = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.waiting: deque = deque()
+        self.running: deque = deque()
+
+    def add(self, seq: Sequence) -> None:
+        capacity = self.block_manager.num_blocks * self.block_manager.block_size
+        if seq.num_tokens > min(capacity, self.max_num_batched_tokens):
+            raise ValueError(f"request {seq.request_id} has {seq.num_tokens} tokens; at most "
+                             f"{min(capacity, self.max_num_batched_tokens)} fit one step and the cache")
+        seq.status = SequenceStatus.WAITING
+        self.waiting.append(seq)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> List[Sequence]:
+        """The sequences of the next step, each with `num_scheduled_tokens` set."""
+        batch: List[Sequence] = []
+        preempted = self._schedule_decodes(batch)
+        if not preempted:
+            self._schedule_prefills(batch)
+        return batch
+
+    def _schedule_decodes(self, batch: List[Sequence]) -> bool:
+        """Every running sequence gets one token (running never exceeds max_num_seqs)."""
+        kept, preempted = deque(), False
+        while self.running:
+            seq = self.running.popleft()
+            while not self.block_manager.can_append(seq) and self.running:
+                self.preempt(self.running.pop())    # newest first
+                preempted = True
+            if not self.block_manager.can_append(seq):
+                self.preempt(seq)
+                preempted = True
+                continue
+            self.block_manager.append_slot(seq)
+            seq.num_scheduled_tokens = 1
+            batch.append(seq)
+            kept.append(seq)
+        self.running = kept
+        return preempted
+
+    def _schedule_prefills(self, batch: List[Sequence]) -> None:
+        budget = self.max_num_batched_tokens - len(batch)
+        while self.waiting and len(batch) < self.max_num_seqs:
+            seq = self.waiting[0]
+            if seq.num_tokens > budget or not self.block_manager.can_allocate(seq):
+                break
+            self.waiting.popleft()
+            self.block_manager.allocate(seq)
+            seq.status = SequenceStatus.RUNNING
+            seq.num_scheduled_tokens = seq.num_tokens
+            budget -= seq.num_tokens
+            batch.append(seq)
+            self.running.append(seq)
+
+    def postprocess(self, batch: List[Sequence], token_ids: List[int]) -> None:
+        """After a step: the scheduled tokens are now cached and each sequence got a new token."""
+        for seq, token_id in zip(batch, token_ids):
+            seq.num_computed_tokens += seq.num_scheduled_tokens
+            seq.num_scheduled_tokens = 0
+            seq.append_token(token_id)
+
+    def preempt(self, seq: Sequence) -> None:
+        """Recompute later: free the blocks, requeue at the head of the waiting queue."""
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.WAITING
+        seq.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def finish(self, seq: Sequence, reason: str) -> None:
+        """Marks seq finished and frees its blocks (it may be waiting or running)."""
+        for queue in (self.running, self.waiting):
+            if seq in queue:
+                queue.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
+
+    def abort(self, request_id: str) -> Optional[Sequence]:
+        """Stops a request wherever it is; returns its sequence, or None if it is not here."""
+        for seq in list(self.running) + list(self.waiting):
+            if seq.request_id == request_id:
+                self.finish(seq, "abort")
+                return seq
+        return None
