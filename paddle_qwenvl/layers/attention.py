@@ -1,0 +1,28 @@
+"""Decoder self-attention: fused qkv projection, M-RoPE, paged KV cache."""
+import paddle.nn as nn
+
+from ..ops.paged_attention import paged_attention
+from .attention_metadata import AttentionMetadata
+from .linear import Linear
+from .rotary import apply_rotary
+
+
+class Attention(nn.Layer):
+    """`qkv_proj` holds HF's q_proj, k_proj, v_proj stacked along the output axis."""
+
+    def __init__(self, hidden: int, num_heads: int, num_kv_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.q_size, self.kv_size = num_heads * head_dim, num_kv_heads * head_dim
+        self.qkv_proj = Linear(hidden, self.q_size + 2 * self.kv_size, bias=True)
+        self.o_proj = Linear(self.q_size, hidden, bias=False)
+        self.scale = head_dim ** -0.5
+
+    def forward(self, x, cos, sin, meta: AttentionMetadata, kv_cache):
+        T = x.shape[0]
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], axis=-1)
+        q = apply_rotary(q.reshape([T, self.num_heads, self.head_dim]), cos, sin)
+        k = apply_rotary(k.reshape([T, self.num_kv_heads, self.head_dim]), cos, sin)
+        v = v.reshape([T, self.num_kv_heads, self.head_dim])
+        out = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)   # (T, H, D)
+        return self.o_proj(out.reshape([T, self.q_size]))

@@ -1,0 +1,75 @@
+"""Qwen2-VL (and QVQ): vision tower with full attention per frame + Qwen2 decoder."""
+import paddle
+import paddle.nn as nn
+
+from ..config import ModelConfig, VisionConfig
+from ..layers.attention_metadata import AttentionMetadata
+from ..layers.linear import Linear
+from ..layers.norm import LayerNorm
+from .text import Qwen2Model
+from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin, frame_cu_seqlens, vision_rotary
+
+
+class Qwen2VisionBlock(nn.Layer):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.norm1, self.norm2 = LayerNorm(cfg.hidden_size), LayerNorm(cfg.hidden_size)
+        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads)
+        self.mlp = VisionMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
+
+    def forward(self, x, cos, sin, cu_seqlens):
+        x = x + self.attn(self.norm1(x), cos, sin, cu_seqlens)
+        return x + self.mlp(self.norm2(x))
+
+
+class Qwen2VisionTransformer(nn.Layer):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg)
+        self.blocks = nn.LayerList([Qwen2VisionBlock(cfg) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size))
+
+    def forward(self, pixel_values, grid_thw):
+        """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
+        cos, sin = cos_sin(vision_rotary(grid_thw, self.cfg.spatial_merge_size, self.cfg.head_dim))
+        cu_seqlens = frame_cu_seqlens(grid_thw)
+        x = self.patch_embed(pixel_values)
+        for block in self.blocks:
+            x = block(x, cos, sin, cu_seqlens)
+        return self.merger(x)
+
+
+class Qwen2VLForConditionalGeneration(nn.Layer):
+    vision_class = Qwen2VisionTransformer
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.visual = self.vision_class(config.vision)
+        self.model = Qwen2Model(config.text)
+        if not config.text.tie_word_embeddings:
+            self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+
+    def get_image_features(self, pixel_values, grid_thw):
+        """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (sum t*h*w / merge^2, hidden)."""
+        return self.visual(pixel_values, _as_grid_list(grid_thw))
+
+    get_video_features = get_image_features
+
+    def embed_tokens(self, input_ids):
+        return self.model.embed_tokens(input_ids)
+
+    def forward(self, inputs_embeds, positions, attn_meta: AttentionMetadata, kv_caches):
+        """(T, hidden) packed embeddings, (3, T) positions -> (T, hidden) final hidden states."""
+        return self.model(inputs_embeds, positions, attn_meta, kv_caches)
+
+    def compute_logits(self, hidden):
+        weight = self.model.embed_tokens.weight if self.config.text.tie_word_embeddings else self.lm_head.weight
+        return paddle.matmul(hidden, weight, transpose_y=True)
+
+
+def _as_grid_list(grid_thw) -> list:
+    if isinstance(grid_thw, paddle.Tensor):
+        grid_thw = grid_thw.numpy()
+    return [tuple(int(v) for v in row) for row in grid_thw]

@@ -1,0 +1,32 @@
+"""Model class by `architectures[0]` of config.json."""
+from ..config import ModelConfig
+from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
+from .qwen2_vl import Qwen2VLForConditionalGeneration
+
+MODEL_CLASSES = {
+    "Qwen2VLForConditionalGeneration": Qwen2VLForConditionalGeneration,        # Qwen2-VL, QVQ
+    "Qwen2_5_VLForConditionalGeneration": Qwen2_5_VLForConditionalGeneration,  # Qwen2.5-VL
+}
+
+
+def model_class(config: ModelConfig):
+    if config.architecture not in MODEL_CLASSES:
+        raise ValueError(f"unsupported architecture {config.architecture!r} in config.json; "
+                         f"supported: {sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[config.architecture]
+
+
+def build_model(config: ModelConfig):
+    """The model with randomly initialised weights, in eval mode."""
+    model = model_class(config)(config)
+    model.eval()
+    return model
+
+
+def load_model(model_dir, progress: bool = True):
+    """Build the model for `model_dir` and load its safetensors weights (float32)."""
+    from ..weights import load_weights
+    config = ModelConfig.from_dir(model_dir)
+    model = build_model(config)
+    load_weights(model, model_dir, progress=progress)
+    return model

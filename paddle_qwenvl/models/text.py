@@ -1,0 +1,45 @@
+"""Qwen2 text decoder: GQA attention with M-RoPE, RMSNorm, SwiGLU; works on packed tokens."""
+import paddle
+import paddle.nn as nn
+
+from ..config import TextConfig
+from ..layers.attention import Attention
+from ..layers.attention_metadata import AttentionMetadata
+from ..layers.mlp import GatedMLP
+from ..layers.norm import RMSNorm
+from ..layers.rotary import MRotaryEmbedding
+
+
+class DecoderLayer(nn.Layer):
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
+                                   cfg.head_dim)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, meta, kv_cache):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, meta, kv_cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Qwen2Model(nn.Layer):
+    """HF's `model.*` weights: embed_tokens, layers, norm."""
+
+    def __init__(self, cfg: TextConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.LayerList([DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rotary = MRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
+
+    def forward(self, inputs_embeds, positions, meta: AttentionMetadata, kv_caches):
+        """inputs_embeds (T, hidden), positions (3, T) int64 -> hidden (T, hidden)."""
+        if len(kv_caches) != len(self.layers):
+            raise ValueError(f"{len(kv_caches)} kv caches given for {len(self.layers)} layers")
+        cos, sin = self.rotary(positions)
+        x = inputs_embeds
+        for layer, kv_cache in zip(self.layers, kv_caches):
+            x = layer(x, cos, sin, meta, kv_cache)
+        return self.norm(x)

@@ -1,0 +1,113 @@
+"""Pieces shared by the Qwen2-VL and Qwen2.5-VL vision towers."""
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from ..config import VisionConfig
+from ..layers.activation import get_activation
+from ..layers.linear import Linear
+from ..layers.rotary import apply_rotary
+from ..layers.vision_attention import block_diagonal_attention
+
+
+class PatchEmbed(nn.Layer):
+    """HF's Conv3d with stride == kernel, computed as one matmul over flattened patches."""
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.proj = nn.Layer()
+        kernel = [cfg.in_channels, cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size]
+        self.proj.weight = self.proj.create_parameter([cfg.hidden_size] + kernel)
+        self.patch_dim, self.hidden_size = cfg.patch_dim, cfg.hidden_size
+
+    def forward(self, pixel_values):
+        """(N, C*T*P*P) -> (N, hidden)."""
+        if pixel_values.ndim != 2 or pixel_values.shape[1] != self.patch_dim:
+            raise ValueError(f"pixel_values must be (num_patches, {self.patch_dim}); got {pixel_values.shape}")
+        weight = self.proj.weight.reshape([self.hidden_size, self.patch_dim])
+        return paddle.matmul(pixel_values, weight, transpose_y=True)
+
+
+class VisionAttention(nn.Layer):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = Linear(dim, 3 * dim, bias=True)
+        self.proj = Linear(dim, dim, bias=True)
+
+    def forward(self, x, cos, sin, cu_seqlens):
+        N = x.shape[0]
+        q, k, v = self.qkv(x).reshape([N, 3, self.num_heads, self.head_dim]).unbind(axis=1)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        out = block_diagonal_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5)
+        return self.proj(out.reshape([N, -1]))
+
+
+class VisionMLP(nn.Layer):
+    """Qwen2-VL's fc1 -> act -> fc2."""
+
+    def __init__(self, dim: int, hidden: int, act: str):
+        super().__init__()
+        self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
+        self.act = get_activation(act)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class PatchMerger(nn.Layer):
+    """Norm each patch, then concatenate each merge x merge group and project: (N, C) -> (N/m^2, out)."""
+
+    def __init__(self, cfg: VisionConfig, norm: nn.Layer):
+        super().__init__()
+        self.merged_dim = cfg.hidden_size * cfg.spatial_merge_size ** 2
+        self.ln_q = norm
+        self.mlp = nn.LayerList([Linear(self.merged_dim, self.merged_dim), nn.GELU(),
+                                 Linear(self.merged_dim, cfg.out_hidden_size)])
+
+    def forward(self, x):
+        x = self.ln_q(x).reshape([-1, self.merged_dim])
+        for layer in self.mlp:
+            x = layer(x)
+        return x
+
+
+def rotary_position_ids(grid_thw, merge: int) -> np.ndarray:
+    """(h, w) patch coordinates of every patch, in the order patches arrive (merge groups contiguous).
+
+    Patches come grouped merge x merge: for h=w=4, merge=2 the rows are
+    (0,0) (0,1) (1,0) (1,1) (0,2) (0,3) (1,2) (1,3) (2,0) ...; repeated for each of t frames.
+    """
+    out = []
+    for t, h, w in grid_thw:
+        hpos = np.broadcast_to(np.arange(h)[:, None], (h, w))
+        wpos = np.broadcast_to(np.arange(w)[None, :], (h, w))
+        pair = np.stack([_merge_order(hpos, merge), _merge_order(wpos, merge)], axis=-1)
+        out.append(np.tile(pair, (t, 1)))
+    return np.concatenate(out, axis=0)
+
+
+def _merge_order(grid: np.ndarray, m: int) -> np.ndarray:
+    h, w = grid.shape
+    return grid.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).reshape(-1)
+
+
+def vision_rotary(grid_thw, merge: int, head_dim: int, theta: float = 10000.0):
+    """cos, sin (N, head_dim): half the rotary dims follow the patch row, half the column."""
+    dim = head_dim // 2
+    inv_freq = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
+    ids = rotary_position_ids(grid_thw, merge)                       # (N, 2)
+    freqs = (ids[..., None].astype(np.float32) * inv_freq).reshape(len(ids), -1)   # (N, dim)
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return emb
+
+
+def frame_cu_seqlens(grid_thw) -> list:
+    """Block boundaries with one block per frame: [0, h*w, 2*h*w, ...]."""
+    lens = [h * w for t, h, w in grid_thw for _ in range(t)]
+    return np.concatenate([[0], np.cumsum(lens)]).astype(int).tolist()
+
+
+def cos_sin(emb: np.ndarray):
+    e = paddle.to_tensor(emb.astype(np.float32))
+    return e.cos(), e.sin()

@@ -1,0 +1,70 @@
+"""Sharded safetensors writer with an index, as published checkpoints are laid out."""
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+from tqdm import tqdm
+
+
+def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even."""
+    bits = x.astype(np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+class ShardWriter:
+    """Collects tensors and writes model-0000i-of-0000n.safetensors files of about `shard_bytes`."""
+
+    def __init__(self, out_dir: Path, dtype: str, shard_bytes: int, progress: bool, total: int):
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+        self.out_dir, self.dtype, self.shard_bytes = Path(out_dir), dtype, shard_bytes
+        self.shards, self.current, self.size = [], {}, 0
+        self.bar = tqdm(total=total, desc="writing weights", unit="tensor", disable=not progress)
+
+    def add(self, name: str, value: np.ndarray):
+        self.current[name] = value if self.dtype == "float32" else to_bfloat16_bits(value)
+        self.size += self.current[name].nbytes
+        self.bar.update(1)
+        if self.size >= self.shard_bytes:
+            self._flush()
+
+    def _flush(self):
+        if self.current:
+            path = self.out_dir / f"shard-{len(self.shards):05d}.tmp"
+            _save(self.current, path, self.dtype)
+            self.shards.append((path, list(self.current)))
+            self.current, self.size = {}, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._flush()
+        self.bar.close()
+        if exc[0] is None:
+            self._finish()
+
+    def _finish(self):
+        n = len(self.shards)
+        if n == 1:
+            self.shards[0][0].rename(self.out_dir / "model.safetensors")
+            return
+        weight_map = {}
+        for i, (path, names) in enumerate(self.shards):
+            final = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+            path.rename(self.out_dir / final)
+            weight_map.update({name: final for name in names})
+        index = {"metadata": {}, "weight_map": weight_map}
+        (self.out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def _save(tensors: dict, path: Path, dtype: str):
+    if dtype == "float32":
+        save_file(tensors, str(path), metadata={"format": "pt"})
+        return
+    from safetensors import serialize_file
+    serialize_file({k: {"dtype": "bfloat16", "shape": list(v.shape), "data": v.tobytes()}
+                    for k, v in tensors.items()}, str(path), metadata={"format": "pt"})

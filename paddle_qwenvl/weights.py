@@ -1,0 +1,110 @@
+"""safetensors checkpoint -> model parameters.
+
+Names follow the published HF checkpoints. The few differences from our modules:
+
+| checkpoint name                               | parameter                     |
+|-----------------------------------------------|-------------------------------|
+| ...self_attn.{q,k,v}_proj.{weight,bias}       | ...self_attn.qkv_proj.* (rows q, k, v)   |
+| ...mlp.{gate,up}_proj.{weight,bias}           | ...mlp.gate_up_proj.* (rows gate, up)    |
+| model.language_model.* (transformers >= 4.52) | model.*                       |
+| model.visual.* (transformers >= 4.52)         | visual.*                      |
+| lm_head.weight with tie_word_embeddings       | (ignored: logits use embed_tokens) |
+"""
+import json
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+
+import paddle
+from safetensors import safe_open
+from tqdm import tqdm
+
+PREFIX_RENAMES = (("model.language_model.", "model."), ("model.visual.", "visual."))
+PACKED = {"q_proj": ("qkv_proj", 0, 3), "k_proj": ("qkv_proj", 1, 3), "v_proj": ("qkv_proj", 2, 3),
+          "gate_proj": ("gate_up_proj", 0, 2), "up_proj": ("gate_up_proj", 1, 2)}
+
+
+def checkpoint_files(model_dir) -> List[Path]:
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [model_dir / s for s in shards]
+    else:
+        files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"shards listed in the index are missing: {missing}")
+    return files
+
+
+def iter_checkpoint(model_dir, progress: bool = False) -> Iterator[Tuple[str, paddle.Tensor]]:
+    """(name, tensor) for every tensor of every shard, one shard open at a time."""
+    files = checkpoint_files(model_dir)
+    total = sum(len(_keys(f)) for f in files)
+    with tqdm(total=total, desc="loading weights", unit="tensor", disable=not progress) as bar:
+        for path in files:
+            with safe_open(str(path), framework="paddle") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+                    bar.update(1)
+
+
+def _keys(path: Path) -> list:
+    with safe_open(str(path), framework="paddle") as f:
+        return list(f.keys())
+
+
+def target_of(name: str) -> Tuple[str, int, int]:
+    """Checkpoint name -> (parameter name, part index, number of parts)."""
+    for old, new in PREFIX_RENAMES:
+        if name.startswith(old):
+            name = new + name[len(old):]
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part in PACKED:
+            fused, index, count = PACKED[part]
+            return ".".join(parts[:i] + [fused] + parts[i + 1:]), index, count
+    return name, 0, 1
+
+
+def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Set[str]:
+    """Copy every checkpoint tensor into its parameter (as float32); returns the names loaded.
+
+    A checkpoint tensor with no parameter, a parameter with no tensor, or a shape mismatch raises.
+    """
+    params = dict(model.named_parameters())
+    tied = model.config.text.tie_word_embeddings
+    pending: Dict[str, list] = {}
+    loaded: Set[str] = set()
+    for name, tensor in iter_checkpoint(model_dir, progress):
+        if tied and name == "lm_head.weight":
+            continue
+        target, index, count = target_of(name)
+        if target not in params:
+            raise KeyError(f"checkpoint tensor {name!r} has no matching parameter in "
+                           f"{type(model).__name__} (is the config.json architecture right?)")
+        parts = pending.setdefault(target, [None] * count)
+        parts[index] = tensor.astype("float32")
+        if all(p is not None for p in parts):
+            _assign(params[target], paddle.concat(parts, axis=0) if count > 1 else parts[0], name)
+            loaded.add(target)
+            del pending[target]
+    _check_complete(params, loaded, pending)
+    return loaded
+
+
+def _assign(param, value, name):
+    if list(value.shape) != list(param.shape):
+        raise ValueError(f"checkpoint tensor {name!r} has shape {list(value.shape)}, "
+                         f"the model expects {list(param.shape)} (config.json does not match the weights)")
+    param.set_value(value)
+
+
+def _check_complete(params, loaded, pending):
+    if pending:
+        raise KeyError(f"checkpoint has only some parts of fused tensors: {sorted(pending)}")
+    missing = sorted(set(params) - loaded)
+    if missing:
+        raise KeyError(f"checkpoint lacks {len(missing)} tensors the model needs, e.g. {missing[:5]}")
