@@ -28,7 +28,3 @@ PRESETS = {
                        dict(_VIT25, intermediate_size=3456)),
 }
 
-# Token ids of the published tokenizer (all families share them).
-QWEN_SPECIAL_IDS = dict(bos_token_id=151643, eos_token_id=151645, vision_start_token_id=151652,
-                        vision_end_token_id=151653, vision_token_id=151654, image_token_id=151655,
-                        video_token_id=151656)

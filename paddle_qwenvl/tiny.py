@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .presets import PRESETS, QWEN_SPECIAL_IDS
+from .presets import PRESETS
 
 ARCHITECTURES = {"qwen2_vl": "Qwen2VLForConditionalGeneration",
                  "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
@@ -102,14 +102,11 @@ def write_weights(out_dir: Path, shapes: dict, seed: int, std: float, dtype: str
 
 
 def write_model_dir(out_dir, family: str, text: dict, vision: dict, seed: int = 0, std: float = 0.05,
-                    dtype: str = "float32", token_ids: Optional[dict] = None, progress: bool = False,
-                    **processor_overrides) -> Path:
+                    dtype: str = "float32", progress: bool = False, **processor_overrides) -> Path:
     from .processing.tiny_tokenizer import write_processor_files
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids = write_processor_files(out_dir, family, **processor_overrides)
-    if token_ids:
-        ids = dict(ids, **token_ids)
+    ids = write_processor_files(str(out_dir), family, **processor_overrides)
     text = dict(text, vocab_size=text.get("vocab_size") or _round_up(ids["vocab_size"], 64))
     config = hf_config(family, text, vision, ids)
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
@@ -148,5 +145,5 @@ def make_preset_checkpoint(out_dir, preset: str, num_layers: Optional[int] = Non
         vision["depth"] = vision_depth
         if "fullatt_block_indexes" in vision:
             vision["fullatt_block_indexes"] = [i for i in vision["fullatt_block_indexes"] if i < vision_depth]
-    return write_model_dir(out_dir, family, text, vision, seed, std=0.02, dtype=dtype,
-                           token_ids=QWEN_SPECIAL_IDS, progress=progress, pad_vocab_to=151643)
+    # The tokenizer is the tiny one (its special ids sit near 1000); the vocabulary keeps its real size.
+    return write_model_dir(out_dir, family, text, vision, seed, std=0.02, dtype=dtype, progress=progress)
