@@ -23,6 +23,7 @@ class Scheduler:
         self.max_num_batched_tokens = max_num_batched_tokens
         self.waiting: deque = deque()
         self.running: deque = deque()
+        self.num_preemptions = 0          # total so far, for tests and logs
 
     def add(self, seq: Sequence) -> None:
         capacity = self.block_manager.num_blocks * self.block_manager.block_size
@@ -88,6 +89,7 @@ class Scheduler:
         self.block_manager.free(seq)
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
+        self.num_preemptions += 1
         self.waiting.appendleft(seq)
 
     def finish(self, seq: Sequence, reason: str) -> None:

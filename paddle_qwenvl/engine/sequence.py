@@ -52,6 +52,8 @@ class Sequence:
         self.timings = Timings()
         self.generator: Any = None        # per-request random generator (sampling)
         self.output_text = ""
+        self.decoder: Any = None          # incremental detokenizer of the output
+        self.num_streamed_chars = 0
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -1,0 +1,162 @@
+"""The engine loop: requests in, one scheduled model step at a time, outputs (or text deltas) out."""
+import time
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Union
+
+from ..sampling import SamplingParams, make_generator
+from .block_manager import BlockManager
+from .detokenizer import IncrementalDecoder, find_stop, stream_safe_end
+from .inputs import PromptInputs
+from .model_runner import ModelRunner
+from .outputs import RequestOutput, Usage
+from .scheduler import Scheduler
+from .sequence import Sequence
+
+
+@dataclass
+class EngineConfig:
+    max_model_len: int = 4096            # prompt + output tokens of one request
+    block_size: int = 64                 # tokens per KV cache block
+    kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches
+    max_num_seqs: int = 16               # sequences per step
+    max_num_batched_tokens: Optional[int] = None   # tokens per step; default max_model_len
+
+    def __post_init__(self):
+        for name in ("max_model_len", "block_size", "kv_cache_memory", "max_num_seqs"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.max_num_batched_tokens is None:
+            self.max_num_batched_tokens = max(self.max_model_len, self.max_num_seqs)
+        if self.max_num_batched_tokens < self.max_model_len:
+            raise ValueError(f"max_num_batched_tokens={self.max_num_batched_tokens} must be >= "
+                             f"max_model_len={self.max_model_len}: a whole prompt is prefilled in one step")
+
+
+class LLMEngine:
+    def __init__(self, model, tokenizer, config: EngineConfig):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.eos_ids = list(model.config.eos_token_ids)
+        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory)
+        capacity = self.runner.num_blocks * config.block_size
+        if capacity < config.max_model_len:
+            raise ValueError(f"kv_cache_memory={config.kv_cache_memory} bytes holds {capacity} tokens, "
+                             f"fewer than max_model_len={config.max_model_len}: raise kv_cache_memory "
+                             f"or lower max_model_len")
+        blocks = BlockManager(self.runner.num_blocks, config.block_size)
+        self.scheduler = Scheduler(blocks, config.max_num_seqs, config.max_num_batched_tokens)
+        self._sequences = {}
+
+    def add_request(self, inputs: PromptInputs, params: SamplingParams,
+                    request_id: Optional[str] = None) -> str:
+        if not isinstance(params, SamplingParams):
+            raise TypeError(f"sampling must be a SamplingParams, got {type(params).__name__}")
+        if len(inputs.input_ids) >= self.config.max_model_len:
+            raise ValueError(f"the prompt has {len(inputs.input_ids)} tokens; max_model_len="
+                             f"{self.config.max_model_len} leaves no room to generate: shorten the "
+                             f"prompt (smaller images/videos) or raise max_model_len")
+        seq = Sequence(inputs.input_ids, params, request_id, mm_inputs=inputs)
+        if seq.request_id in self._sequences:
+            raise ValueError(f"request id {seq.request_id!r} is already running")
+        seq.generator = make_generator(params)
+        seq.decoder = IncrementalDecoder(self.tokenizer)
+        self.scheduler.add(seq)
+        self._sequences[seq.request_id] = seq
+        return seq.request_id
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def abort(self, request_id: str) -> bool:
+        """Stops a request; False if it is unknown or already finished."""
+        seq = self.scheduler.abort(request_id)
+        self._sequences.pop(request_id, None)
+        return seq is not None
+
+    def step(self) -> List[RequestOutput]:
+        """Runs one model step; an output for every sequence that took part."""
+        batch = self.scheduler.schedule()
+        if not batch:
+            if self.has_unfinished():
+                raise RuntimeError("the scheduler could not schedule any waiting request")
+            return []
+        start = time.perf_counter()
+        token_ids = self.runner.run(batch, self.eos_ids)
+        self._add_step_time(batch, time.perf_counter() - start - self.runner.last_vision_seconds)
+        self.scheduler.postprocess(batch, token_ids)
+        return [self._after_token(seq) for seq in batch]
+
+    @staticmethod
+    def _add_step_time(batch: List[Sequence], seconds: float) -> None:
+        """Wall time of the step without the vision tower, to prefill or decode of each sequence."""
+        for seq in batch:
+            if seq.num_computed_tokens == 0:
+                seq.timings.prefill += seconds
+            else:
+                seq.timings.decode += seconds
+
+    def _after_token(self, seq: Sequence) -> RequestOutput:
+        new_text = seq.decoder.step(seq.token_ids[-1])
+        seq.output_text += new_text
+        reason = self._finish_reason(seq, len(new_text))
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            self._sequences.pop(seq.request_id, None)
+            if reason != "stop":
+                seq.output_text += seq.decoder.flush()
+        return self._output(seq)
+
+    def _finish_reason(self, seq: Sequence, new_chars: int) -> Optional[str]:
+        params, token = seq.sampling_params, seq.token_ids[-1]
+        if seq.num_completion_tokens >= params.min_new_tokens:
+            stop_ids = params.stop_token_ids + ([] if params.ignore_eos else self.eos_ids)
+            if token in stop_ids:
+                return "stop"
+            cut = find_stop(seq.output_text, params.stop, new_chars) if params.stop else None
+            if cut is not None:
+                seq.output_text = seq.output_text[:cut]
+                return "stop"
+        if seq.num_completion_tokens >= params.max_new_tokens or seq.num_tokens >= self.config.max_model_len:
+            return "length"
+        return None
+
+    def _output(self, seq: Sequence) -> RequestOutput:
+        end = stream_safe_end(seq.output_text, seq.sampling_params.stop, seq.is_finished)
+        delta = seq.output_text[seq.num_streamed_chars:end]
+        seq.num_streamed_chars = max(seq.num_streamed_chars, end)
+        return RequestOutput(seq.request_id, seq.output_text, seq.completion_token_ids, seq.is_finished,
+                             seq.finish_reason, Usage(seq.num_prompt_tokens, seq.num_completion_tokens),
+                             seq.timings, delta)
+
+    def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
+        params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
+        if len(params) != len(requests):
+            raise ValueError(f"{len(params)} SamplingParams given for {len(requests)} requests")
+        return [self.add_request(r, p) for r, p in zip(requests, params)]
+
+    def stream(self, requests: List[PromptInputs],
+               sampling: Union[SamplingParams, List[SamplingParams]]) -> Iterator[RequestOutput]:
+        """Yields outputs whose text grew (`delta`) or that finished, step by step."""
+        ids = set(self._add_all(requests, sampling))
+        try:
+            while ids:
+                for out in self.step():
+                    if out.request_id not in ids or not (out.delta or out.finished):
+                        continue
+                    if out.finished:
+                        ids.discard(out.request_id)
+                    yield out
+        finally:
+            for request_id in ids:              # the caller stopped iterating: free the rest
+                self.abort(request_id)
+
+    def generate(self, requests: List[PromptInputs],
+                 sampling: Union[SamplingParams, List[SamplingParams]]) -> List[RequestOutput]:
+        """Final outputs, in the order of `requests`."""
+        ids = self._add_all(requests, sampling)
+        final = {}
+        while len(final) < len(ids):
+            for out in self.step():
+                if out.finished:
+                    final[out.request_id] = out
+        return [final[i] for i in ids]

@@ -1,0 +1,27 @@
+"""What `generate` returns per request."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from .sequence import Timings
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    text: str                      # output so far (final: cut before a stop string)
+    token_ids: List[int]           # generated ids, including a final EOS / stop id
+    finished: bool
+    finish_reason: Optional[str]   # "stop", "length", "abort" or None while running
+    usage: Usage
+    timings: Timings = field(default_factory=Timings)
+    delta: str = ""                # text added since the previous output of this request
