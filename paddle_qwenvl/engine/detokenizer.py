@@ -2,11 +2,13 @@
 
 Decoding token by token cannot decode each id alone (byte-level BPE splits characters across
 tokens), so each step decodes a short window: the text of ids[prefix:] minus that of
-ids[prefix:read]. A trailing U+FFFD means an incomplete character: wait for more tokens.
+ids[prefix:read]. A trailing U+FFFD means an incomplete character: wait for more tokens, but at
+most MAX_HELD tokens (a UTF-8 character has at most 4 bytes), so invalid bytes still come out.
 """
 from typing import List, Optional, Tuple
 
 REPLACEMENT = "\ufffd"
+MAX_HELD = 4
 
 
 class IncrementalDecoder:
@@ -32,7 +34,8 @@ class IncrementalDecoder:
     def _advance(self, final: bool) -> str:
         before = self._decode(self.ids[self.prefix_offset:self.read_offset])
         window = self._decode(self.ids[self.prefix_offset:])
-        if len(window) <= len(before) or (window.endswith(REPLACEMENT) and not final):
+        incomplete = window.endswith(REPLACEMENT) and len(self.ids) - self.read_offset < MAX_HELD
+        if len(window) <= len(before) or (incomplete and not final):
             return ""
         self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
         return window[len(before):]

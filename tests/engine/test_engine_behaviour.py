@@ -1,0 +1,155 @@
+"""Engine behaviour on a tiny random checkpoint: stops, limits, streaming, seeds, abort, errors."""
+import re
+
+import pytest
+from tokenizers import Tokenizer
+
+from paddle_qwenvl.engine.detokenizer import IncrementalDecoder, find_stop
+from paddle_qwenvl.engine.inputs import PromptInputs
+from paddle_qwenvl.engine.llm_engine import EngineConfig, LLMEngine
+from paddle_qwenvl.models import load_model
+from paddle_qwenvl.sampling import SamplingParams
+from paddle_qwenvl.tiny import make_tiny_checkpoint
+
+PROMPTS = ["A picture shows a small red house", "Two children walk along the bank",
+           "the sky above them is bright blue"]
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    model_dir = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), family="qwen2_vl", seed=3)
+    return load_model(model_dir, progress=False), Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+
+@pytest.fixture
+def engine(parts):
+    model, tokenizer = parts
+    return LLMEngine(model, tokenizer, EngineConfig(max_model_len=128, block_size=16, kv_cache_memory=1 << 21))
+
+
+def inputs(engine, text):
+    return PromptInputs(engine.tokenizer.encode(text).ids)
+
+
+def seeded(**kw):
+    """Varied text (a random model's greedy output repeats one token), reproducible by seed."""
+    return SamplingParams(**dict(dict(temperature=0.8, top_k=100, seed=0, max_new_tokens=16,
+                                      ignore_eos=True), **kw))
+
+
+def greedy(**kw):
+    return SamplingParams(temperature=0, **dict(dict(max_new_tokens=16, ignore_eos=True), **kw))
+
+
+def test_stop_token_id_ends_generation_at_first_occurrence(engine):
+    base = engine.generate([inputs(engine, PROMPTS[1])], greedy())[0].token_ids
+    stop_id = base[4]
+    out = engine.generate([inputs(engine, PROMPTS[1])], greedy(stop_token_ids=[stop_id]))[0]
+    first = base.index(stop_id)
+    assert out.token_ids == base[:first + 1] and out.finish_reason == "stop"
+
+
+def test_min_new_tokens_delays_stop_token(engine):
+    base = engine.generate([inputs(engine, PROMPTS[0])], greedy())[0].token_ids
+    out = engine.generate([inputs(engine, PROMPTS[0])], greedy(stop_token_ids=[base[0]], min_new_tokens=3))[0]
+    assert base[0] not in out.token_ids[:3]
+    assert out.finish_reason == ("stop" if base[0] in out.token_ids else "length")
+
+
+def a_later_word(text):
+    """A stop string taken from the text: its second run of >= 3 ASCII letters."""
+    words = re.findall(r"[A-Za-z]{3,}", text)
+    assert len(words) >= 2, f"need varied text to pick a stop string from, got {text!r}"
+    return words[1]
+
+
+def test_stop_string_cuts_text(engine):
+    base = engine.generate([inputs(engine, PROMPTS[2])], seeded())[0]
+    stop = a_later_word(base.text)
+    out = engine.generate([inputs(engine, PROMPTS[2])], seeded(stop=["zzz", stop]))[0]
+    assert out.finish_reason == "stop"
+    assert out.text == base.text[:base.text.index(stop)]
+    assert out.text == base.text[:base.text.index(stop)] and stop not in out.text
+    assert len(out.token_ids) < len(base.token_ids)
+
+
+def test_max_new_tokens_and_max_model_len(engine):
+    out = engine.generate([inputs(engine, PROMPTS[0])], greedy(max_new_tokens=5))[0]
+    assert len(out.token_ids) == 5 and out.finish_reason == "length"
+    long = engine.generate([inputs(engine, PROMPTS[0])], greedy(max_new_tokens=500))[0]
+    assert long.usage.prompt_tokens + long.usage.completion_tokens == 128
+    assert long.finish_reason == "length"
+
+
+def test_streamed_deltas_add_up_to_final_text(engine):
+    requests = [inputs(engine, p) for p in PROMPTS]
+    params = greedy(max_new_tokens=10)
+    finals = engine.generate(requests, params)
+    pieces, finished = {}, {}
+    ids = {}
+    for out in engine.stream(requests, params):
+        ids.setdefault(out.request_id, len(ids))
+        pieces[out.request_id] = pieces.get(out.request_id, "") + out.delta
+        finished[out.request_id] = out.finished
+    assert all(finished.values()) and len(finished) == 3
+    assert [pieces[r] for r in sorted(ids, key=ids.get)] == [f.text for f in finals]
+
+
+def test_stream_holds_back_possible_stop_string_start(engine):
+    base = engine.generate([inputs(engine, PROMPTS[2])], seeded())[0]
+    stop = a_later_word(base.text)
+    outs = list(engine.stream([inputs(engine, PROMPTS[2])], seeded(stop=stop)))
+    assert "".join(o.delta for o in outs) == base.text[:base.text.index(stop)]
+    assert all(not o.delta.endswith(stop[:k]) for o in outs for k in range(1, len(stop)))
+
+
+def test_seeded_sampling_reproduces_in_any_batch(engine):
+    params = SamplingParams(temperature=1.0, top_k=50, seed=7, max_new_tokens=10, ignore_eos=True)
+    alone = engine.generate([inputs(engine, PROMPTS[0])], params)[0].token_ids
+    mixed = engine.generate([inputs(engine, p) for p in PROMPTS],
+                            [params, SamplingParams(seed=1, max_new_tokens=4), greedy()])[0].token_ids
+    assert alone == mixed
+    other = engine.generate([inputs(engine, PROMPTS[0])],
+                            SamplingParams(temperature=1.0, top_k=50, seed=8, max_new_tokens=10,
+                                           ignore_eos=True))[0].token_ids
+    assert other != alone
+
+
+def test_abort_frees_the_request(engine):
+    rid = engine.add_request(inputs(engine, PROMPTS[0]), greedy(max_new_tokens=50))
+    engine.step()
+    assert engine.abort(rid) and not engine.has_unfinished()
+    assert engine.scheduler.block_manager.num_free_blocks == engine.runner.num_blocks
+    assert not engine.abort(rid)
+
+
+def test_breaking_out_of_a_stream_aborts_the_rest(engine):
+    for _ in engine.stream([inputs(engine, p) for p in PROMPTS], greedy(max_new_tokens=30)):
+        break
+    assert not engine.has_unfinished()
+
+
+def test_bad_requests_rejected(engine, parts):
+    with pytest.raises(ValueError, match="max_model_len=128 leaves no room"):
+        engine.add_request(PromptInputs(list(range(1, 200))), greedy())
+    with pytest.raises(TypeError, match="SamplingParams"):
+        engine.add_request(inputs(engine, PROMPTS[0]), {"temperature": 0})
+    with pytest.raises(ValueError, match="pixel_values has 0 patch rows but image_grid_thw describes 24"):
+        PromptInputs([1, 2], image_grid_thw=[[1, 4, 6]])
+    with pytest.raises(ValueError, match="raise kv_cache_memory or lower max_model_len"):
+        LLMEngine(parts[0], parts[1], EngineConfig(max_model_len=4096, kv_cache_memory=1 << 20))
+
+
+def test_incremental_decoder_waits_for_whole_characters(parts):
+    tokenizer = parts[1]
+    text = "A café ☕ by the river — naïve ünïcode"
+    ids = tokenizer.encode(text).ids
+    decoder = IncrementalDecoder(tokenizer)
+    deltas = [decoder.step(i) for i in ids] + [decoder.flush()]
+    assert "".join(deltas) == tokenizer.decode(ids)
+    assert not any("\ufffd" in d for d in deltas)
+
+
+def test_find_stop_picks_earliest():
+    assert find_stop("hello world###end", ["end", "###"], new_chars=17) == 11
+    assert find_stop("abc", ["x"], new_chars=3) is None
