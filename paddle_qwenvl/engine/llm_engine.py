@@ -96,26 +96,34 @@ class LLMEngine:
                 seq.timings.decode += seconds
 
     def _after_token(self, seq: Sequence) -> RequestOutput:
-        new_text = seq.decoder.step(seq.token_ids[-1])
-        seq.output_text += new_text
-        reason = self._finish_reason(seq, len(new_text))
+        stopped = self._add_text(seq, seq.decoder.step(seq.token_ids[-1]))
+        reason = "stop" if stopped else self._finish_reason(seq)
+        if reason is not None and not stopped and self._add_text(seq, seq.decoder.flush()):
+            reason = "stop"                       # held-back text completed a stop string
         if reason is not None:
             self.scheduler.finish(seq, reason)
             self._sequences.pop(seq.request_id, None)
-            if reason != "stop":
-                seq.output_text += seq.decoder.flush()
         return self._output(seq)
 
-    def _finish_reason(self, seq: Sequence, new_chars: int) -> Optional[str]:
+    @staticmethod
+    def _add_text(seq: Sequence, text: str) -> bool:
+        """Appends decoded text; True if it completed a stop string (the text is cut before it)."""
+        seq.output_text += text
+        params = seq.sampling_params
+        if not text or not params.stop or seq.num_completion_tokens < params.min_new_tokens:
+            return False
+        cut = find_stop(seq.output_text, params.stop, len(text))
+        if cut is None:
+            return False
+        seq.output_text = seq.output_text[:cut]
+        return True
+
+    def _finish_reason(self, seq: Sequence) -> Optional[str]:
+        """"stop" for an EOS / stop id (once min_new_tokens exist), "length" at a length limit."""
         params, token = seq.sampling_params, seq.token_ids[-1]
-        if seq.num_completion_tokens >= params.min_new_tokens:
-            stop_ids = params.stop_token_ids + ([] if params.ignore_eos else self.eos_ids)
-            if token in stop_ids:
-                return "stop"
-            cut = find_stop(seq.output_text, params.stop, new_chars) if params.stop else None
-            if cut is not None:
-                seq.output_text = seq.output_text[:cut]
-                return "stop"
+        stop_ids = params.stop_token_ids + ([] if params.ignore_eos else self.eos_ids)
+        if token in stop_ids and seq.num_completion_tokens >= params.min_new_tokens:
+            return "stop"
         if seq.num_completion_tokens >= params.max_new_tokens or seq.num_tokens >= self.config.max_model_len:
             return "length"
         return None
