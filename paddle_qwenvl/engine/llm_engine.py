@@ -147,7 +147,7 @@ class LLMEngine:
         """Yields outputs whose text grew (`delta`) or that finished, step by step."""
         ids = set(self._add_all(requests, sampling))
         try:
-            while ids:
+            while ids and self.has_unfinished():
                 for out in self.step():
                     if out.request_id not in ids or not (out.delta or out.finished):
                         continue
@@ -163,8 +163,11 @@ class LLMEngine:
         """Final outputs, in the order of `requests`."""
         ids = self._add_all(requests, sampling)
         final = {}
-        while len(final) < len(ids):
+        while len(final) < len(ids) and self.has_unfinished():
             for out in self.step():
                 if out.finished:
                     final[out.request_id] = out
+        missing = [i for i in ids if i not in final]
+        if missing:
+            raise RuntimeError(f"requests {missing} were aborted before they finished")
         return [final[i] for i in ids]

@@ -25,8 +25,16 @@ def setup(request, tmp_path_factory):
     return model, tokenizer, requests, expected
 
 
-def run_engine(model, tokenizer, requests, **config):
+def run_engine(model, tokenizer, requests, preempted=None, **config):
+    """Generates all requests in one engine; appends the prompt lengths of preempted sequences."""
     engine = LLMEngine(model, tokenizer, EngineConfig(**config))
+    preempt = engine.scheduler.preempt
+
+    def recording_preempt(seq):
+        if preempted is not None:
+            preempted.append(seq.num_prompt_tokens)
+        preempt(seq)
+    engine.scheduler.preempt = recording_preempt
     outs = engine.generate([PromptInputs(**r) for r in requests],
                            SamplingParams(temperature=0, max_new_tokens=MAX_NEW))
     return engine, outs
@@ -63,11 +71,14 @@ def test_too_small_kv_budget_still_finishes_correctly(setup):
     t = model.config.text
     block_bytes = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4 * 8
     # 8 blocks of 8 tokens = 64 slots: one request fits (<= 37 tokens), all four (126 tokens) do not.
-    engine, outs = run_engine(model, tokenizer, requests, max_model_len=64, block_size=8,
+    preempted = []
+    engine, outs = run_engine(model, tokenizer, requests, preempted, max_model_len=64, block_size=8,
                               kv_cache_memory=8 * block_bytes + block_bytes // 2)
     assert engine.runner.num_blocks == 8
     assert [o.token_ids for o in outs] == expected
     assert engine.scheduler.num_preemptions > 0
+    media_lens = [len(r["input_ids"]) for r in requests if len(r) > 1]
+    assert any(n in media_lens for n in preempted), "a request with media should have been recomputed"
     assert engine.scheduler.block_manager.num_free_blocks == 8
     # the vision tower ran once per request with media, recomputes reused its embeddings
     assert sorted(calls) == ["get_image_features"] * 2 + ["get_video_features"]
