@@ -42,11 +42,13 @@ class ImageOptions:
 
 
 def smart_resize(height, width, factor=28, min_pixels=56 * 56, max_pixels=28 * 28 * 1280,
-                 at_least_factor=False):
+                 at_least_factor=False, strict=True):
     """(h, w) near (height, width), multiples of `factor`, with min_pixels <= h*w <= max_pixels.
 
     Rounds with Python's round (half to even) like HF. `at_least_factor=True` first clamps each
     side to >= factor, as qwen-vl-utils does for video frames; HF's image processor does not.
+    `strict=True` raises when rounding would exceed max_pixels (HF would return the larger
+    size); video frames use strict=False because qwen-vl-utils lets min_pixels win there.
     Example: smart_resize(720, 1280) == (728, 1288).
     """
     _check_aspect_ratio(height, width)
@@ -63,7 +65,8 @@ def smart_resize(height, width, factor=28, min_pixels=56 * 56, max_pixels=28 * 2
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
-    _check_within_limits(height, width, h_bar, w_bar, max_pixels)
+    if strict:
+        _check_within_limits(height, width, h_bar, w_bar, max_pixels)
     return h_bar, w_bar
 
 

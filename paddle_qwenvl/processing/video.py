@@ -4,7 +4,8 @@ A video file becomes
     frames [start, end] from video_start / video_end (seconds)
     -> nframes sampled evenly (fps-based, default 2 fps, 4..768 frames, a multiple of 2)
     -> each frame resized to smart_resize(H, W) under a per-frame pixel budget derived from the
-       total video budget (total_pixels / nframes * 2, between min_pixels and 768*28*28)
+       total video budget (total_pixels / nframes * 2, between min_pixels and 768*28*28),
+       with torchvision's float antialiased bicubic (resample.py), rounded to uint8
     -> patches (t * h * w, 1176) with grid_thw = (nframes / 2, h / 14, w / 14)
 and second_per_grid_t = temporal_patch_size / sampled_fps (Qwen2.5-VL's temporal positions).
 A list of images is a video too (one frame per image, sampled at `sample_fps`, default 2).
@@ -15,10 +16,10 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from .errors import InputError, VideoDecodeError
-from .image import frames_to_patches, load_image, smart_resize
+from .image import frames_to_patches, load_image, resize, smart_resize
+from .resample import resize_frames
 from .sources import FetchOptions, resolve
 
 FRAME_FACTOR = 2
@@ -114,7 +115,8 @@ def frame_size(height, width, nframes, image_options, options, part):
         return smart_resize(int(part["resized_height"]), int(part["resized_width"]), factor,
                             image_options.min_pixels, image_options.max_pixels, at_least_factor=True)
     min_pixels, max_pixels = frame_pixel_limits(nframes, options, part)
-    return smart_resize(height, width, factor, min_pixels, max_pixels, at_least_factor=True)
+    # min_pixels wins over a small shared budget (a long low-resolution video), as in qwen-vl-utils.
+    return smart_resize(height, width, factor, min_pixels, max_pixels, at_least_factor=True, strict=False)
 
 
 @dataclass
@@ -213,36 +215,26 @@ def _images_as_video(images, image_options, options, part, fetch_options):
     return frames, part.get("sample_fps", options.sample_fps)
 
 
-def _list_frame_size(frame, nframes, image_options, options, part):
-    # qwen-vl-utils first fits each frame to the image limits, then to the video budget.
-    width, height = frame.size
-    image_limits = (part.get("min_pixels", image_options.min_pixels),
-                    part.get("max_pixels", image_options.max_pixels))
-    if "resized_height" not in part:
-        height, width = smart_resize(height, width, image_options.factor, *image_limits, at_least_factor=True)
-    return frame_size(height, width, nframes, image_options, options, part)
-
-
-def _resize_frames(frames, height, width):
-    """PIL bicubic per frame -> uint8 (T, height, width, 3)."""
-    out = np.empty((len(frames), height, width, 3), dtype=np.uint8)
-    for i, frame in enumerate(frames):
-        image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
-        out[i] = np.asarray(image if image.size == (width, height)
-                            else image.resize((width, height), resample=Image.BICUBIC))
-    return out
+def _list_frames(frames, image_options, part):
+    """qwen-vl-utils' fetch_image on each frame: PIL bicubic to the image-limit size."""
+    width, height = frames[0].size
+    limits = (part.get("min_pixels", image_options.min_pixels), part.get("max_pixels", image_options.max_pixels))
+    if "resized_height" in part and "resized_width" in part:
+        height, width, limits = int(part["resized_height"]), int(part["resized_width"]), \
+            (image_options.min_pixels, image_options.max_pixels)
+    h, w = smart_resize(height, width, image_options.factor, *limits, at_least_factor=True)
+    return np.stack([np.asarray(resize(f, h, w)) for f in frames])
 
 
 def process_video(video, image_options, options=VideoOptions(), part=None, fetch_options=FetchOptions()):
     """A video source or list of frames -> (patches (N, 1176), grid_thw, second_per_grid_t)."""
     part = part or {}
     if isinstance(video, (list, tuple)):
-        frames, sample_fps = _images_as_video(video, image_options, options, part, fetch_options)
-        height, width = _list_frame_size(frames[0], len(frames), image_options, options, part)
+        images, sample_fps = _images_as_video(video, image_options, options, part, fetch_options)
+        frames = _list_frames(images, image_options, part)
     else:
         sampled = read_video(video, options, part, fetch_options)
-        frames, sample_fps = list(sampled.frames), sampled.sample_fps
-        h0, w0 = sampled.frames.shape[1:3]
-        height, width = frame_size(h0, w0, len(frames), image_options, options, part)
-    patches, grid = frames_to_patches(_resize_frames(frames, height, width), image_options)
+        frames, sample_fps = sampled.frames, sampled.sample_fps
+    height, width = frame_size(*frames.shape[1:3], len(frames), image_options, options, part)
+    patches, grid = frames_to_patches(resize_frames(frames, height, width), image_options)
     return patches, grid, image_options.temporal_patch_size / sample_fps

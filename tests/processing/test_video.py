@@ -1,0 +1,152 @@
+"""Videos: frame sampling as qwen-vl-utils, frames patchified as HF, decord and PyAV agree."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paddle_qwenvl.processing.errors import InputError, VideoDecodeError
+from paddle_qwenvl.processing.image import ImageOptions, smart_resize
+from paddle_qwenvl.processing.resample import resize_frames
+from paddle_qwenvl.processing.video import (
+    VideoOptions, _read_av, _read_decord, frame_pixel_limits, frame_range, process_video,
+    read_video, sample_indices, smart_nframes)
+
+from .conftest import write_video
+
+IMAGE_OPTIONS = ImageOptions(min_pixels=3136, max_pixels=12845056)
+OPTIONS = VideoOptions()
+
+PARTS = [{}, {"fps": 1.0}, {"fps": 4.0}, {"nframes": 6}, {"nframes": 7}, {"fps": 2.0, "max_frames": 8},
+         {"fps": 0.5, "min_frames": 6}, {"video_start": 0.3}, {"video_end": 2.1},
+         {"video_start": 0.5, "video_end": 1.7, "fps": 3.0}]
+
+
+def _reference_indices(qvu, part, total_frames, video_fps):
+    """qwen-vl-utils' decord reader, minus decoding: frame range, nframes, torch.linspace indices."""
+    import torch
+    first, last, count = qvu.calculate_video_frame_range(part, total_frames, video_fps)
+    nframes = qvu.smart_nframes(part, total_frames=count, video_fps=video_fps)
+    indices = torch.linspace(first, last, nframes).round().long().tolist()
+    return indices, nframes / max(count, 1e-6) * video_fps
+
+
+@pytest.mark.parametrize("total_frames,video_fps", [(8, 2.0), (30, 10.0), (49, 24.0), (61, 29.97),
+                                                    (150, 30.0), (301, 60.0), (2000, 25.0)])
+def test_sampling_rules_match_qwen_vl_utils(qwen_vl_utils, total_frames, video_fps):
+    for part in PARTS:
+        try:
+            expected = _reference_indices(qwen_vl_utils, part, total_frames, video_fps)
+        except ValueError:
+            with pytest.raises(InputError):
+                first, last, count = frame_range(total_frames, video_fps, part)
+                smart_nframes(count, video_fps, OPTIONS, part)
+            continue
+        first, last, count = frame_range(total_frames, video_fps, part)
+        nframes = smart_nframes(count, video_fps, OPTIONS, part)
+        assert sample_indices(first, last, nframes) == expected[0], part
+        assert math.isclose(nframes / count * video_fps, expected[1]), part
+
+
+def test_linspace_indices_match_torch_rounding():
+    torch = pytest.importorskip("torch")
+    for first, last, n in itertools.product(range(0, 30, 7), range(31, 2000, 97), [2, 4, 6, 10, 30, 768]):
+        assert sample_indices(first, last, n) == torch.linspace(first, last, n).round().long().tolist()
+    # float64 linspace picks another frame here (index 13: 6.5 -> 6; torch's float32 value rounds to 7).
+    assert sample_indices(0, 7, 27) == torch.linspace(0, 7, 27).round().long().tolist()
+    assert sample_indices(0, 7, 27) != np.round(np.linspace(0, 7, 27)).astype(int).tolist()
+
+
+def test_frame_budget_and_size_match_qwen_vl_utils(qwen_vl_utils):
+    for nframes, (height, width), part in itertools.product(
+            [4, 16, 200, 768], [(64, 96), (720, 1280), (1080, 1920), (30, 2000)],
+            [{}, {"total_pixels": 20000 * 28 * 28}, {"min_pixels": 16 * 28 * 28}, {"max_pixels": 200 * 28 * 28}]):
+        min_pixels, max_pixels = frame_pixel_limits(nframes, OPTIONS, part)
+        # qwen-vl-utils fetch_video's budget, with its constants for image_patch_size 14.
+        ref_min = part.get("min_pixels", 128 * 28 * 28)
+        ref_total = part.get("total_pixels", 128000 * 28 * 28 * 0.9)
+        ref_max = max(min(768 * 28 * 28, ref_total / nframes * 2), int(ref_min * 1.05))
+        ref_max = min(part.get("max_pixels", ref_max), ref_max)
+        assert (min_pixels, max_pixels) == (ref_min, ref_max)
+        ours = smart_resize(height, width, 28, min_pixels, max_pixels, at_least_factor=True, strict=False)
+        assert ours == qwen_vl_utils.smart_resize(height, width, 28, ref_min, ref_max)
+
+
+@pytest.mark.parametrize("num_frames,fps", [(12, 4), (50, 25), (91, 30), (40, 7.5)])
+def test_decord_and_pyav_sample_the_same_frames(tmp_path, qwen_vl_utils, num_frames, fps):
+    path = write_video(tmp_path / "v.mp4", num_frames, fps)
+    for part in [{}, {"fps": 4.0}, {"nframes": 4}, {"video_start": 0.25, "video_end": 1.2}]:
+        expected, expected_fps = _reference_indices(qwen_vl_utils, part, num_frames, float(fps))
+        by_decord = _read_decord(str(path), OPTIONS, part)
+        by_av = _read_av(str(path), OPTIONS, part)
+        assert by_decord.indices == by_av.indices == expected, part
+        assert math.isclose(by_decord.sample_fps, expected_fps) and math.isclose(by_av.sample_fps, expected_fps)
+        assert np.array_equal(by_decord.frames, by_av.frames)
+        # Frame i was written with red level 5*i; the decoded level identifies the frame.
+        reds = by_decord.frames[:, 10, -10, 0].astype(int)
+        assert np.all(np.abs(reds - (np.array(expected) * 5) % 256) <= 3), part
+
+
+def test_video_patches_match_hf_frame_patchify(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    path = write_video(tmp_path / "v.mp4", 40, 10)
+    patches, grid, second_per_grid_t = process_video(str(path), IMAGE_OPTIONS, OPTIONS, {"nframes": 6})
+    sampled = read_video(str(path), OPTIONS, {"nframes": 6})
+    frames = list(resize_frames(sampled.frames, grid[1] * 14, grid[2] * 14))
+    hf = transformers.Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056)
+    ref = hf(images=None, videos=[frames], return_tensors="np", input_data_format="channels_last")
+    assert grid == tuple(ref["video_grid_thw"][0]) == (3, 20, 28)
+    assert np.abs(patches - ref["pixel_values_videos"]).max() <= 1e-6
+    assert math.isclose(second_per_grid_t, 2 / sampled.sample_fps)
+
+
+@pytest.mark.parametrize("size,out", [((90, 130), (140, 196)), ((64, 96), (280, 392)),
+                                      ((300, 200), (56, 28)), ((77, 33), (77, 66)), ((480, 854), (252, 448))])
+def test_frame_resize_matches_torchvision_float_bicubic(size, out):
+    # qwen-vl-utils resizes frames with torchvision: torch's antialiased bicubic on float,
+    # clamped and rounded to uint8. torchvision is absent here; torch's kernel is the same.
+    torch = pytest.importorskip("torch")
+    frames = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    ours = resize_frames(frames, *out)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    ref = torch.nn.functional.interpolate(x, size=out, mode="bicubic", antialias=True, align_corners=False)
+    ref = ref.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    diff = np.abs(ours.astype(int) - ref)
+    # Weights agree to float32 rounding, so a value at x.5 +- 1e-4 may round the other way.
+    assert diff.max() <= 1 and (diff > 0).mean() < 2e-4
+
+
+def test_list_of_frames_is_a_video_padded_to_even_count():
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)) for _ in range(3)]
+    patches, grid, second_per_grid_t = process_video(frames, IMAGE_OPTIONS, OPTIONS, {"sample_fps": 1.0})
+    # 3 frames -> 4 (last repeated) -> t = 2; per-frame size from the video budget (min 128 tokens).
+    assert grid == (2,) + tuple(x // 14 for x in smart_resize(60, 80, 28, 128 * 784, 768 * 784, True))
+    assert second_per_grid_t == 2.0
+    assert patches.shape == (grid[0] * grid[1] * grid[2], 1176)
+
+
+def test_video_defaults_follow_fps_two(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 90, 30)  # 3 s at 30 fps -> 6 frames at 2 fps
+    patches, grid, second_per_grid_t = process_video(str(path), IMAGE_OPTIONS)
+    assert grid[0] == 3 and second_per_grid_t == 1.0
+
+
+def test_video_with_no_decodable_frames_is_rejected(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(VideoDecodeError, match="cannot decode video"):
+        process_video(str(bad), IMAGE_OPTIONS)
+
+
+def test_video_with_one_frame_is_rejected(tmp_path):
+    path = write_video(tmp_path / "one.mp4", 1, 10)
+    with pytest.raises(VideoDecodeError, match="sampled frames"):
+        process_video(str(path), IMAGE_OPTIONS)
+
+
+def test_empty_time_range_is_rejected(tmp_path):
+    path = write_video(tmp_path / "v.mp4", 20, 10)
+    with pytest.raises(InputError, match="select no frames"):
+        process_video(str(path), IMAGE_OPTIONS, OPTIONS, {"video_start": 1.5, "video_end": 1.0})
