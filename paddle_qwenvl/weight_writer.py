@@ -65,6 +65,7 @@ def _save(tensors: dict, path: Path, dtype: str):
     if dtype == "float32":
         save_file(tensors, str(path), metadata={"format": "pt"})
         return
-    from safetensors import serialize_file
-    serialize_file({k: {"dtype": "bfloat16", "shape": list(v.shape), "data": v.tobytes()}
-                    for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    import paddle
+    from safetensors.paddle import save_file as save_paddle
+    save_paddle({k: paddle.to_tensor(v).view(paddle.bfloat16) for k, v in tensors.items()}, str(path),
+                metadata={"format": "pt"})

@@ -1,4 +1,6 @@
 """Model class by `architectures[0]` of config.json."""
+import paddle.nn as nn
+
 from ..config import ModelConfig
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
@@ -16,9 +18,14 @@ def model_class(config: ModelConfig):
     return MODEL_CLASSES[config.architecture]
 
 
-def build_model(config: ModelConfig):
-    """The model with randomly initialised weights, in eval mode."""
-    model = model_class(config)(config)
+def build_model(config: ModelConfig, random_init: bool = True):
+    """The model in eval mode: weights uniform in +-0.03 (norms 1), or zeros to be loaded over."""
+    init = nn.initializer.Uniform(-0.03, 0.03) if random_init else nn.initializer.Constant(0.0)
+    nn.initializer.set_global_initializer(init, nn.initializer.Constant(0.0))
+    try:
+        model = model_class(config)(config)
+    finally:
+        nn.initializer.set_global_initializer(None)
     model.eval()
     return model
 
@@ -27,6 +34,6 @@ def load_model(model_dir, progress: bool = True):
     """Build the model for `model_dir` and load its safetensors weights (float32)."""
     from ..weights import load_weights
     config = ModelConfig.from_dir(model_dir)
-    model = build_model(config)
+    model = build_model(config, random_init=False)
     load_weights(model, model_dir, progress=progress)
     return model
