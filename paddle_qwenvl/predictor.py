@@ -1,0 +1,85 @@
+"""The user-facing entry point: `Predictor.from_pretrained(dir).generate(messages)`."""
+import time
+from typing import Iterator, List, Optional, Union
+
+from .engine.inputs import PromptInputs
+from .engine.llm_engine import EngineConfig, LLMEngine
+from .engine.outputs import RequestOutput
+from .models import load_model
+from .processing import Processor
+from .sampling import SamplingParams
+
+SUPPORTED_DTYPES = ("float32",)
+
+
+class Predictor:
+    """Chat messages (text, images, videos) in, text out; many requests share one paged KV cache.
+
+    A request is either a list of chat messages (OpenAI / Qwen format) or a dict
+    {"prompt": text, "images": [...], "videos": [...]} whose prompt already holds the
+    <|vision_start|><|image_pad|><|vision_end|> blocks (or the shorthand <image> / <video>).
+    """
+
+    def __init__(self, model, processor: Processor, engine_config: EngineConfig, load_seconds: float = 0.0):
+        self.model, self.processor = model, processor
+        self.engine = LLMEngine(model, processor.tokenizer, engine_config)
+        self.load_seconds = load_seconds
+
+    @classmethod
+    def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
+                        max_model_len: int = 4096, block_size: int = 64, kv_cache_memory: int = 1 << 30,
+                        max_num_seqs: int = 16, progress: bool = True, **processor_options) -> "Predictor":
+        """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
+
+        processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
+        """
+        if dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
+                             "(checkpoints in bfloat16 are converted on load)")
+        if quant_type is not None:
+            raise ValueError(f"quant_type {quant_type!r} is not available yet; use quant_type=None")
+        start = time.perf_counter()
+        processor = Processor.from_pretrained(model_dir, **processor_options)
+        model = load_model(model_dir, progress=progress)
+        config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
+                              kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs)
+        return cls(model, processor, config, time.perf_counter() - start)
+
+    def prepare(self, request, **processor_options) -> PromptInputs:
+        """One request -> token ids and pixels, exactly as the model will see them."""
+        if isinstance(request, dict) and "prompt" in request:
+            out = self.processor.from_prompt(request["prompt"], request.get("images", ()),
+                                             request.get("videos", ()), **processor_options)
+        elif isinstance(request, (list, tuple)):
+            out = self.processor(list(request), **processor_options)
+        else:
+            raise TypeError("a request is a list of chat messages or a dict with 'prompt' "
+                            f"(and optional 'images', 'videos'); got {type(request).__name__}")
+        return PromptInputs(out.input_ids, out.pixel_values, out.image_grid_thw or None,
+                            out.pixel_values_videos, out.video_grid_thw or None, out.second_per_grid_ts or None)
+
+    def generate(self, requests, sampling: Union[SamplingParams, List[SamplingParams], None] = None,
+                 **processor_options) -> Union[RequestOutput, List[RequestOutput]]:
+        """Generate for one request (returns one output) or a list of requests (returns a list)."""
+        single = _is_single_request(requests)
+        batch = [requests] if single else list(requests)
+        outputs = self.engine.generate([self.prepare(r, **processor_options) for r in batch],
+                                       sampling or SamplingParams())
+        return outputs[0] if single else outputs
+
+    def stream(self, requests, sampling: Union[SamplingParams, List[SamplingParams], None] = None,
+               **processor_options) -> Iterator[RequestOutput]:
+        """Outputs as text grows: each carries `delta`, the text added since its previous output."""
+        batch = [requests] if _is_single_request(requests) else list(requests)
+        yield from self.engine.stream([self.prepare(r, **processor_options) for r in batch],
+                                      sampling or SamplingParams())
+
+
+def _is_single_request(requests) -> bool:
+    if isinstance(requests, dict):
+        return True
+    if not isinstance(requests, (list, tuple)) or not requests:
+        raise ValueError("requests must be a non-empty list of chat messages, a prompt dict, "
+                         "or a list of those")
+    first = requests[0]
+    return isinstance(first, dict) and "role" in first
