@@ -42,15 +42,18 @@ def axis_weights(in_size, out_size):
 
 
 def _resample_axis(x, axis, out_size):
-    """Resample float32 `x` along `axis` (taps summed in order, as torch does)."""
+    """Resample float32 `x` along `axis` (taps summed in order, as torch does).
+
+    The axis is moved to the front and made contiguous, so each tap gathers whole rows.
+    """
     first, weights = axis_weights(x.shape[axis], out_size)
-    x = np.moveaxis(x, axis, 0)
-    out = np.zeros((out_size,) + x.shape[1:], dtype=np.float32)
-    index = np.minimum(first[:, None] + np.arange(weights.shape[1]), x.shape[0] - 1)
-    extra = (1,) * (x.ndim - 1)
-    for k in range(weights.shape[1]):
-        out += weights[:, k].reshape((-1,) + extra) * x[index[:, k]]
-    return np.moveaxis(out, 0, axis)
+    rows = np.ascontiguousarray(np.moveaxis(x, axis, 0))
+    flat = rows.reshape(rows.shape[0], -1)              # (in_size, everything else)
+    index = np.minimum(first[:, None] + np.arange(weights.shape[1]), flat.shape[0] - 1)
+    out = flat[index[:, 0]] * weights[:, :1]
+    for k in range(1, weights.shape[1]):
+        out += flat[index[:, k]] * weights[:, k:k + 1]
+    return np.moveaxis(out.reshape((out_size,) + rows.shape[1:]), 0, axis)
 
 
 def resize_frames(frames, height, width):

@@ -150,3 +150,28 @@ def test_empty_time_range_is_rejected(tmp_path):
     path = write_video(tmp_path / "v.mp4", 20, 10)
     with pytest.raises(InputError, match="select no frames"):
         process_video(str(path), IMAGE_OPTIONS, OPTIONS, {"video_start": 1.5, "video_end": 1.0})
+
+
+def test_pyav_is_used_when_decord_is_missing(tmp_path, monkeypatch):
+    import builtins
+    path = write_video(tmp_path / "v.mp4", 30, 10)
+    expected = read_video(str(path), OPTIONS, {"nframes": 4})
+    real_import = builtins.__import__
+
+    def no_decord(name, *args, **kwargs):
+        if name == "decord":
+            raise ImportError("No module named 'decord'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_decord)
+    sampled = read_video(str(path), OPTIONS, {"nframes": 4})
+    assert sampled.indices == expected.indices and np.array_equal(sampled.frames, expected.frames)
+
+
+def test_video_from_data_url_equals_video_from_path(tmp_path):
+    import base64
+    path = write_video(tmp_path / "v.mp4", 20, 10)
+    data_url = "data:video/mp4;base64," + base64.b64encode(path.read_bytes()).decode()
+    from_path = process_video(str(path), IMAGE_OPTIONS)
+    from_data = process_video(data_url, IMAGE_OPTIONS)
+    assert from_path[1:] == from_data[1:] and np.array_equal(from_path[0], from_data[0])
