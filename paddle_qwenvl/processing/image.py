@@ -145,15 +145,21 @@ def resize(image, height, width):
     return image.resize((width, height), resample=Image.BICUBIC)
 
 
-def normalize_table(options):
+def normalize_table(options, fused=False):
     """(3, 256) float32: the normalised value of each uint8 level per channel.
 
-    Same arithmetic as HF's rescale (float64 multiply, cast to float32) then normalise
-    ((x - mean) / std in float32), so a table lookup gives bit-identical values.
+    fused=False: HF's slow image processor, rescale (float64 multiply, cast to float32) then
+    (x - mean) / std in float32. fused=True: HF's torch video processor, which folds the
+    rescale into mean and std (mean * 255, std * 255 in float32) and normalises raw levels.
+    Either way a table lookup gives values bit-identical to the reference arithmetic.
     """
-    levels = (np.arange(256, dtype=np.float64) * options.rescale_factor).astype(np.float32)
     mean = np.array(options.image_mean, dtype=np.float32)[:, None]
     std = np.array(options.image_std, dtype=np.float32)[:, None]
+    if fused:
+        inverse = np.float32(1.0 / options.rescale_factor)
+        levels = np.arange(256, dtype=np.float32)
+        return (levels[None, :] - mean * inverse) / (std * inverse)
+    levels = (np.arange(256, dtype=np.float64) * options.rescale_factor).astype(np.float32)
     return (levels[None, :] - mean) / std
 
 
@@ -175,13 +181,13 @@ def patchify(frames, options):
     return np.ascontiguousarray(x).reshape(grid[0] * grid[1] * grid[2], c * tps * p * p), grid
 
 
-def frames_to_patches(frames, options):
+def frames_to_patches(frames, options, fused_normalize=False):
     """uint8 (T, H, W, 3) frames -> (float32 patches (N, 3*tps*p*p), grid_thw).
 
     Patchify the uint8 frames first (4x less data to move), then normalise by table lookup.
     """
     patches, grid = patchify(frames.transpose(0, 3, 1, 2), options)
-    table = normalize_table(options)
+    table = normalize_table(options, fused_normalize)
     out = np.empty(patches.shape, dtype=np.float32)
     width = patches.shape[1] // 3  # columns per channel
     for c in range(3):

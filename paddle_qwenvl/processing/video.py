@@ -236,5 +236,6 @@ def process_video(video, image_options, options=VideoOptions(), part=None, fetch
         sampled = read_video(video, options, part, fetch_options)
         frames, sample_fps = sampled.frames, sampled.sample_fps
     height, width = frame_size(*frames.shape[1:3], len(frames), image_options, options, part)
-    patches, grid = frames_to_patches(resize_frames(frames, height, width), image_options)
+    # HF's video processor (torch) normalises with rescale folded into mean/std.
+    patches, grid = frames_to_patches(resize_frames(frames, height, width), image_options, fused_normalize=True)
     return patches, grid, image_options.temporal_patch_size / sample_fps

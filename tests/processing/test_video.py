@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from paddle_qwenvl.processing.errors import InputError, VideoDecodeError
-from paddle_qwenvl.processing.image import ImageOptions, smart_resize
+from paddle_qwenvl.processing.image import ImageOptions, frames_to_patches, smart_resize
 from paddle_qwenvl.processing.resample import resize_frames
 from paddle_qwenvl.processing.video import (
     VideoOptions, _read_av, _read_decord, frame_pixel_limits, frame_range, process_video,
@@ -175,3 +175,24 @@ def test_video_from_data_url_equals_video_from_path(tmp_path):
     from_path = process_video(str(path), IMAGE_OPTIONS)
     from_data = process_video(data_url, IMAGE_OPTIONS)
     assert from_path[1:] == from_data[1:] and np.array_equal(from_path[0], from_data[0])
+
+
+def test_video_normalisation_follows_hf_video_processor_arithmetic():
+    # transformers 4.57.3 BaseVideoProcessor.rescale_and_normalize: mean/std tensors (float32)
+    # times 1/rescale_factor, then torchvision F.normalize = (x - mean) / std on float32 frames.
+    # torchvision is absent here, so these torch ops stand in for F.normalize.
+    torch = pytest.importorskip("torch")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 28, 56, 3), dtype=np.uint8)
+    patches, grid = frames_to_patches(frames, IMAGE_OPTIONS, fused_normalize=True)
+    mean = torch.tensor(IMAGE_OPTIONS.image_mean) * (1.0 / IMAGE_OPTIONS.rescale_factor)
+    std = torch.tensor(IMAGE_OPTIONS.image_std) * (1.0 / IMAGE_OPTIONS.rescale_factor)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32)
+    ref = ((x - mean[:, None, None]) / std[:, None, None]).numpy().transpose(0, 2, 3, 1)
+    ref_patches, ref_grid = frames_to_patches_float(ref)
+    assert grid == ref_grid and np.array_equal(patches, ref_patches)
+
+
+def frames_to_patches_float(frames):
+    """Patchify already-normalised float frames (T, H, W, 3) with the shared patch order."""
+    from paddle_qwenvl.processing.image import patchify
+    return patchify(frames.transpose(0, 3, 1, 2), IMAGE_OPTIONS)
