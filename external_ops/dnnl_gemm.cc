@@ -1,0 +1,80 @@
+// oneDNN matmul with a small primitive cache keyed by shape and dtypes.
+#include "dnnl_gemm.h"
+
+#include <omp.h>
+
+#ifdef PQV_WITH_DNNL
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#endif
+
+namespace pqv {
+
+#ifndef PQV_WITH_DNNL
+bool dnnl_available() { return false; }
+bool dnnl_gemm(const Gemm&, int) { return false; }
+#else
+namespace {
+using dnnl::memory;
+using tag = memory::format_tag;
+
+memory::data_type to_dnnl(Dt d) { return d == Dt::f32 ? memory::data_type::f32 : memory::data_type::bf16; }
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+std::string key_of(const Gemm& g) {
+  return std::to_string(g.M) + "," + std::to_string(g.N) + "," + std::to_string(g.K) + "," +
+         std::to_string(g.ldy) + "," + std::to_string(int(g.in_dt)) + std::to_string(int(g.y_dt)) +
+         (g.bias ? "b" : "");
+}
+
+dnnl::matmul make_matmul(const Gemm& g) {
+  memory::desc a({g.M, g.K}, to_dnnl(g.in_dt), tag::ab);
+  memory::desc w({g.K, g.N}, to_dnnl(g.in_dt), tag::ba);   // (N, K) row-major == (K, N) "ba"
+  memory::desc y({g.M, g.N}, to_dnnl(g.y_dt), memory::dims{g.ldy, 1});
+  if (!g.bias) return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, y));
+  memory::desc b({1, g.N}, memory::data_type::f32, tag::ab);
+  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, b, y));
+}
+
+// Creating a primitive costs ~0.1-1 ms; prefill lengths vary, so the cache is bounded.
+dnnl::matmul cached_matmul(const Gemm& g) {
+  static std::mutex mu;
+  static std::unordered_map<std::string, dnnl::matmul> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  const std::string k = key_of(g);
+  auto it = cache.find(k);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 512) cache.clear();
+  return cache.emplace(k, make_matmul(g)).first->second;
+}
+}  // namespace
+
+bool dnnl_available() { return true; }
+
+bool dnnl_gemm(const Gemm& g, int num_threads) {
+  dnnl::matmul mm = cached_matmul(g);
+  dnnl::engine& eng = cpu_engine();
+  memory a({{g.M, g.K}, to_dnnl(g.in_dt), tag::ab}, eng, const_cast<void*>(g.a));
+  memory w({{g.K, g.N}, to_dnnl(g.in_dt), tag::ba}, eng, const_cast<void*>(g.w));
+  memory y({{g.M, g.N}, to_dnnl(g.y_dt), memory::dims{g.ldy, 1}}, eng, g.y);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}};
+  if (g.bias) args[DNNL_ARG_BIAS] = memory({{1, g.N}, memory::data_type::f32, tag::ab}, eng, const_cast<float*>(g.bias));
+  // oneDNN sizes its thread team from the caller's OpenMP setting (Paddle's libiomp5).
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(num_threads);
+  dnnl::stream s(eng);
+  mm.execute(s, args);
+  s.wait();
+  omp_set_num_threads(saved);
+  return true;
+}
+#endif
+
+}  // namespace pqv

@@ -1,0 +1,49 @@
+// Raw-pointer kernels behind the ops. Each has an AVX512 variant (kernels_avx512.cc, compiled
+// for AVX512 by a pragma and only called after a run-time CPU check) and a portable variant
+// (kernels_portable.cc). Layouts: row-major; weights (N, K) as in HF (out_features, in_features).
+#pragma once
+#include <cstdint>
+
+namespace pqv {
+
+// y (M, N) = x (M, K) @ dequant(w)^T * scale[n] + bias[n]; w int8 (N, K); bias may be null.
+struct Int8Gemv {
+  const float* x; const int8_t* w; const float* scales; const float* bias; float* y;
+  int64_t M, N, K;
+};
+// w uint8 (N, K/2): byte j holds k=2j in its low nibble and k=2j+1 in its high nibble, each
+// stored as q+8 with q in [-8, 7]; scales (N, K/group). K % group == 0, group % 64 == 0.
+struct Int4Gemv {
+  const float* x; const uint8_t* w; const float* scales; const float* bias; float* y;
+  int64_t M, N, K, group;
+};
+
+void int8_gemv_avx512(const Int8Gemv& p, int64_t n0, int64_t n1);
+void int8_gemv_portable(const Int8Gemv& p, int64_t n0, int64_t n1);
+// AVX512 int4 wants p.x permuted per 64-chunk into [even k | odd k] and xsum (M, K/group) the
+// per-group sums of x; int4_prepare writes both.
+void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp, float* xsum);
+void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t n1);
+void int4_gemv_portable(const Int4Gemv& p, int64_t n0, int64_t n1);
+
+// VNNI decode path: activations quantized per row and per block (int8, symmetric; block 64 for
+// int8 weights, block = group for int4), then vpdpbusd on the raw weight bytes.
+struct QuantX {
+  const int8_t* q;      // (M, K) int8; for int4 permuted per block into [even k | odd k]
+  const float* scale;   // (M, K/block) dequantization scale of each block
+  const int32_t* sum;   // (M, K/block) sum of the block's int8 values
+  int64_t block;
+};
+void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool permute, int8_t* q,
+                       float* scale, int32_t* sum);
+void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
+void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
+
+// Dot products of one query row against `n` rows of a strided matrix: out[i] = q . rows[i].
+float dot_avx512(const float* a, const float* b, int64_t d);
+// acc[0..d) += w * v[0..d)
+void axpy_avx512(float* acc, const float* v, float w, int64_t d);
+// Sum of all floats in [p, p + n): the DRAM read-bandwidth probe.
+float sum_avx512(const float* p, int64_t n);
+
+}  // namespace pqv

@@ -1,0 +1,155 @@
+// AVX512-VNNI decode kernels for weight-only linear. x is quantized to int8 per block
+// (|error| <= block max / 254), so results differ from dequantized fp32 math by that much; in
+// exchange one vpdpbusd does 64 multiply-adds and the GEMV keeps up with DRAM.
+// One weight row at a time: a single sequential stream per thread (see kernels_avx512.cc).
+// Compiled for AVX512 by the pragma; callers check pqv::has_avx512() (which includes VNNI).
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,avx2")
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "kernels.h"
+
+namespace pqv {
+namespace {
+
+constexpr int64_t kPrefetch = 1024;
+
+// Sum over blocks of scale * sum(xq): what the unsigned weight offset adds, per activation row.
+inline float offset_term(const QuantX& xq, int64_t m, int64_t b0, int64_t b1, int64_t B) {
+  float s = 0.f;
+  for (int64_t b = b0; b < b1; ++b) s += xq.scale[m * B + b] * xq.sum[m * B + b];
+  return s;
+}
+
+// int8 weights: u = w ^ 0x80 = w + 128 (unsigned), so vpdpbusd(u, xq) = sum xq*w + 128*sum(xq).
+template <int MR>
+inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) {
+  const int64_t K = p.K, B = K / 64;
+  const int8_t* w = p.w + n * K;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < B; ++b) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + b * 64 + kPrefetch), _MM_HINT_T0);
+    const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(w + b * 64), flip);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i x = _mm512_loadu_si512(xq.q + (m + i) * K + b * 64);
+      const __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+      const __m512 s = _mm512_set1_ps(xq.scale[(m + i) * B + b]);
+      acc[i][b & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc[i][b & 1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const float dot = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 128.f * offset_term(xq, m + i, 0, B, B);
+    p.y[(m + i) * p.N + n] = dot * p.scales[n] + (p.bias ? p.bias[n] : 0.f);
+  }
+}
+
+// int4 weights are stored as q + 8 in [0, 15], already unsigned: sum xq*(q+8) = sum xq*q + 8*sum(xq).
+// Group 128: 64 packed bytes per group; low nibbles pair with the permuted x's first 64 bytes.
+template <int MR>
+inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t n) {
+  const int64_t K = p.K, G = K / 128;
+  const uint8_t* w = p.w + n * (K / 2);
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  __m512 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + g * 64 + kPrefetch), _MM_HINT_T0);
+    const __m512i raw = _mm512_loadu_si512(w + g * 64);
+    const __m512i lo = _mm512_and_si512(raw, mask);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+    const float ws = p.scales[n * G + g];
+    for (int i = 0; i < MR; ++i) {
+      const int8_t* x = xq.q + (m + i) * K + g * 128;
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x));
+      d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 64));
+      const __m512 s = _mm512_set1_ps(ws * xq.scale[(m + i) * G + g]);
+      acc[i][g & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc[i][g & 1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float off = 0.f;
+    for (int64_t g = 0; g < G; ++g) off += p.scales[n * G + g] * offset_term(xq, m + i, g, g + 1, G);
+    p.y[(m + i) * p.N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 8.f * off +
+                             (p.bias ? p.bias[n] : 0.f);
+  }
+}
+
+// Group 64: the same with 32 packed bytes per group in 256-bit registers.
+template <int MR>
+inline void int4_row_g64(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t n) {
+  const int64_t K = p.K, G = K / 64;
+  const uint8_t* w = p.w + n * (K / 2);
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  __m256 acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + g * 32 + kPrefetch), _MM_HINT_T0);
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 32));
+    const __m256i lo = _mm256_and_si256(raw, mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+    const float ws = p.scales[n * G + g];
+    for (int i = 0; i < MR; ++i) {
+      const int8_t* x = xq.q + (m + i) * K + g * 64;
+      __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+      d = _mm256_dpbusd_epi32(d, hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+      const __m256 s = _mm256_set1_ps(ws * xq.scale[(m + i) * G + g]);
+      acc[i][g & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), s, acc[i][g & 1]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float off = 0.f;
+    for (int64_t g = 0; g < G; ++g) off += p.scales[n * G + g] * offset_term(xq, m + i, g, g + 1, G);
+    const __m256 a = _mm256_add_ps(acc[i][0], acc[i][1]);
+    const float dot = _mm512_reduce_add_ps(_mm512_castps256_ps512(a)) ;
+    p.y[(m + i) * p.N + n] = dot - 8.f * off + (p.bias ? p.bias[n] : 0.f);
+  }
+}
+
+}  // namespace
+
+void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool permute, int8_t* q,
+                       float* scale, int32_t* sum) {
+  const int64_t B = K / block;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < B; ++b) {
+      const float* xb = x + m * K + b * block;
+      float amax = 0.f;
+      for (int64_t k = 0; k < block; ++k) amax = std::fmax(amax, std::fabs(xb[k]));
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      int32_t total = 0;
+      for (int64_t k = 0; k < block; ++k) {
+        const int64_t dst = permute ? (k % 2) * (block / 2) + k / 2 : k;   // [even k | odd k]
+        const int8_t v = static_cast<int8_t>(std::nearbyint(xb[k] * inv));
+        q[m * K + b * block + dst] = v;
+        total += v;
+      }
+      scale[m * B + b] = amax / 127.f;
+      sum[m * B + b] = total;
+    }
+}
+
+void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= p.M; m += 4) int8_row<4>(p, xq, m, n);
+    for (; m < p.M; ++m) int8_row<1>(p, xq, m, n);
+  }
+}
+
+void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    int64_t m = 0;
+    if (p.group == 128) {
+      for (; m + 4 <= p.M; m += 4) int4_row_g128<4>(p, xq, m, n);
+      for (; m < p.M; ++m) int4_row_g128<1>(p, xq, m, n);
+    } else {
+      for (; m + 4 <= p.M; m += 4) int4_row_g64<4>(p, xq, m, n);
+      for (; m < p.M; ++m) int4_row_g64<1>(p, xq, m, n);
+    }
+  }
+}
+
+}  // namespace pqv

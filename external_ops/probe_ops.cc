@@ -1,0 +1,37 @@
+// pqv_read_sum: sums a large float32 buffer with all threads. scripts/bench_ops.py times it to
+// measure the DRAM read bandwidth that the memory-bound kernels are judged against.
+#include <vector>
+
+#include "common.h"
+#include "kernels.h"
+
+std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t num_threads) {
+  const float* p = buf.data<float>();
+  const int64_t n = buf.numel();
+  const int nt = pqv::threads(num_threads);
+  std::vector<float> part(nt, 0.f);
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b, e;
+    const int t = omp_get_thread_num();
+    pqv::split_range(n, t, omp_get_num_threads(), &b, &e);
+    float s = 0.f;
+    if (pqv::has_avx512()) {
+      s = pqv::sum_avx512(p + b, e - b);
+    } else {
+      for (int64_t i = b; i < e; ++i) s += p[i];
+    }
+    part[t] = s;
+  }
+  auto out = paddle::empty({1}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  float total = 0.f;
+  for (float s : part) total += s;
+  out.data<float>()[0] = total;
+  return {out};
+}
+
+PD_BUILD_OP(pqv_read_sum)
+    .Inputs({"buf"})
+    .Outputs({"out"})
+    .Attrs({"num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(ReadSum));

@@ -1,0 +1,156 @@
+// Weight-only int8 / int4 linear: y (M, N) = x (M, K) @ dequant(qweight)^T + bias.
+// Decode (few rows): a GEMV that streams the quantized weights once (memory-bound). By default
+// it quantizes x per 64-wide block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
+// (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
+// Prefill (many rows, oneDNN present): dequantize 256 weight rows at a time to fp32 and run a
+// oneDNN GEMM on the tile (compute-bound; the tile stays in L2/L3).
+#include <vector>
+
+#include "common.h"
+#include "dnnl_gemm.h"
+#include "kernels.h"
+
+namespace {
+
+constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
+constexpr int64_t kTileRows = 256;     // weight rows dequantized per GEMM
+
+// Runs fn(n0, n1) over contiguous row ranges of [0, n), one per thread.
+template <typename F>
+void parallel_rows(int64_t n, int nt, F fn) {
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b, e;
+    pqv::split_range(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
+    if (b < e) fn(b, e);
+  }
+}
+
+// x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
+struct QuantXBuffers {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  std::vector<int32_t> sum;
+  int64_t block;
+  QuantXBuffers(const float* x, int64_t M, int64_t K, int64_t block, bool permute)
+      : q(M * K), scale(M * K / block), sum(M * K / block), block(block) {
+    pqv::quantize_x_blocks(x, M, K, block, permute, q.data(), scale.data(), sum.data());
+  }
+  pqv::QuantX view() const { return {q.data(), scale.data(), sum.data(), block}; }
+};
+
+const float* bias_ptr(const paddle::optional<paddle::Tensor>& bias) {
+  return bias ? bias->data<float>() : nullptr;
+}
+
+void check_x(const paddle::Tensor& x, int64_t K) {
+  PD_CHECK(x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (the wrapper casts bf16)");
+  PD_CHECK(x.shape().size() == 2 && x.shape()[1] == K, "x must be (M, K) with K = weight in_features");
+}
+
+// Dequantize rows [n0, n0 + rows) into tile (rows, K) fp32 and run one oneDNN GEMM into y[:, n0:].
+template <typename Dequant>
+void tile_gemm(const float* x, float* y, const float* bias, int64_t M, int64_t N, int64_t K, int nt,
+               Dequant dequant) {
+  std::vector<float> tile(kTileRows * K);
+  for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, N - n0);
+    parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile.data()); });
+    pqv::Gemm g{x, tile.data(), bias ? bias + n0 : nullptr, y + n0, pqv::Dt::f32, pqv::Dt::f32, M, rows, K, N};
+    pqv::dnnl_gemm(g, nt);
+  }
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
+                                           const paddle::Tensor& scales,
+                                           const paddle::optional<paddle::Tensor>& bias, bool exact,
+                                           int64_t num_threads) {
+  const int64_t N = qweight.shape()[0], K = qweight.shape()[1], M = x.shape()[0];
+  check_x(x, K);
+  PD_CHECK(qweight.dtype() == paddle::DataType::INT8, "qweight must be int8 (N, K)");
+  auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  pqv::Int8Gemv p{x.data<float>(), qweight.data<int8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(), M, N, K};
+  const int nt = pqv::threads(num_threads);
+  if (M >= kPrefillRows && pqv::dnnl_available()) {
+    tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+      for (int64_t r = b; r < e; ++r)
+        for (int64_t k = 0; k < K; ++k) tile[r * K + k] = p.w[(n0 + r) * K + k] * p.scales[n0 + r];
+    });
+  } else if (pqv::has_avx512() && !exact && K % 64 == 0) {
+    QuantXBuffers xq(p.x, M, K, 64, false);
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
+  } else if (pqv::has_avx512()) {
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_avx512(p, b, e); });
+  } else {
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_portable(p, b, e); });
+  }
+  return {y};
+}
+
+std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle::Tensor& qweight,
+                                           const paddle::Tensor& scales,
+                                           const paddle::optional<paddle::Tensor>& bias, int64_t group_size,
+                                           bool exact, int64_t num_threads) {
+  const int64_t N = qweight.shape()[0], K = qweight.shape()[1] * 2, M = x.shape()[0];
+  check_x(x, K);
+  PD_CHECK(qweight.dtype() == paddle::DataType::UINT8, "int4 qweight must be uint8 (N, K/2)");
+  PD_CHECK(group_size % 64 == 0 && K % group_size == 0, "group_size must be a multiple of 64 dividing K");
+  auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  pqv::Int4Gemv p{x.data<float>(), qweight.data<uint8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(),
+                  M, N, K, group_size};
+  const int nt = pqv::threads(num_threads);
+  const int64_t G = K / group_size;
+  if (M >= kPrefillRows && pqv::dnnl_available()) {
+    tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+      for (int64_t r = b; r < e; ++r) {
+        const uint8_t* w = p.w + (n0 + r) * (K / 2);
+        const float* s = p.scales + (n0 + r) * G;
+        for (int64_t j = 0; j < K / 2; ++j) {
+          tile[r * K + 2 * j] = ((w[j] & 0x0F) - 8) * s[2 * j / group_size];
+          tile[r * K + 2 * j + 1] = ((w[j] >> 4) - 8) * s[2 * j / group_size];
+        }
+      }
+    });
+  } else if (pqv::has_avx512() && !exact) {
+    QuantXBuffers xq(p.x, M, K, group_size, true);
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_vnni(p, xq.view(), b, e); });
+  } else if (pqv::has_avx512()) {
+    std::vector<float> xp(M * K), xsum(M * G);
+    pqv::int4_prepare(p.x, M, K, group_size, xp.data(), xsum.data());
+    pqv::Int4Gemv q = p;
+    q.x = xp.data();
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_avx512(q, xsum.data(), b, e); });
+  } else {
+    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_portable(p, b, e); });
+  }
+  return {y};
+}
+
+std::vector<std::vector<int64_t>> WeightOnlyShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                                  const std::vector<int64_t>&,
+                                                  const paddle::optional<std::vector<int64_t>>&) {
+  return {{x[0], w[0]}};
+}
+
+std::vector<paddle::DataType> WeightOnlyDtype(const paddle::DataType&, const paddle::DataType&,
+                                              const paddle::DataType&, const paddle::optional<paddle::DataType>&) {
+  return {paddle::DataType::FLOAT32};
+}
+
+PD_BUILD_OP(pqv_weight_only_int8)
+    .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
+    .Outputs({"out"})
+    .Attrs({"exact: bool", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(WeightOnlyInt8))
+    .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));
+
+PD_BUILD_OP(pqv_weight_only_int4)
+    .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
+    .Outputs({"out"})
+    .Attrs({"group_size: int64_t", "exact: bool", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(WeightOnlyInt4))
+    .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));

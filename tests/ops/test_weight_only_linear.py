@@ -1,0 +1,91 @@
+"""Weight-only int8/int4 linear: compiled kernels vs the dequantized-math reference."""
+import numpy as np
+import paddle
+import pytest
+
+from paddle_qwenvl.ops._build import compiled_ops
+from paddle_qwenvl.ops.weight_only_linear import (dequantize_weight, quantize_weight, weight_only_linear,
+                                                  weight_only_linear_ref)
+
+needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
+SHAPES = [(1, 37, 256), (1, 130, 2048), (3, 9, 384), (5, 130, 128), (4, 64, 640), (7, 33, 1152),
+          (16, 300, 256), (40, 513, 640)]   # M >= 16 takes the dequantize + oneDNN GEMM path
+CASES = [("weight_only_int8", 128), ("weight_only_int4", 64), ("weight_only_int4", 128)]
+
+
+def _data(m, n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    w = paddle.to_tensor(rng.standard_normal((n, k)).astype("float32") * 0.05)
+    x = paddle.to_tensor(rng.standard_normal((m, k)).astype("float32"))
+    b = paddle.to_tensor(rng.standard_normal(n).astype("float32"))
+    return x, w, b
+
+
+def _int8_activation_bound(x, w_deq, group):
+    """sum_k |w_k| * blockmax|x| / 254 per (m, n): the VNNI path's worst-case deviation."""
+    xa = np.abs(x.numpy()).reshape(x.shape[0], -1, group).max(axis=2)               # (M, B)
+    wa = np.abs(w_deq.numpy()).reshape(w_deq.shape[0], -1, group).sum(axis=2)      # (N, B)
+    return xa @ wa.T / 254.0 + 1e-4
+
+
+@pytest.mark.parametrize("algo,group", CASES)
+def test_quantize_roundtrip_error_is_within_half_a_step(algo, group):
+    _, w, _ = _data(1, 70, 256)
+    q, s = quantize_weight(w, algo, group)
+    err = (dequantize_weight(q, s, algo, group) - w).abs().numpy()
+    step = s.numpy()[:, None] if algo == "weight_only_int8" else np.repeat(s.numpy(), group, axis=1)
+    assert (err <= step / 2 + 1e-6).all()
+
+
+def test_int4_packing_puts_even_k_in_the_low_nibble():
+    w = paddle.to_tensor([[7.0, -3.0] + [0.0] * 62])
+    q, s = quantize_weight(w, "weight_only_int4", 64)
+    assert float(s[0, 0]) == pytest.approx(1.0)
+    assert int(q[0, 0]) == (7 + 8) + 16 * (-3 + 8)      # stored as q + 8: low = k0, high = k1
+    assert int(q[0, 1]) == 8 + 16 * 8
+
+
+@needs_ops
+@pytest.mark.parametrize("algo,group", CASES)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_exact_path_matches_dequantized_math(algo, group, m, n, k):
+    x, w, b = _data(m, n, k)
+    q, s = quantize_weight(w, algo, group)
+    ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
+    out = weight_only_linear(x, q, s, b, algo, group, exact=True).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_ops
+@pytest.mark.parametrize("algo,group", CASES)
+@pytest.mark.parametrize("m,n,k", [s for s in SHAPES if s[0] < 16])
+def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k):
+    x, w, b = _data(m, n, k)
+    q, s = quantize_weight(w, algo, group)
+    ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
+    out = weight_only_linear(x, q, s, b, algo, group, exact=False).numpy()
+    block = 64 if algo == "weight_only_int8" else group
+    bound = _int8_activation_bound(x, dequantize_weight(q, s, algo, group), block)
+    assert (np.abs(out - ref) <= bound).all()
+    assert np.abs(out - ref).max() > 0          # it really took the int8-activation path
+
+
+@needs_ops
+def test_bf16_activations_return_bf16():
+    x, w, b = _data(2, 40, 256)
+    q, s = quantize_weight(w)
+    out = weight_only_linear(x.astype("bfloat16"), q, s, b)
+    ref = weight_only_linear_ref(x.astype("bfloat16").astype("float32"), q, s, b)
+    assert out.dtype == paddle.bfloat16
+    np.testing.assert_allclose(out.astype("float32").numpy(), ref.numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_bad_inputs_raise_clear_errors():
+    x, w, _ = _data(2, 8, 128)
+    q, s = quantize_weight(w)
+    with pytest.raises(ValueError, match="x must be"):
+        weight_only_linear(x[:, :64], q, s)
+    with pytest.raises(ValueError, match="group_size"):
+        quantize_weight(w, "weight_only_int4", 32)
+    with pytest.raises(ValueError, match="algo"):
+        weight_only_linear(x, q, s, algo="int3")
