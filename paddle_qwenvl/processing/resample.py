@@ -5,15 +5,25 @@ PIL's bicubic (used for images) clips and rounds between its two passes, which s
 frames by up to ~20 levels. This module reproduces the float path: per axis a banded weight
 table (PIL's algorithm, Keys cubic with a = -0.5, support widened by the downscale factor),
 width first, then height, accumulating in float32.
+
+Bit-exact (after rounding to uint8, and before) with torch 2.13's CPU kernel on this machine,
+including where the compiled kernel fuses multiply-adds; tests/processing/test_video.py checks
+it. Another torch build may fuse differently and differ by one level on rare pixels.
 """
 import numpy as np
 
 
-def _cubic(x, a=np.float32(-0.5)):
-    # Keys cubic in float32, in the algebraic form torch's antialias kernel evaluates.
+def _fma(a, b, c):
+    """float32 a*b + c rounded once, like a fused multiply-add (a*b is exact in float64)."""
+    return (a.astype(np.float64) * b + c).astype(np.float32)
+
+
+def _cubic(x):
+    # Keys cubic (a = -0.5) in float32, with the multiply-adds fused as torch's compiled kernel does.
+    a = np.float32(-0.5)
     x = np.abs(x)
-    near = ((a + 2) * x - (a + 3)) * x * x + 1
-    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    near = _fma(_fma(a + 2, x, -(a + 3)) * x, x, np.float32(1))
+    far = _fma(_fma(_fma(np.full_like(x, a), x, -5 * a), x, 8 * a), x, -4 * a)
     return np.where(x < 1, near, np.where(x < 2, far, np.float32(0))).astype(np.float32)
 
 
@@ -21,38 +31,57 @@ def axis_weights(in_size, out_size):
     """(first index (out,), weights (out, taps) float32) for resampling one axis.
 
     Reproduces torch's float/double promotions term by term (center and the filter argument
-    are computed in double, then rounded to float32), so the weights match bit for bit.
+    go through double, then float32), so the weights match torch's bit for bit.
     """
     f32, f64 = np.float32, np.float64
     scale = f32(in_size) / f32(out_size)
-    support = f32(2.0 * f64(scale)) if scale >= 1 else f32(2.0)
-    inv_scale = f32(1.0 / f64(scale)) if scale >= 1 else f32(1.0)
-    centers = (f64(scale) * (np.arange(out_size, dtype=f64) + 0.5)).astype(f32)
-    first = np.maximum((((centers - support).astype(f64)) + 0.5).astype(np.int64), 0)
-    last = np.minimum((((centers + support).astype(f64)) + 0.5).astype(np.int64), in_size)
+    support = f32(2) * scale if scale >= 1 else f32(2)
+    inv_scale = f32(1.0 / f64(scale)) if scale >= 1 else f32(1)
+    centers = (f64(scale) * (np.arange(out_size) + 0.5)).astype(f32)
+    first = np.maximum(((centers - support).astype(f64) + 0.5).astype(np.int64), 0)
+    last = np.minimum(((centers + support).astype(f64) + 0.5).astype(np.int64), in_size)
     taps = int((last - first).max())
     offsets = first[:, None] + np.arange(taps)[None, :]
-    arg = ((offsets.astype(f32) - centers[:, None]).astype(f64) + 0.5) * f64(inv_scale)
-    weights = _cubic(arg.astype(f32))
+    arg = (((offsets.astype(f32) - centers[:, None]).astype(f64) + 0.5) * f64(inv_scale)).astype(f32)
+    weights = _cubic(arg)
     weights[offsets >= last[:, None]] = 0
     total = np.zeros(out_size, dtype=f32)
     for k in range(taps):  # sequential float32 sum, as torch
         total += weights[:, k]
-    return first, weights / total[:, None]
+    return first, weights / total[:, None], last - first
+
+
+def _fused_steps(sizes, taps):
+    """(out, taps) bool: which accumulation steps torch's compiled loop fuses into an FMA.
+
+    Measured against torch 2.13's CPU kernel: for an output with n taps, steps 1..n-1 run as
+    an unrolled-by-4 body (separate multiply and add) plus a remainder that is fused.
+    """
+    steps = np.arange(taps)[None, :]
+    unrolled = 4 * ((sizes[:, None] - 1) // 4)
+    return steps > unrolled
 
 
 def _resample_axis(x, axis, out_size):
-    """Resample float32 `x` along `axis` (taps summed in order, as torch does).
+    """Resample float32 `x` along `axis`, summing taps in torch's order and rounding.
 
     The axis is moved to the front and made contiguous, so each tap gathers whole rows.
     """
-    first, weights = axis_weights(x.shape[axis], out_size)
+    first, weights, sizes = axis_weights(x.shape[axis], out_size)
     rows = np.ascontiguousarray(np.moveaxis(x, axis, 0))
     flat = rows.reshape(rows.shape[0], -1)              # (in_size, everything else)
     index = np.minimum(first[:, None] + np.arange(weights.shape[1]), flat.shape[0] - 1)
+    fused = _fused_steps(sizes, weights.shape[1])
     out = flat[index[:, 0]] * weights[:, :1]
     for k in range(1, weights.shape[1]):
-        out += flat[index[:, k]] * weights[:, k:k + 1]
+        term, weight, mask = flat[index[:, k]], weights[:, k:k + 1], fused[:, k]
+        if mask.all():
+            out = _fma(term, weight, out)
+            continue
+        step = out + term * weight
+        if mask.any():
+            step[mask] = _fma(term[mask], weight[mask], out[mask])
+        out = step
     return np.moveaxis(out.reshape((out_size,) + rows.shape[1:]), 0, axis)
 
 
