@@ -1,4 +1,6 @@
 """The user-facing entry point: `Predictor.from_pretrained(dir).generate(messages)`."""
+import json
+import os
 import time
 from typing import Iterator, List, Optional, Union
 
@@ -20,10 +22,13 @@ class Predictor:
     <|vision_start|><|image_pad|><|vision_end|> blocks (or the shorthand <image> / <video>).
     """
 
-    def __init__(self, model, processor: Processor, engine_config: EngineConfig, load_seconds: float = 0.0):
+    def __init__(self, model, processor: Processor, engine_config: EngineConfig, load_seconds: float = 0.0,
+                 default_sampling: Optional[SamplingParams] = None):
         self.model, self.processor = model, processor
         self.engine = LLMEngine(model, processor.tokenizer, engine_config)
         self.load_seconds = load_seconds
+        # used when generate()/stream() get no sampling: what HF generate() would do
+        self.default_sampling = default_sampling or SamplingParams(temperature=0.0)
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
@@ -43,7 +48,8 @@ class Predictor:
         model = load_model(model_dir, progress=progress)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs)
-        return cls(model, processor, config, time.perf_counter() - start)
+        sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))
+        return cls(model, processor, config, time.perf_counter() - start, sampling)
 
     def prepare(self, request, **processor_options) -> PromptInputs:
         """One request -> token ids and pixels, exactly as the model will see them."""
@@ -64,7 +70,7 @@ class Predictor:
         single = _is_single_request(requests)
         batch = [requests] if single else list(requests)
         outputs = self.engine.generate([self.prepare(r, **processor_options) for r in batch],
-                                       sampling or SamplingParams())
+                                       sampling or self.default_sampling)
         return outputs[0] if single else outputs
 
     def stream(self, requests, sampling: Union[SamplingParams, List[SamplingParams], None] = None,
@@ -72,7 +78,15 @@ class Predictor:
         """Outputs as text grows: each carries `delta`, the text added since its previous output."""
         batch = [requests] if _is_single_request(requests) else list(requests)
         yield from self.engine.stream([self.prepare(r, **processor_options) for r in batch],
-                                      sampling or SamplingParams())
+                                      sampling or self.default_sampling)
+
+
+def _read_generation_config(model_dir) -> dict:
+    path = os.path.join(model_dir, "generation_config.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def _is_single_request(requests) -> bool:

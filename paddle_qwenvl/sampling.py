@@ -75,6 +75,21 @@ class SamplingParams:
                  "stop_token_ids must be a list of token ids >= 0", self.stop_token_ids)
         _require(isinstance(self.ignore_eos, bool), "ignore_eos must be True or False", self.ignore_eos)
 
+    @classmethod
+    def from_generation_config(cls, config: dict, **overrides) -> "SamplingParams":
+        """The sampling HF `generate()` does with this generation_config.json: greedy unless
+        do_sample; when sampling, HF's defaults (temperature 1, top_k 50, top_p 1) fill the gaps."""
+        values = {"repetition_penalty": float(config.get("repetition_penalty") or 1.0)}
+        if config.get("do_sample"):
+            values.update(temperature=float(config.get("temperature", 1.0)),
+                          top_k=int(config.get("top_k", 50) or 0), top_p=float(config.get("top_p", 1.0)),
+                          min_p=float(config.get("min_p") or 0.0))
+        else:
+            values["temperature"] = 0.0
+        if config.get("max_new_tokens"):
+            values["max_new_tokens"] = int(config["max_new_tokens"])
+        return cls(**dict(values, **overrides))
+
     @property
     def greedy(self) -> bool:
         return self.temperature == 0

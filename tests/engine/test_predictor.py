@@ -1,0 +1,104 @@
+"""Predictor end to end on a tiny checkpoint: chat messages with images and a video, batched,
+against HF transformers generate() on the same processed inputs, one request at a time."""
+import json
+
+import numpy as np
+import pytest
+
+from paddle_qwenvl import Predictor, SamplingParams
+from paddle_qwenvl.tiny import make_tiny_checkpoint
+
+from hf_parity_utils import hf_greedy
+
+pytest.importorskip("transformers")
+FAMILY = "qwen2_5_vl"
+MAX_NEW = 8
+
+
+def frame(seed, h, w):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def user(*parts):
+    return [{"role": "user", "content": list(parts)}]
+
+
+MESSAGES = [
+    user({"type": "text", "text": "Tell me about the red house by the river."}),
+    user({"type": "image", "image": frame(1, 56, 84)}, {"type": "text", "text": "What is shown?"}),
+    user({"type": "image", "image": frame(2, 84, 56)}, {"type": "image", "image": frame(3, 56, 56)},
+         {"type": "text", "text": "Compare the two pictures."}),
+    user({"type": "video", "video": [frame(10 + i, 56, 56) for i in range(4)], "sample_fps": 2,
+          "resized_height": 56, "resized_width": 56},
+         {"type": "text", "text": "Describe the video."}),
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("pred"), family=FAMILY, seed=2)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.from_pretrained(model_dir, max_model_len=256, block_size=16,
+                                     kv_cache_memory=1 << 21, progress=False)
+
+
+def as_hf_request(inputs):
+    fields = ("input_ids", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw",
+              "second_per_grid_ts")
+    values = {f: getattr(inputs, f) for f in fields}
+    return {f: v for f, v in values.items() if v is not None and len(v) > 0}
+
+
+def test_batched_messages_match_hf_alone(predictor, model_dir):
+    greedy = SamplingParams(temperature=0, max_new_tokens=MAX_NEW)
+    outs = predictor.generate(MESSAGES, greedy)
+    prepared = [predictor.prepare(m) for m in MESSAGES]
+    assert prepared[3].second_per_grid_ts == [1.0]        # whole seconds: HF 4.57.3 agrees on rope
+    expected = [hf_greedy(str(model_dir), FAMILY, as_hf_request(p), MAX_NEW) for p in prepared]
+    assert [o.token_ids for o in outs] == expected
+    for out, inputs in zip(outs, prepared):
+        assert out.usage.prompt_tokens == len(inputs.input_ids)
+        assert out.usage.completion_tokens == len(out.token_ids) <= MAX_NEW
+        assert out.finished and out.finish_reason in ("stop", "length")
+    assert outs[0].timings.vision == 0 and all(o.timings.vision > 0 for o in outs[1:])
+    assert all(o.timings.prefill > 0 for o in outs)
+
+
+def test_single_request_and_stream(predictor):
+    params = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, ignore_eos=True)
+    single = predictor.generate(MESSAGES[1], params)
+    assert single.request_id and len(single.token_ids) == MAX_NEW
+    deltas = list(predictor.stream(MESSAGES[1], params))
+    assert "".join(d.delta for d in deltas) == single.text
+    assert deltas[-1].finished and deltas[-1].token_ids == single.token_ids
+
+
+def test_prompt_with_media_request(predictor):
+    request = {"prompt": "<|im_start|>user\n<image>Describe.<|im_end|>\n<|im_start|>assistant\n",
+               "images": [frame(1, 56, 84)]}
+    out = predictor.generate(request, SamplingParams(temperature=0, max_new_tokens=4, ignore_eos=True))
+    assert len(out.token_ids) == 4 and out.usage.prompt_tokens == len(predictor.prepare(request).input_ids)
+
+
+def test_default_sampling_follows_generation_config(predictor, model_dir, tmp_path):
+    assert predictor.default_sampling.greedy                  # tiny config: no do_sample
+    config = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05}
+    params = SamplingParams.from_generation_config(config)
+    assert (params.temperature, params.top_k, params.top_p, params.repetition_penalty) == (0.7, 50, 0.8, 1.05)
+    greedy = SamplingParams.from_generation_config({"repetition_penalty": 1.1, "temperature": 0.3})
+    assert greedy.greedy and greedy.repetition_penalty == 1.1
+
+
+def test_unsupported_options_rejected(model_dir):
+    with pytest.raises(ValueError, match="dtype 'float16' is not supported"):
+        Predictor.from_pretrained(model_dir, dtype="float16")
+    with pytest.raises(ValueError, match="quant_type 'int8' is not available"):
+        Predictor.from_pretrained(model_dir, quant_type="int8")
+
+
+def test_bad_request_shape_rejected(predictor):
+    with pytest.raises(TypeError, match="a request is a list of chat messages or a dict with 'prompt'"):
+        predictor.generate([MESSAGES[0], "just a string"])
