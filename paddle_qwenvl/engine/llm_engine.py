@@ -55,6 +55,7 @@ class LLMEngine:
             raise ValueError(f"the prompt has {len(inputs.input_ids)} tokens; max_model_len="
                              f"{self.config.max_model_len} leaves no room to generate: shorten the "
                              f"prompt (smaller images/videos) or raise max_model_len")
+        self._check_token_ids(inputs.input_ids + params.stop_token_ids)
         seq = Sequence(inputs.input_ids, params, request_id, mm_inputs=inputs)
         if seq.request_id in self._sequences:
             raise ValueError(f"request id {seq.request_id!r} is already running")
@@ -63,6 +64,13 @@ class LLMEngine:
         self.scheduler.add(seq)
         self._sequences[seq.request_id] = seq
         return seq.request_id
+
+    def _check_token_ids(self, ids: List[int]) -> None:
+        vocab = self.runner.config.text.vocab_size
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise ValueError(f"token ids {bad[:5]} are outside the vocabulary [0, {vocab}): check the "
+                             f"prompt ids and stop_token_ids")
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished()

@@ -131,6 +131,8 @@ def test_breaking_out_of_a_stream_aborts_the_rest(engine):
 def test_bad_requests_rejected(engine, parts):
     with pytest.raises(ValueError, match="max_model_len=128 leaves no room"):
         engine.add_request(PromptInputs(list(range(1, 200))), greedy())
+    with pytest.raises(ValueError, match=r"token ids \[5000\] are outside the vocabulary \[0, 1024\)"):
+        engine.add_request(inputs(engine, PROMPTS[0]), greedy(stop_token_ids=[5000]))
     with pytest.raises(TypeError, match="SamplingParams"):
         engine.add_request(inputs(engine, PROMPTS[0]), {"temperature": 0})
     with pytest.raises(ValueError, match="pixel_values has 0 patch rows but image_grid_thw describes 24"):
