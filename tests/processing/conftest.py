@@ -37,15 +37,26 @@ def write_video(path, num_frames, fps, width=96, height=64):
     return path
 
 
+def _tensor_resize(video, size, interpolation="bicubic", antialias=True):
+    """torchvision.transforms.functional.resize on a uint8 tensor, as torchvision 0.2x does it:
+    cast to float, torch's interpolate, clamp (bicubic), round, cast back."""
+    import torch
+    out = torch.nn.functional.interpolate(video.float(), size=list(size), mode=interpolation,
+                                          align_corners=False, antialias=antialias)
+    return out.clamp(0, 255).round().to(video.dtype) if video.dtype == torch.uint8 else out
+
+
 def _fake_torchvision():
-    # qwen-vl-utils imports torchvision at module level but its frame-count and resize-size
-    # rules (the functions the tests call) do not use it; torchvision is not installed here.
+    # qwen-vl-utils imports torchvision at module level; torchvision is not installed here.
+    # Its decord reader and frame rules do not use torchvision; fetch_video's frame resize
+    # does, and gets the same float computation from torch itself.
     tv = types.ModuleType("torchvision")
     tv.__version__ = "0.0.0"
     tv.io = types.ModuleType("torchvision.io")
     tv.transforms = types.ModuleType("torchvision.transforms")
     tv.transforms.InterpolationMode = types.SimpleNamespace(BICUBIC="bicubic")
     tv.transforms.functional = types.ModuleType("torchvision.transforms.functional")
+    tv.transforms.functional.resize = _tensor_resize
     return {"torchvision": tv, "torchvision.io": tv.io, "torchvision.transforms": tv.transforms,
             "torchvision.transforms.functional": tv.transforms.functional}
 

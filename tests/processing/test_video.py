@@ -195,3 +195,60 @@ def frames_to_patches_float(frames):
     """Patchify already-normalised float frames (T, H, W, 3) with the shared patch order."""
     from paddle_qwenvl.processing.image import patchify
     return patchify(frames.transpose(0, 3, 1, 2), IMAGE_OPTIONS)
+
+
+@pytest.mark.parametrize("num_frames,fps,size,part", [
+    (50, 25, (64, 96), {}),
+    (91, 30, (120, 160), {"fps": 1.0}),
+    (40, 7.5, (90, 130), {"nframes": 6}),
+    (120, 24, (360, 640), {"video_start": 1.0, "video_end": 4.0, "max_pixels": 128 * 28 * 28}),
+    (30, 10, (200, 100), {"resized_height": 112, "resized_width": 56}),
+    (64, 16, (72, 128), {"total_pixels": 1000 * 28 * 28, "min_pixels": 32 * 28 * 28}),
+])
+def test_whole_video_path_matches_qwen_vl_utils_then_hf(tmp_path, qwen_vl_utils, num_frames, fps, size, part):
+    """qwen-vl-utils fetch_video (decord) + HF image processor on its frames = our process_video."""
+    transformers = pytest.importorskip("transformers")
+    path = write_video(tmp_path / "v.mp4", num_frames, fps, width=size[1], height=size[0])
+    video, sample_fps = qwen_vl_utils.fetch_video({"video": str(path), **part}, return_video_sample_fps=True)
+    frames = list(video.numpy().round().astype(np.uint8).transpose(0, 2, 3, 1))
+    hf = transformers.Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056)
+    ref = hf(images=None, videos=[frames], return_tensors="np", input_data_format="channels_last")
+    patches, grid, second_per_grid_t = process_video(str(path), IMAGE_OPTIONS, OPTIONS, part)
+    assert grid == tuple(int(x) for x in ref["video_grid_thw"][0])
+    assert np.abs(patches - ref["pixel_values_videos"]).max() <= 1e-6
+    assert math.isclose(second_per_grid_t, 2 / sample_fps)
+
+
+def _qwen_vl_utils_frame_list(qvu, images, part):
+    """fetch_video's frame-list branch with each frame fitted at factor 28.
+
+    qwen-vl-utils 0.0.14 passes the factor (28) where fetch_image expects the patch size (14),
+    so it fits list frames to multiples of 56; earlier releases (and we) use 28. This rebuilds
+    the branch from its own pieces: fetch_image per frame, pad to even, the video budget, resize.
+    """
+    import torch
+    from .conftest import _tensor_resize
+    frames = [qvu.fetch_image({"image": im, **part}, image_patch_size=14) for im in images]
+    frames += [frames[-1]] * (len(frames) % 2)
+    video = torch.stack([torch.from_numpy(np.array(f).transpose(2, 0, 1)) for f in frames])
+    min_pixels = part.get("min_pixels", 128 * 28 * 28)
+    max_pixels = max(min(768 * 28 * 28, 128000 * 28 * 28 * 0.9 / len(frames) * 2), int(min_pixels * 1.05))
+    max_pixels = min(part.get("max_pixels", max_pixels), max_pixels)
+    height, width = qvu.smart_resize(video.shape[2], video.shape[3], 28, min_pixels, max_pixels)
+    return _tensor_resize(video, [height, width]), part.get("sample_fps", 2.0)
+
+
+@pytest.mark.parametrize("count,size,part", [(3, (60, 80), {}), (4, (300, 500), {"sample_fps": 1.0}),
+                                             (5, (90, 130), {"max_pixels": 200 * 28 * 28})])
+def test_frame_list_matches_qwen_vl_utils_then_hf(qwen_vl_utils, count, size, part):
+    transformers = pytest.importorskip("transformers")
+    rng = np.random.default_rng(count)
+    images = [Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)) for _ in range(count)]
+    video, sample_fps = _qwen_vl_utils_frame_list(qwen_vl_utils, images, part)
+    frames = list(video.numpy().transpose(0, 2, 3, 1))
+    hf = transformers.Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056)
+    ref = hf(images=None, videos=[frames], return_tensors="np", input_data_format="channels_last")
+    patches, grid, second_per_grid_t = process_video(images, IMAGE_OPTIONS, OPTIONS, part)
+    assert grid == tuple(int(x) for x in ref["video_grid_thw"][0])
+    assert np.abs(patches - ref["pixel_values_videos"]).max() <= 1e-6
+    assert math.isclose(second_per_grid_t, 2 / sample_fps)
