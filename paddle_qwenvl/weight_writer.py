@@ -18,14 +18,14 @@ class ShardWriter:
     """Collects tensors and writes model-0000i-of-0000n.safetensors files of about `shard_bytes`."""
 
     def __init__(self, out_dir: Path, dtype: str, shard_bytes: int, progress: bool, total: int):
-        if dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+        if dtype not in ("float32", "bfloat16", "keep"):
+            raise ValueError(f"dtype must be float32, bfloat16 or keep, got {dtype!r}")
         self.out_dir, self.dtype, self.shard_bytes = Path(out_dir), dtype, shard_bytes
         self.shards, self.current, self.size = [], {}, 0
         self.bar = tqdm(total=total, desc="writing weights", unit="tensor", disable=not progress)
 
     def add(self, name: str, value: np.ndarray):
-        self.current[name] = value if self.dtype == "float32" else to_bfloat16_bits(value)
+        self.current[name] = to_bfloat16_bits(value) if self.dtype == "bfloat16" else value
         self.size += self.current[name].nbytes
         self.bar.update(1)
         if self.size >= self.shard_bytes:
@@ -62,7 +62,7 @@ class ShardWriter:
 
 
 def _save(tensors: dict, path: Path, dtype: str):
-    if dtype == "float32":
+    if dtype != "bfloat16":
         save_file(tensors, str(path), metadata={"format": "pt"})
         return
     import paddle

@@ -12,7 +12,8 @@ Names follow the published HF checkpoints. The few differences from our modules:
 """
 import json
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from functools import partial
+from typing import Callable, Dict, Iterator, List, Set, Tuple
 
 import paddle
 from safetensors import safe_open
@@ -70,41 +71,90 @@ def target_of(name: str) -> Tuple[str, int, int]:
 
 
 def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Set[str]:
-    """Copy every checkpoint tensor into its parameter (as float32); returns the names loaded.
+    """Copy every checkpoint tensor into the model; returns the target names loaded.
 
-    A checkpoint tensor with no parameter, a parameter with no tensor, or a shape mismatch raises.
+    Float tensors arrive as float32; a quantized layer quantizes its weight on arrival, so only one
+    float tensor is held at a time. A checkpoint tensor with no target, a target with no tensor, or
+    a shape mismatch raises, naming the tensor.
     """
-    params = dict(model.named_parameters())
-    tied = model.config.text.tie_word_embeddings
+    targets = loading_targets(model)
+    aliases = _aliases(model)
     pending: Dict[str, list] = {}
     loaded: Set[str] = set()
     for name, tensor in iter_checkpoint(model_dir, progress):
-        if tied and name == "lm_head.weight":
+        if name == "lm_head.weight" and model.config.text.tie_word_embeddings:
             continue
         target, index, count = target_of(name)
-        if target not in params:
+        if target not in targets:
             raise KeyError(f"checkpoint tensor {name!r} has no matching parameter in "
                            f"{type(model).__name__} (is the config.json architecture right?)")
         parts = pending.setdefault(target, [None] * count)
-        parts[index] = tensor.astype("float32")
+        parts[index] = tensor.astype("float32") if tensor.dtype in _FLOATS else tensor
         if all(p is not None for p in parts):
-            _assign(params[target], paddle.concat(parts, axis=0) if count > 1 else parts[0], name)
-            loaded.add(target)
+            value = paddle.concat(parts, axis=0) if count > 1 else parts[0]
+            for t in [target] + aliases.get(target, []):
+                targets[t](value, name)
+                loaded.add(t)
             del pending[target]
-    _check_complete(params, loaded, pending)
+    _check_complete(model, loaded, pending)
     return loaded
 
 
-def _assign(param, value, name):
-    if list(value.shape) != list(param.shape):
+_FLOATS = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def loading_targets(model) -> Dict[str, Callable]:
+    """Target name -> setter(value, checkpoint name), for parameters, buffers and quantized weights."""
+    from .layers.linear import WeightOnlyLinear
+    targets = {}
+    for prefix, layer in model.named_sublayers(include_self=True):
+        p = prefix + "." if prefix else ""
+        for name, tensor in list(layer.named_parameters(include_sublayers=False)) + \
+                [(n, b) for n, b in layer.named_buffers(include_sublayers=False) if n in ("qweight", "scales")]:
+            targets[p + name] = partial(_assign, layer, name)
+        if isinstance(layer, WeightOnlyLinear):
+            targets[p + "weight"] = partial(_quantize_into, layer)
+    return targets
+
+
+def _aliases(model) -> Dict[str, list]:
+    """Tied embeddings with a separate (quantized) lm_head: embed_tokens feeds both."""
+    if model.config.text.tie_word_embeddings and hasattr(model, "lm_head"):
+        return {"model.embed_tokens.weight": ["lm_head.weight"]}
+    return {}
+
+
+def _assign(layer, attr, value, name):
+    current = getattr(layer, attr)
+    if list(value.shape) != list(current.shape):
         raise ValueError(f"checkpoint tensor {name!r} has shape {list(value.shape)}, "
-                         f"the model expects {list(param.shape)} (config.json does not match the weights)")
-    param.set_value(value)
+                         f"the model expects {list(current.shape)} (config.json does not match the weights)")
+    if value.dtype != current.dtype:
+        raise ValueError(f"checkpoint tensor {name!r} is {value.dtype}, the model expects {current.dtype} "
+                         "(was the quantized checkpoint saved with another quant_type?)")
+    if isinstance(current, paddle.base.framework.EagerParamBase):
+        current.set_value(value)
+    else:
+        setattr(layer, attr, value)
 
 
-def _check_complete(params, loaded, pending):
+def _quantize_into(layer, value, name):
+    try:
+        layer.load_weight(value)
+    except ValueError as e:
+        raise ValueError(f"checkpoint tensor {name!r}: {e}") from None
+
+
+def _check_complete(model, loaded, pending):
+    """Every parameter loaded; a quantized layer needs its float weight or its qweight + scales."""
+    from .layers.linear import WeightOnlyLinear
     if pending:
         raise KeyError(f"checkpoint has only some parts of fused tensors: {sorted(pending)}")
-    missing = sorted(set(params) - loaded)
+    missing = [n for n, _ in model.named_parameters() if n not in loaded]
+    for prefix, layer in model.named_sublayers():
+        if isinstance(layer, WeightOnlyLinear):
+            p = prefix + "."
+            if p + "weight" not in loaded and not {p + "qweight", p + "scales"} <= loaded:
+                missing.append(p + "weight")
     if missing:
-        raise KeyError(f"checkpoint lacks {len(missing)} tensors the model needs, e.g. {missing[:5]}")
+        raise KeyError(f"checkpoint lacks {len(missing)} tensors the model needs, e.g. {sorted(missing)[:5]}")

@@ -3,19 +3,19 @@ import paddle.nn as nn
 
 from ..ops.paged_attention import paged_attention
 from .attention_metadata import AttentionMetadata
-from .linear import Linear
+from .linear import make_linear
 from .rotary import apply_rotary
 
 
 class Attention(nn.Layer):
     """`qkv_proj` holds HF's q_proj, k_proj, v_proj stacked along the output axis."""
 
-    def __init__(self, hidden: int, num_heads: int, num_kv_heads: int, head_dim: int):
+    def __init__(self, hidden: int, num_heads: int, num_kv_heads: int, head_dim: int, quant=None):
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.q_size, self.kv_size = num_heads * head_dim, num_kv_heads * head_dim
-        self.qkv_proj = Linear(hidden, self.q_size + 2 * self.kv_size, bias=True)
-        self.o_proj = Linear(self.q_size, hidden, bias=False)
+        self.qkv_proj = make_linear(hidden, self.q_size + 2 * self.kv_size, True, quant)
+        self.o_proj = make_linear(self.q_size, hidden, False, quant)
         self.scale = head_dim ** -0.5
 
     def forward(self, x, cos, sin, meta: AttentionMetadata, kv_cache):

@@ -1,6 +1,14 @@
-"""Linear layer with HF weight layout (out_features, in_features): y = x @ W^T + b."""
+"""Linear layers with HF weight layout (out_features, in_features): y = x @ W^T + b.
+
+`Linear` holds float32 weights; `WeightOnlyLinear` holds int8 / int4 weights quantized as they
+are loaded (`load_weight`), so the float32 matrix never lives in the model.
+"""
+import dataclasses
+
 import paddle
 import paddle.nn as nn
+
+from ..ops.weight_only_linear import quantize_weight, weight_only_linear
 
 _INIT = nn.initializer.Normal(mean=0.0, std=0.02)
 
@@ -15,3 +23,44 @@ class Linear(nn.Layer):
     def forward(self, x):
         y = paddle.matmul(x, self.weight, transpose_y=True)
         return y + self.bias if self.bias is not None else y
+
+
+class WeightOnlyLinear(nn.Layer):
+    """Buffers `qweight` and `scales` in the layouts of `ops.weight_only_linear`."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, quant):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.algo, self.group_size = quant.quant_type, quant.group_size
+        int8 = self.algo == "weight_only_int8"
+        qshape = [out_features, in_features if int8 else in_features // 2]
+        sshape = [out_features] if int8 else [out_features, in_features // quant.group_size]
+        self.register_buffer("qweight", paddle.zeros(qshape, "int8" if int8 else "uint8"))
+        self.register_buffer("scales", paddle.ones(sshape, "float32"))
+        self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
+
+    def load_weight(self, weight):
+        """Quantize a float (out, in) weight into this layer's buffers."""
+        if list(weight.shape) != [self.out_features, self.in_features]:
+            raise ValueError(f"weight of shape {list(weight.shape)} given, expected "
+                             f"{[self.out_features, self.in_features]}")
+        self.qweight, self.scales = quantize_weight(weight, self.algo, self.group_size)
+
+    def forward(self, x):
+        shape = x.shape
+        y = weight_only_linear(x.reshape([-1, self.in_features]), self.qweight, self.scales, self.bias,
+                               self.algo, self.group_size)
+        return y.reshape(shape[:-1] + [self.out_features])
+
+
+def make_linear(in_features: int, out_features: int, bias: bool = True, quant=None) -> nn.Layer:
+    """A float32 Linear, or a WeightOnlyLinear when `quant` (a QuantConfig) is given.
+
+    int4 needs in_features to be a multiple of the group size; layers where it is not (e.g.
+    Qwen2.5-VL's vision MLP, 3420 wide) are quantized to int8 instead.
+    """
+    if quant is None:
+        return Linear(in_features, out_features, bias)
+    if quant.quant_type == "weight_only_int4" and in_features % quant.group_size:
+        quant = dataclasses.replace(quant, quant_type="weight_only_int8")
+    return WeightOnlyLinear(in_features, out_features, bias, quant)

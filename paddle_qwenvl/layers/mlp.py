@@ -2,16 +2,16 @@
 import paddle.nn as nn
 
 from .activation import get_activation
-from .linear import Linear
+from .linear import make_linear
 
 
 class GatedMLP(nn.Layer):
     """down(act(gate(x)) * up(x)); `gate_up_proj` holds HF's gate_proj and up_proj stacked."""
 
-    def __init__(self, hidden: int, intermediate: int, act: str = "silu", bias: bool = False):
+    def __init__(self, hidden: int, intermediate: int, act: str = "silu", bias: bool = False, quant=None):
         super().__init__()
-        self.gate_up_proj = Linear(hidden, 2 * intermediate, bias=bias)
-        self.down_proj = Linear(intermediate, hidden, bias=bias)
+        self.gate_up_proj = make_linear(hidden, 2 * intermediate, bias, quant)
+        self.down_proj = make_linear(intermediate, hidden, bias, quant)
         self.act = get_activation(act)
 
     def forward(self, x):

@@ -11,11 +11,11 @@ from .vision import PatchEmbed, PatchMerger, VisionAttention, cos_sin, frame_cu_
 
 
 class Qwen2_5VisionBlock(nn.Layer):
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, cfg: VisionConfig, quant=None):
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(cfg.hidden_size), RMSNorm(cfg.hidden_size)
-        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, bias=True)
+        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, bias=True, quant=quant)
 
     def forward(self, x, cos, sin, cu_seqlens):
         x = x + self.attn(self.norm1(x), cos, sin, cu_seqlens)
@@ -44,12 +44,12 @@ def window_index(grid_thw, window_size: int, patch_size: int, merge: int):
 
 
 class Qwen2_5VisionTransformer(nn.Layer):
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, cfg: VisionConfig, quant=None):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg)
-        self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg) for _ in range(cfg.depth)])
-        self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size))
+        self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg, quant) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size), quant)
 
     def forward(self, pixel_values, grid_thw):
         """(N, patch_dim) -> (N / merge^2, out_hidden); windows reordered in, restored after the merger."""

@@ -5,18 +5,18 @@ import paddle.nn as nn
 
 from ..config import ModelConfig, VisionConfig
 from ..layers.attention_metadata import AttentionMetadata
-from ..layers.linear import Linear
+from ..layers.linear import make_linear
 from ..layers.norm import LayerNorm
 from .text import Qwen2Model
 from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin, frame_cu_seqlens, vision_rotary
 
 
 class Qwen2VisionBlock(nn.Layer):
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, cfg: VisionConfig, quant=None):
         super().__init__()
         self.norm1, self.norm2 = LayerNorm(cfg.hidden_size), LayerNorm(cfg.hidden_size)
-        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads)
-        self.mlp = VisionMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
+        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant)
+        self.mlp = VisionMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant)
 
     def forward(self, x, cos, sin, cu_seqlens):
         x = x + self.attn(self.norm1(x), cos, sin, cu_seqlens)
@@ -24,12 +24,12 @@ class Qwen2VisionBlock(nn.Layer):
 
 
 class Qwen2VisionTransformer(nn.Layer):
-    def __init__(self, cfg: VisionConfig):
+    def __init__(self, cfg: VisionConfig, quant=None):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg)
-        self.blocks = nn.LayerList([Qwen2VisionBlock(cfg) for _ in range(cfg.depth)])
-        self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size))
+        self.blocks = nn.LayerList([Qwen2VisionBlock(cfg, quant) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size), quant)
 
     def forward(self, pixel_values, grid_thw):
         """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
@@ -44,13 +44,14 @@ class Qwen2VisionTransformer(nn.Layer):
 class Qwen2VLForConditionalGeneration(nn.Layer):
     vision_class = Qwen2VisionTransformer
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, quant=None):
         super().__init__()
-        self.config = config
-        self.visual = self.vision_class(config.vision)
-        self.model = Qwen2Model(config.text)
-        if not config.text.tie_word_embeddings:
-            self.lm_head = Linear(config.text.hidden_size, config.text.vocab_size, bias=False)
+        self.config, self.quant = config, quant
+        self.visual = self.vision_class(config.vision, quant.for_vision() if quant else None)
+        self.model = Qwen2Model(config.text, quant)
+        head_quant = quant.for_lm_head() if quant else None
+        if not config.text.tie_word_embeddings or head_quant:      # tied: a quantized copy of embed_tokens
+            self.lm_head = make_linear(config.text.hidden_size, config.text.vocab_size, False, head_quant)
 
     def get_image_features(self, pixel_values, grid_thw):
         """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (sum t*h*w / merge^2, hidden)."""
@@ -81,8 +82,9 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
         return self.model(inputs_embeds, positions, attn_meta, kv_caches)
 
     def compute_logits(self, hidden):
-        weight = self.model.embed_tokens.weight if self.config.text.tie_word_embeddings else self.lm_head.weight
-        return paddle.matmul(hidden, weight, transpose_y=True)
+        if hasattr(self, "lm_head"):
+            return self.lm_head(hidden)
+        return paddle.matmul(hidden, self.model.embed_tokens.weight, transpose_y=True)
 
 
 def _as_grid_list(grid_thw) -> list:

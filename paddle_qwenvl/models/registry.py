@@ -18,22 +18,34 @@ def model_class(config: ModelConfig):
     return MODEL_CLASSES[config.architecture]
 
 
-def build_model(config: ModelConfig, random_init: bool = True):
-    """The model in eval mode: weights uniform in +-0.03 (norms 1), or zeros to be loaded over."""
+def build_model(config: ModelConfig, random_init: bool = True, quant=None):
+    """The model in eval mode: weights uniform in +-0.03 (norms 1), or zeros to be loaded over.
+
+    quant: a QuantConfig; its linear layers then hold int8/int4 buffers, never float weights.
+    """
     init = nn.initializer.Uniform(-0.03, 0.03) if random_init else nn.initializer.Constant(0.0)
     nn.initializer.set_global_initializer(init, nn.initializer.Constant(0.0))
     try:
-        model = model_class(config)(config)
+        model = model_class(config)(config, quant)
     finally:
         nn.initializer.set_global_initializer(None)
     model.eval()
     return model
 
 
-def load_model(model_dir, progress: bool = True):
-    """Build the model for `model_dir` and load its safetensors weights (float32)."""
+def load_model(model_dir, quant=None, progress: bool = True):
+    """Build the model for `model_dir` and load its safetensors weights (float32 compute).
+
+    quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
+    carries its own and needs none (a different one is an error).
+    """
+    from ..quantization import saved_quant_config
     from ..weights import load_weights
     config = ModelConfig.from_dir(model_dir)
-    model = build_model(config, random_init=False)
+    saved = saved_quant_config(config)
+    if saved and quant and quant != saved:
+        raise ValueError(f"{model_dir} holds weights already quantized as {saved.to_dict()}; "
+                         f"load it without quant_type or with the same settings (got {quant.to_dict()})")
+    model = build_model(config, random_init=False, quant=saved or quant)
     load_weights(model, model_dir, progress=progress)
     return model

@@ -11,11 +11,11 @@ from ..layers.rotary import MRotaryEmbedding
 
 
 class DecoderLayer(nn.Layer):
-    def __init__(self, cfg: TextConfig):
+    def __init__(self, cfg: TextConfig, quant=None):
         super().__init__()
         self.self_attn = Attention(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
-                                   cfg.head_dim)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
+                                   cfg.head_dim, quant)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant=quant)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -27,10 +27,10 @@ class DecoderLayer(nn.Layer):
 class Qwen2Model(nn.Layer):
     """HF's `model.*` weights: embed_tokens, layers, norm."""
 
-    def __init__(self, cfg: TextConfig):
+    def __init__(self, cfg: TextConfig, quant=None):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.LayerList([DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+        self.layers = nn.LayerList([DecoderLayer(cfg, quant) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = MRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
 

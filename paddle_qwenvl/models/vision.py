@@ -5,7 +5,7 @@ import paddle.nn as nn
 
 from ..config import VisionConfig
 from ..layers.activation import get_activation
-from ..layers.linear import Linear
+from ..layers.linear import make_linear
 from ..layers.rotary import apply_rotary
 from ..layers.vision_attention import block_diagonal_attention
 
@@ -29,11 +29,11 @@ class PatchEmbed(nn.Layer):
 
 
 class VisionAttention(nn.Layer):
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, quant=None):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.qkv = Linear(dim, 3 * dim, bias=True)
-        self.proj = Linear(dim, dim, bias=True)
+        self.qkv = make_linear(dim, 3 * dim, True, quant)
+        self.proj = make_linear(dim, dim, True, quant)
 
     def forward(self, x, cos, sin, cu_seqlens):
         N = x.shape[0]
@@ -46,9 +46,9 @@ class VisionAttention(nn.Layer):
 class VisionMLP(nn.Layer):
     """Qwen2-VL's fc1 -> act -> fc2."""
 
-    def __init__(self, dim: int, hidden: int, act: str):
+    def __init__(self, dim: int, hidden: int, act: str, quant=None):
         super().__init__()
-        self.fc1, self.fc2 = Linear(dim, hidden), Linear(hidden, dim)
+        self.fc1, self.fc2 = make_linear(dim, hidden, True, quant), make_linear(hidden, dim, True, quant)
         self.act = get_activation(act)
 
     def forward(self, x):
@@ -58,12 +58,12 @@ class VisionMLP(nn.Layer):
 class PatchMerger(nn.Layer):
     """Norm each patch, then concatenate each merge x merge group and project: (N, C) -> (N/m^2, out)."""
 
-    def __init__(self, cfg: VisionConfig, norm: nn.Layer):
+    def __init__(self, cfg: VisionConfig, norm: nn.Layer, quant=None):
         super().__init__()
         self.merged_dim = cfg.hidden_size * cfg.spatial_merge_size ** 2
         self.ln_q = norm
-        self.mlp = nn.LayerList([Linear(self.merged_dim, self.merged_dim), nn.GELU(),
-                                 Linear(self.merged_dim, cfg.out_hidden_size)])
+        self.mlp = nn.LayerList([make_linear(self.merged_dim, self.merged_dim, True, quant), nn.GELU(),
+                                 make_linear(self.merged_dim, cfg.out_hidden_size, True, quant)])
 
     def forward(self, x):
         x = self.ln_q(x).reshape([-1, self.merged_dim])
