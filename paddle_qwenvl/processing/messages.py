@@ -29,6 +29,15 @@ def _url_of(value, kind):
     return url
 
 
+def _source(part, media):
+    """The source of an image/video part: part[media], or the URL of part[media + "_url"]."""
+    if part.get(media) is not None:
+        return part[media]
+    if part.get(media + "_url") is not None:
+        return _url_of(part[media + "_url"], media + "_url")
+    raise InputError(f"{media} part has no source; give {{'type': '{media}', '{media}': <path, URL or data>}}")
+
+
 def _canonical_part(part):
     """One content part -> {"type": "text"|"image"|"video", ...}, options kept."""
     if isinstance(part, str):
@@ -37,12 +46,9 @@ def _canonical_part(part):
         raise InputError(f"a content part must be a dict or a string, got {type(part).__name__}")
     kind = part.get("type")
     options = {k: v for k, v in part.items() if k not in ("type", "image", "image_url", "video", "video_url")}
-    if kind in ("image", "image_url") or (kind is None and ("image" in part or "image_url" in part)):
-        source = part["image"] if "image" in part else _url_of(part.get("image_url"), "image_url")
-        return {**options, "type": "image", "image": source}
-    if kind in ("video", "video_url") or (kind is None and ("video" in part or "video_url" in part)):
-        source = part["video"] if "video" in part else _url_of(part.get("video_url"), "video_url")
-        return {**options, "type": "video", "video": source}
+    for media in ("image", "video"):
+        if kind in (media, media + "_url") or (kind is None and (media in part or media + "_url" in part)):
+            return {**options, "type": media, media: _source(part, media)}
     if kind in ("text", None) and "text" in part:
         return {"type": "text", "text": part["text"]}
     raise InputError(f"unsupported content part {sorted(part)} (type={kind!r}); use text, image or video parts")

@@ -158,3 +158,15 @@ def test_malformed_messages_are_rejected(tiny_model_dir, messages, match):
     model_dir, _ = tiny_model_dir
     with pytest.raises(InputError, match=match):
         Processor.from_pretrained(str(model_dir))(messages)
+
+
+def test_part_shapes_normalise_to_canonical_parts():
+    from paddle_qwenvl.processing.messages import normalize_messages
+    parts = [{"type": "image_url", "image_url": "http://x/a.png"}, {"type": "video_url", "video_url": {"url": "v.mp4"}},
+             {"image": "b.png", "max_pixels": 1000}, "plain text", {"video": ["f1.png", "f2.png"], "fps": 1}]
+    _, vision = normalize_messages([{"role": "user", "content": parts}])
+    assert vision == [{"type": "image", "image": "http://x/a.png"}, {"type": "video", "video": "v.mp4"},
+                      {"type": "image", "image": "b.png", "max_pixels": 1000},
+                      {"type": "video", "video": ["f1.png", "f2.png"], "fps": 1}]
+    with pytest.raises(InputError, match="image part has no source"):
+        normalize_messages([{"role": "user", "content": [{"type": "image"}]}])

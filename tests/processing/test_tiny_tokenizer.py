@@ -71,6 +71,14 @@ def test_image_processor_reads_preprocessor_config(model_dir):
     assert proc.image_mean == config["image_mean"] and proc.image_std == config["image_std"]
 
 
+def test_auto_image_processor_reads_preprocessor_config(model_dir):
+    # AutoProcessor itself needs torchvision in transformers 4.57.3 (for its video processor),
+    # which is not installed here; AutoImageProcessor resolves the class from the config.
+    out, _, _ = model_dir
+    proc = transformers.AutoImageProcessor.from_pretrained(str(out), use_fast=False)
+    assert type(proc).__name__ == "Qwen2VLImageProcessor" and proc.max_pixels == 64 * 28 * 28
+
+
 def test_unknown_preprocessor_override_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown preprocessor_config keys"):
         write_processor_files(str(tmp_path), "qwen2_vl", max_pixel=10)
