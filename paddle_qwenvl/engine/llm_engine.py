@@ -1,5 +1,7 @@
 """The engine loop: requests in, one scheduled model step at a time, outputs (or text deltas) out."""
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Union
 
@@ -45,7 +47,9 @@ class LLMEngine:
                              f"or lower max_model_len")
         blocks = BlockManager(self.runner.num_blocks, config.block_size)
         self.scheduler = Scheduler(blocks, config.max_num_seqs, config.max_num_batched_tokens)
-        self._sequences = {}
+        self._sequences = {}              # request id -> unfinished Sequence
+        self._outputs = {}                # request id -> queued outputs (generate/stream)
+        self._lock = threading.RLock()    # one step at a time; see _follow
 
     def add_request(self, inputs: PromptInputs, params: SamplingParams,
                     request_id: Optional[str] = None) -> str:
@@ -57,12 +61,13 @@ class LLMEngine:
                              f"prompt (smaller images/videos) or raise max_model_len")
         self._check_token_ids(inputs.input_ids + params.stop_token_ids)
         seq = Sequence(inputs.input_ids, params, request_id, mm_inputs=inputs)
-        if seq.request_id in self._sequences:
-            raise ValueError(f"request id {seq.request_id!r} is already running")
         seq.generator = make_generator(params)
         seq.decoder = IncrementalDecoder(self.tokenizer)
-        self.scheduler.add(seq)
-        self._sequences[seq.request_id] = seq
+        with self._lock:
+            if seq.request_id in self._sequences:
+                raise ValueError(f"request id {seq.request_id!r} is already running")
+            self.scheduler.add(seq)
+            self._sequences[seq.request_id] = seq
         return seq.request_id
 
     def _check_token_ids(self, ids: List[int]) -> None:
@@ -77,12 +82,23 @@ class LLMEngine:
 
     def abort(self, request_id: str) -> bool:
         """Stops a request; False if it is unknown or already finished."""
-        seq = self.scheduler.abort(request_id)
-        self._sequences.pop(request_id, None)
+        with self._lock:
+            seq = self.scheduler.abort(request_id)
+            self._sequences.pop(request_id, None)
+            if seq is not None and request_id in self._outputs:
+                self._outputs[request_id].append(self._output(seq))
         return seq is not None
 
     def step(self) -> List[RequestOutput]:
         """Runs one model step; an output for every sequence that took part."""
+        with self._lock:
+            outputs = self._step()
+            for out in outputs:
+                if out.request_id in self._outputs:
+                    self._outputs[out.request_id].append(out)
+        return outputs
+
+    def _step(self) -> List[RequestOutput]:
         batch = self.scheduler.schedule()
         if not batch:
             if self.has_unfinished():
@@ -145,37 +161,57 @@ class LLMEngine:
                              seq.timings, delta)
 
     def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
+        """Adds the requests (all or none) and opens an output queue for each."""
         params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
         if len(params) != len(requests):
             raise ValueError(f"{len(params)} SamplingParams given for {len(requests)} requests")
-        return [self.add_request(r, p) for r, p in zip(requests, params)]
+        with self._lock:
+            ids = []
+            try:
+                for r, p in zip(requests, params):
+                    ids.append(self.add_request(r, p))
+                    self._outputs[ids[-1]] = deque()
+            except Exception:
+                self._close(ids)
+                raise
+        return ids
+
+    def _follow(self, ids: List[str]) -> Iterator[RequestOutput]:
+        """Outputs of `ids` until all finish. Safe from several threads at once: whichever thread
+        holds the lock runs the step and files every output under its own request."""
+        live = dict.fromkeys(ids)                 # an ordered set
+        try:
+            while live:
+                for out in self._collect(live):
+                    if out.finished:
+                        live.pop(out.request_id)
+                    yield out
+        finally:
+            self._close(ids)
+
+    def _collect(self, live) -> List[RequestOutput]:
+        with self._lock:
+            if not any(self._outputs[r] for r in live) and not self.step():
+                raise RuntimeError(f"requests {sorted(live)} are neither running nor finished")
+            return [self._outputs[r].popleft() for r in live for _ in range(len(self._outputs[r]))]
+
+    def _close(self, ids: List[str]) -> None:
+        """Aborts those still running (the caller stopped early) and drops their queues."""
+        with self._lock:
+            for request_id in ids:
+                self.abort(request_id)
+                self._outputs.pop(request_id, None)
 
     def stream(self, requests: List[PromptInputs],
                sampling: Union[SamplingParams, List[SamplingParams]]) -> Iterator[RequestOutput]:
         """Yields outputs whose text grew (`delta`) or that finished, step by step."""
-        ids = set(self._add_all(requests, sampling))
-        try:
-            while ids and self.has_unfinished():
-                for out in self.step():
-                    if out.request_id not in ids or not (out.delta or out.finished):
-                        continue
-                    if out.finished:
-                        ids.discard(out.request_id)
-                    yield out
-        finally:
-            for request_id in ids:              # the caller stopped iterating: free the rest
-                self.abort(request_id)
+        for out in self._follow(self._add_all(requests, sampling)):
+            if out.delta or out.finished:
+                yield out
 
     def generate(self, requests: List[PromptInputs],
                  sampling: Union[SamplingParams, List[SamplingParams]]) -> List[RequestOutput]:
-        """Final outputs, in the order of `requests`."""
+        """Final outputs, in the order of `requests` (finish_reason "abort" if aborted)."""
         ids = self._add_all(requests, sampling)
-        final = {}
-        while len(final) < len(ids) and self.has_unfinished():
-            for out in self.step():
-                if out.finished:
-                    final[out.request_id] = out
-        missing = [i for i in ids if i not in final]
-        if missing:
-            raise RuntimeError(f"requests {missing} were aborted before they finished")
+        final = {out.request_id: out for out in self._follow(ids) if out.finished}
         return [final[i] for i in ids]

@@ -1,5 +1,6 @@
 """Engine behaviour on a tiny random checkpoint: stops, limits, streaming, seeds, abort, errors."""
 import re
+import threading
 
 import pytest
 from tokenizers import Tokenizer
@@ -85,14 +86,13 @@ def test_streamed_deltas_add_up_to_final_text(engine):
     requests = [inputs(engine, p) for p in PROMPTS]
     params = greedy(max_new_tokens=10)
     finals = engine.generate(requests, params)
-    pieces, finished = {}, {}
-    ids = {}
+    pieces, last = {}, {}
     for out in engine.stream(requests, params):
-        ids.setdefault(out.request_id, len(ids))
         pieces[out.request_id] = pieces.get(out.request_id, "") + out.delta
-        finished[out.request_id] = out.finished
-    assert all(finished.values()) and len(finished) == 3
-    assert [pieces[r] for r in sorted(ids, key=ids.get)] == [f.text for f in finals]
+        last[out.request_id] = out
+    assert len(last) == 3 and all(o.finished for o in last.values())
+    assert all(pieces[r] == o.text for r, o in last.items())
+    assert sorted(o.text for o in last.values()) == sorted(f.text for f in finals)
 
 
 def test_stream_holds_back_possible_stop_string_start(engine):
@@ -126,6 +126,45 @@ def test_breaking_out_of_a_stream_aborts_the_rest(engine):
     for _ in engine.stream([inputs(engine, p) for p in PROMPTS], greedy(max_new_tokens=30)):
         break
     assert not engine.has_unfinished()
+
+
+def test_abort_from_outside_ends_generate_with_abort(engine):
+    rid = []
+    original = engine.add_request
+
+    def add_and_remember(*args):
+        rid.append(original(*args))
+        return rid[-1]
+    engine.add_request = add_and_remember
+    stream = engine.stream([inputs(engine, PROMPTS[0])], greedy(max_new_tokens=50))
+    first = next(stream)
+    assert engine.abort(rid[0])
+    rest = list(stream)
+    assert not first.finished and rest[-1].finished and rest[-1].finish_reason == "abort"
+    del engine.add_request
+
+
+def test_threads_share_batches_and_get_their_own_outputs(engine):
+    params = greedy(max_new_tokens=8)
+    expected = [engine.generate([inputs(engine, p)], params)[0].token_ids for p in PROMPTS]
+    sizes, run = [], engine.runner.run
+
+    def recording_run(seqs, eos_ids):
+        sizes.append(len(seqs))
+        return run(seqs, eos_ids)
+    engine.runner.run = recording_run
+    results = [None] * len(PROMPTS)
+
+    def worker(i):
+        results[i] = engine.generate([inputs(engine, PROMPTS[i])], params)[0].token_ids
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    del engine.runner.run
+    assert results == expected
+    assert max(sizes) > 1              # requests of different threads ran in one step
 
 
 def test_bad_requests_rejected(engine, parts):
