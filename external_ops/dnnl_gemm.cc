@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "paddle/extension.h"
 #endif
 
 namespace pqv {
@@ -44,11 +45,11 @@ dnnl::matmul make_matmul(const Gemm& g) {
 }
 
 // Creating a primitive costs ~0.1-1 ms; prefill lengths vary, so the cache is bounded.
-dnnl::matmul cached_matmul(const Gemm& g) {
+dnnl::matmul cached_matmul(const Gemm& g, int num_threads) {
   static std::mutex mu;
   static std::unordered_map<std::string, dnnl::matmul> cache;
   std::lock_guard<std::mutex> lock(mu);
-  const std::string k = key_of(g);
+  const std::string k = key_of(g) + "/" + std::to_string(num_threads);
   auto it = cache.find(k);
   if (it != cache.end()) return it->second;
   if (cache.size() >= 512) cache.clear();
@@ -58,21 +59,32 @@ dnnl::matmul cached_matmul(const Gemm& g) {
 
 bool dnnl_available() { return true; }
 
+// Sets the OpenMP thread count for one scope. oneDNN takes its thread count from the caller's
+// OpenMP setting (Paddle's libiomp5, which Paddle pins to 1) both when a primitive is created
+// (brgemm fixes its work split then) and when it runs.
+struct OmpThreads {
+  int saved;
+  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~OmpThreads() { omp_set_num_threads(saved); }
+};
+
 bool dnnl_gemm(const Gemm& g, int num_threads) {
-  dnnl::matmul mm = cached_matmul(g);
+  OmpThreads scope(num_threads);
+  dnnl::matmul mm;
+  try {
+    mm = cached_matmul(g, num_threads);
+  } catch (const dnnl::error& e) {
+    PD_THROW("oneDNN has no matmul for M,N,K,ldy,dtypes,bias = ", key_of(g), ": ", e.what());
+  }
   dnnl::engine& eng = cpu_engine();
   memory a({{g.M, g.K}, to_dnnl(g.in_dt), tag::ab}, eng, const_cast<void*>(g.a));
   memory w({{g.K, g.N}, to_dnnl(g.in_dt), tag::ba}, eng, const_cast<void*>(g.w));
   memory y({{g.M, g.N}, to_dnnl(g.y_dt), memory::dims{g.ldy, 1}}, eng, g.y);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}};
   if (g.bias) args[DNNL_ARG_BIAS] = memory({{1, g.N}, memory::data_type::f32, tag::ab}, eng, const_cast<float*>(g.bias));
-  // oneDNN sizes its thread team from the caller's OpenMP setting (Paddle's libiomp5).
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(num_threads);
   dnnl::stream s(eng);
   mm.execute(s, args);
   s.wait();
-  omp_set_num_threads(saved);
   return true;
 }
 #endif

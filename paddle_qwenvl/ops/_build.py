@@ -77,6 +77,17 @@ def disabled() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def build_info() -> dict:
+    """What the loaded library can do: {'avx512': bool, 'onednn': bool}; all False without it."""
+    ops = compiled_ops()
+    if ops is None:
+        return {"avx512": False, "onednn": False}
+    import paddle
+    avx512, onednn = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
+    return {"avx512": bool(avx512), "onednn": bool(onednn)}
+
+
+@functools.lru_cache(maxsize=None)
 def compiled_ops():
     """The compiled op module, or None (disabled, not x86-64, or the build failed)."""
     if disabled():

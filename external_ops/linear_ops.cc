@@ -1,0 +1,66 @@
+// Dense linear through oneDNN: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
+// bf16 weights run a bf16 x bf16 GEMM (x is rounded to bf16 here) with fp32 accumulation.
+// The result has x's dtype; bf16 x needs bf16 w (the wrapper casts). pqv_build_info reports what this build can do.
+#include <vector>
+
+#include "common.h"
+#include "dnnl_gemm.h"
+
+namespace {
+
+using paddle::DataType;
+
+std::vector<uint16_t> to_bf16(const float* x, int64_t n, int nt) {
+  std::vector<uint16_t> out(n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = pqv::f32_to_bf16(x[i]);
+  return out;
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
+                                   const paddle::optional<paddle::Tensor>& bias, int64_t num_threads) {
+  PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
+  const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
+  PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
+  const int nt = pqv::threads(num_threads);
+  const bool x_bf16 = x.dtype() == DataType::BFLOAT16, w_bf16 = w.dtype() == DataType::BFLOAT16;
+  auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
+  PD_CHECK(w_bf16 || !x_bf16, "bf16 x with fp32 w: cast x to float32 first (oneDNN has no f32 x f32 -> bf16)");
+  std::vector<uint16_t> xb;
+  const void* a = x.data();
+  if (w_bf16 && !x_bf16) a = (xb = to_bf16(x.data<float>(), M * K, nt)).data();
+  const pqv::Dt in = w_bf16 ? pqv::Dt::bf16 : pqv::Dt::f32, out = x_bf16 ? pqv::Dt::bf16 : pqv::Dt::f32;
+  pqv::Gemm g{a, w.data(), bias ? bias->data<float>() : nullptr, y.data(), in, out, M, N, K, N};
+  pqv::dnnl_gemm(g, nt);
+  return {y};
+}
+
+std::vector<std::vector<int64_t>> LinearShape(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                              const paddle::optional<std::vector<int64_t>>&) {
+  return {{x[0], w[0]}};
+}
+
+std::vector<paddle::DataType> LinearDtype(const paddle::DataType& x, const paddle::DataType&,
+                                          const paddle::optional<paddle::DataType>&) {
+  return {x};
+}
+
+PD_BUILD_OP(pqv_linear)
+    .Inputs({"x", "w", paddle::Optional("bias")})
+    .Outputs({"out"})
+    .Attrs({"num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(Linear))
+    .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));
+
+// [has AVX512+VNNI kernels, has oneDNN] as int32; the input is ignored (ops need one).
+std::vector<paddle::Tensor> BuildInfo(const paddle::Tensor&) {
+  auto out = paddle::empty({2}, DataType::INT32, paddle::CPUPlace());
+  out.data<int32_t>()[0] = pqv::has_avx512();
+  out.data<int32_t>()[1] = pqv::dnnl_available();
+  return {out};
+}
+
+PD_BUILD_OP(pqv_build_info).Inputs({"any"}).Outputs({"info"}).SetKernelFn(PD_KERNEL(BuildInfo));

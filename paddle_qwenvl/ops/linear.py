@@ -1,0 +1,37 @@
+"""Dense linear y = x @ w^T + bias through oneDNN (fp32, or bf16 weights).
+
+x (M, K) float32 or bfloat16; w (N, K) float32 or bfloat16 in HF layout; bias (N,) float32.
+bf16 weights: x is rounded to bf16 and the GEMM accumulates in fp32. The result has x's dtype.
+Without a oneDNN build the reference (paddle.matmul in fp32) runs instead.
+"""
+import paddle
+
+from ._build import build_info, compiled_ops
+from .threads import num_threads
+
+DTYPES = (paddle.float32, paddle.bfloat16)
+
+
+def linear_ref(x, w, bias=None):
+    y = paddle.matmul(x.astype("float32"), w.astype("float32"), transpose_y=True)
+    return (y if bias is None else y + bias.astype("float32")).astype(x.dtype)
+
+
+def _check(x, w, bias):
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"x must be (M, K) and w (N, K); got {x.shape} and {w.shape}")
+    if x.dtype not in DTYPES or w.dtype not in DTYPES:
+        raise ValueError(f"x and w must be float32 or bfloat16; got {x.dtype}, {w.dtype}")
+    if bias is not None and list(bias.shape) != [w.shape[0]]:
+        raise ValueError(f"bias must be ({w.shape[0]},); got {bias.shape}")
+
+
+def linear(x, w, bias=None):
+    """x (M, K) @ w (N, K)^T + bias -> (M, N) in x's dtype."""
+    _check(x, w, bias)
+    if not build_info()["onednn"] or x.shape[0] == 0:
+        return linear_ref(x, w, bias)
+    b = None if bias is None else bias.astype("float32")
+    if w.dtype == paddle.float32 and x.dtype == paddle.bfloat16:   # fp32 GEMM, then back to bf16
+        return compiled_ops().pqv_linear(x.astype("float32"), w, b, num_threads()).astype(x.dtype)
+    return compiled_ops().pqv_linear(x, w, b, num_threads())

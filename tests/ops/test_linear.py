@@ -1,0 +1,57 @@
+"""Dense linear through oneDNN vs the paddle.matmul reference."""
+import numpy as np
+import paddle
+import pytest
+
+from paddle_qwenvl.ops._build import build_info
+from paddle_qwenvl.ops.linear import linear, linear_ref
+
+needs_onednn = pytest.mark.skipif(not build_info()["onednn"], reason="built without oneDNN")
+SHAPES = [(1, 7, 5), (3, 33, 70), (17, 130, 256), (64, 257, 1000), (130, 96, 128)]
+
+
+def _data(m, n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    x = paddle.to_tensor(rng.standard_normal((m, k)).astype("float32"))
+    w = paddle.to_tensor(rng.standard_normal((n, k)).astype("float32") / np.sqrt(k))
+    b = paddle.to_tensor(rng.standard_normal(n).astype("float32"))
+    return x, w, b
+
+
+@needs_onednn
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_fp32_matches_reference(m, n, k):
+    x, w, b = _data(m, n, k)
+    np.testing.assert_allclose(linear(x, w, b).numpy(), linear_ref(x, w, b).numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(linear(x, w).numpy(), linear_ref(x, w).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_bf16_weights_match_bf16_rounded_math(m, n, k):
+    x, w, b = _data(m, n, k)
+    wb = w.astype("bfloat16")
+    # reference: x rounded to bf16, exact products, fp32 sums
+    ref = linear_ref(x.astype("bfloat16").astype("float32"), wb.astype("float32"), b).numpy()
+    out = linear(x, wb, b)
+    assert out.dtype == paddle.float32
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-3, atol=1e-3)
+
+
+@needs_onednn
+def test_bf16_activations_give_bf16_for_either_weight_dtype():
+    x, w, b = _data(9, 40, 96)
+    xb = x.astype("bfloat16")
+    for weight in (w, w.astype("bfloat16")):
+        out = linear(xb, weight, b)
+        assert out.dtype == paddle.bfloat16
+        ref = linear_ref(xb, weight, b).astype("float32").numpy()
+        np.testing.assert_allclose(out.astype("float32").numpy(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_shape_mismatch_raises():
+    x, w, _ = _data(2, 4, 8)
+    with pytest.raises(ValueError, match=r"x must be \(M, K\)"):
+        linear(x, w[:, :4])
+    with pytest.raises(ValueError, match="bias must be"):
+        linear(x, w, paddle.zeros([5]))
