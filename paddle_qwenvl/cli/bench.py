@@ -1,0 +1,55 @@
+"""`paddle-qwenvl bench`: warm-up + timed runs of one request (or a batch of copies of it).
+
+Reports vision, prefill and decode time and tokens/s, end-to-end seconds and peak resident memory.
+With no --image/--video the bundled demo image is used.
+"""
+import sys
+
+from .benchmark import format_report, run_benchmark, summarize, write_json
+from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, predictor_from_args,
+                     sampling_from_args, user_message)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="benchmark one request", description=__doc__)
+    p.add_argument("--prompt", "-p", default="Describe this image.")
+    p.add_argument("--batch-size", type=int, default=1, help="copies of the request run together")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    add_model_args(p)
+    add_media_args(p)
+    add_sampling_args(p, max_new_tokens=32)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    images = args.image or ([] if args.video else [str(DEMO_IMAGE)])
+    request = [user_message(args.prompt, images, args.video)]
+    predictor = predictor_from_args(args, batch_size=args.batch_size)
+    args.ignore_eos = True                  # every run generates exactly --max-new-tokens tokens
+    sampling = sampling_from_args(predictor, args)
+    log = lambda msg: print(msg, file=sys.stderr)          # noqa: E731
+    outputs, runs = run_benchmark(predictor, [request] * args.batch_size, sampling, args.warmup,
+                                  args.repeat, log)
+    summary = summarize(runs)
+    print(format_report(summary, describe(args, predictor, images)))
+    print(f"answer (request 1): {outputs[0].text!r}")
+    if args.json:
+        write_json(args.json, dict(summary, config=config_dict(args, images), answer=outputs[0].text))
+    return 0
+
+
+def describe(args, predictor, images) -> str:
+    media = ", ".join([f"image {i}" for i in images] + [f"video {v}" for v in args.video]) or "text only"
+    return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
+            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype float32; quant {args.quant_type or 'none'}; "
+            f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
+
+
+def config_dict(args, images) -> dict:
+    return dict(model=args.model, images=images, videos=args.video, batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens, quant_type=args.quant_type, threads=args.threads,
+                warmup=args.warmup, repeat=args.repeat)

@@ -1,0 +1,173 @@
+"""What every command shares: process set-up, loading a model, sampling flags, building a request,
+and turning a bad input into one line on stderr instead of a traceback."""
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_IMAGE = ASSETS / "demo.jpg"      # 448x336 drawn scene: sky, sun, hills, red house, tree
+DEMO_VIDEO = ASSETS / "demo.mp4"      # 2 s, 8 fps, 224x168: a yellow ball crosses the same scene
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; main() prints it without a traceback."""
+
+
+def quiet() -> bool:
+    """PADDLE_QWENVL_QUIET=1 turns progress bars off (the tests set it)."""
+    return os.environ.get("PADDLE_QWENVL_QUIET", "") == "1"
+
+
+def set_up_runtime(threads: Optional[int] = None) -> int:
+    """Threads for Paddle's own kernels (Paddle sets 1 on import) and MKL's fast path on AMD.
+
+    MKL reads MKL_DEBUG_CPU_TYPE at its first call, so setting it here, after import, still works.
+    Returns the thread count used."""
+    os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    from ..ops.threads import num_threads
+    import paddle
+    count = threads or num_threads()
+    paddle.base.core.set_num_threads(count)
+    return count
+
+
+def resolve_dtype(dtype: str) -> str:
+    """bfloat16/float16 are accepted and run in float32, with a warning: Paddle on CPU has no
+    bf16/fp16 matmul, so the weights are widened to float32 on load."""
+    if dtype not in FLOAT_DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not known; use float32 (bfloat16 and float16 run as float32)")
+    if dtype != "float32":
+        warn(f"--dtype {dtype}: this CPU build computes in float32 only; {dtype} weights are "
+             "converted to float32 on load, so the model runs in float32")
+    return "float32"
+
+
+def warn(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def check_model_dir(path) -> Path:
+    """A local checkpoint directory, or a UserError saying how to get one."""
+    if path is None:
+        raise UserError("no model given: pass the directory of a downloaded Qwen2-VL / Qwen2.5-VL "
+                        "checkpoint, or run `paddle-qwenvl make-tiny DIR` for a random test model")
+    model_dir = Path(path).expanduser()
+    if not (model_dir / "config.json").is_file():
+        hint = (" (model hub names are not downloaded here: fetch it first, e.g. "
+                f"`huggingface-cli download {path} --local-dir DIR`, and pass DIR)") if not model_dir.exists() else ""
+        raise UserError(f"{path} is not a model directory: no config.json found{hint}")
+    return model_dir
+
+
+def load_predictor(model_dir, quant_type=None, dtype="float32", max_model_len=None, batch_size=1,
+                   **processor_options):
+    """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len."""
+    from ..predictor import Predictor
+    options = {k: v for k, v in processor_options.items() if v is not None}
+    length = max_model_len or 4096
+    return Predictor.from_pretrained(str(model_dir), dtype=dtype, quant_type=quant_type,
+                                     max_model_len=length, max_num_seqs=max(batch_size, 1),
+                                     kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1)),
+                                     progress=not quiet(), **options)
+
+
+def kv_cache_bytes(model_dir, tokens: int, block_size: int = 64) -> int:
+    """KV cache bytes for `tokens` tokens, rounded up to whole blocks (one spare)."""
+    from ..config import ModelConfig
+    from ..engine.model_runner import kv_block_bytes
+    blocks = -(-tokens // block_size) + 1
+    return blocks * kv_block_bytes(ModelConfig.from_dir(model_dir).text, block_size)
+
+
+def add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:
+    g = p.add_argument_group("sampling (unset: the model's generation_config.json)")
+    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    g.add_argument("--min-new-tokens", type=int, default=None)
+    g.add_argument("--temperature", type=float, default=None, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=None, help="0 = off")
+    g.add_argument("--top-p", type=float, default=None, help="1 = off")
+    g.add_argument("--repetition-penalty", type=float, default=None, help="1 = off")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
+
+
+def sampling_from(predictor, max_new_tokens, min_new_tokens=None, temperature=None, top_k=None,
+                  top_p=None, repetition_penalty=None, seed=None, ignore_eos=False):
+    """The checkpoint's default sampling with the given values replacing its fields."""
+    import dataclasses
+    given = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, temperature=temperature,
+                 top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed)
+    changes = {k: v for k, v in given.items() if v is not None}
+    if ignore_eos:
+        changes["ignore_eos"] = True
+    sampling = dataclasses.replace(predictor.default_sampling, **changes)
+    unused = [name for name in ("top_k", "top_p") if given[name] is not None]
+    if sampling.greedy and unused:
+        warn(f"{', '.join(unused)}: no effect with greedy decoding (temperature 0"
+             f"{' from generation_config.json' if temperature is None else ''}); give a temperature > 0 to sample")
+    return sampling
+
+
+def user_message(text: str, images: List[str] = (), videos: List[str] = (), video_options=None) -> dict:
+    """One user turn: images, then videos, then the text (the order Qwen's examples use)."""
+    content = [{"type": "image", "image": check_file(i, "image")} for i in images]
+    content += [dict({"type": "video", "video": check_file(v, "video")}, **(video_options or {}))
+                for v in videos]
+    content.append({"type": "text", "text": text})
+    return {"role": "user", "content": content}
+
+
+def check_file(path: str, kind: str) -> str:
+    if "://" in path or path.startswith("data:"):
+        return path
+    if not os.path.isfile(path):
+        raise UserError(f"{kind} file not found: {path}")
+    return path
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", "-m", default=None,
+                   help="checkpoint directory (config.json, *.safetensors, tokenizer); "
+                        "default: the random-weight demo model")
+    g.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES,
+                   help="bfloat16/float16 run as float32 on CPU (with a note)")
+    g.add_argument("--quant-type", default=None, help="weight_only_int8 or weight_only_int4")
+    g.add_argument("--max-model-len", type=int, default=4096, help="prompt + output tokens per request")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $PADDLE_QWENVL_NUM_THREADS or all usable cores)")
+
+
+def add_media_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("images and videos")
+    g.add_argument("--image", "-i", action="append", default=[], help="image path or URL (repeatable)")
+    g.add_argument("--video", "-v", action="append", default=[], help="video path or URL (repeatable)")
+    g.add_argument("--min-pixels", type=int, default=None, help="per image (default: preprocessor_config.json)")
+    g.add_argument("--max-pixels", type=int, default=None, help="per image (default: preprocessor_config.json)")
+    g.add_argument("--fps", type=float, default=None, help="video frames sampled per second (default 2)")
+    g.add_argument("--video-max-pixels", type=int, default=None, help="per video frame (default 602112)")
+
+
+def processor_options(args) -> dict:
+    return dict(min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
+                video_max_pixels=args.video_max_pixels)
+
+
+def predictor_from_args(args, batch_size: int = 1):
+    """set_up_runtime + the model of --model (or the demo model, with a note) loaded."""
+    set_up_runtime(args.threads)
+    model_dir = args.model
+    if model_dir is None:
+        from ..demo import demo_checkpoint
+        model_dir = demo_checkpoint(progress=not quiet())
+        warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
+    return load_predictor(check_model_dir(model_dir), quant_type=args.quant_type, dtype=resolve_dtype(args.dtype),
+                          max_model_len=args.max_model_len, batch_size=batch_size, **processor_options(args))
+
+
+def sampling_from_args(predictor, args):
+    return sampling_from(predictor, args.max_new_tokens, args.min_new_tokens, args.temperature, args.top_k,
+                         args.top_p, args.repetition_penalty, args.seed, args.ignore_eos)

@@ -1,0 +1,57 @@
+"""`paddle-qwenvl run`: one prompt (with images/videos) in, the answer on stdout, stats on stderr."""
+import json
+import sys
+
+from .common import (add_media_args, add_model_args, add_sampling_args, predictor_from_args,
+                     sampling_from_args, user_message)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("run", help="answer one prompt", description=__doc__)
+    p.add_argument("--prompt", "-p", required=True, help="the question / instruction")
+    p.add_argument("--system", default=None, help="system message")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: text, token_ids, finish_reason, usage, timings")
+    add_model_args(p)
+    add_media_args(p)
+    add_sampling_args(p)
+    p.set_defaults(handler=run)
+
+
+def build_messages(args) -> list:
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    return messages + [user_message(args.prompt, args.image, args.video)]
+
+
+def run(args) -> int:
+    messages = build_messages(args)          # checks the files before the model loads
+    predictor = predictor_from_args(args)
+    sampling = sampling_from_args(predictor, args)
+    if args.stream and not args.json:
+        out = None
+        for out in predictor.stream(messages, sampling):
+            print(out.delta, end="", flush=True)
+        print()
+    else:
+        out = predictor.generate(messages, sampling)
+        print(json.dumps(output_dict(out), ensure_ascii=False) if args.json else out.text)
+    if not args.json:
+        print(stats_line(out), file=sys.stderr)
+    return 0
+
+
+def output_dict(out) -> dict:
+    t, u = out.timings, out.usage
+    return dict(text=out.text, token_ids=list(out.token_ids), finish_reason=out.finish_reason,
+                usage=dict(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                           total_tokens=u.total_tokens),
+                timings=dict(vision=t.vision, prefill=t.prefill, decode=t.decode))
+
+
+def stats_line(out) -> str:
+    t, u = out.timings, out.usage
+    rate = max(u.completion_tokens - 1, 0) / t.decode if t.decode > 0 else float("nan")
+    return (f"[finish_reason {out.finish_reason}; tokens: prompt {u.prompt_tokens}, generated "
+            f"{u.completion_tokens}; seconds: vision {t.vision:.3f}, prefill {t.prefill:.3f}, "
+            f"decode {t.decode:.3f} ({rate:.1f} tokens/s)]")
