@@ -13,7 +13,7 @@ SHAPES = [(1, 7, 5), (3, 33, 70), (17, 130, 256), (64, 257, 1000), (130, 96, 128
 def _data(m, n, k, seed=0):
     rng = np.random.default_rng(seed)
     x = paddle.to_tensor(rng.standard_normal((m, k)).astype("float32"))
-    w = paddle.to_tensor(rng.standard_normal((n, k)).astype("float32") / np.sqrt(k))
+    w = paddle.to_tensor((rng.standard_normal((n, k)) / np.sqrt(k)).astype("float32"))
     b = paddle.to_tensor(rng.standard_normal(n).astype("float32"))
     return x, w, b
 
