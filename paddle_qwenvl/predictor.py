@@ -9,6 +9,7 @@ from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .models import load_model
 from .processing import Processor
+from .quantization import make_quant_config
 from .sampling import SamplingParams
 
 SUPPORTED_DTYPES = ("float32",)
@@ -36,16 +37,20 @@ class Predictor:
                         max_num_seqs: int = 16, progress: bool = True, **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
+        quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load).
+        max_model_len: prompt + output tokens of one request. kv_cache_memory: bytes of the paged
+        KV cache (float32); it must hold at least max_model_len tokens, requests beyond what fits
+        at once wait or are preempted and recomputed. max_num_seqs: sequences per step.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
+        Without a SamplingParams, generate() samples as generation_config.json says (like HF).
         """
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(checkpoints in bfloat16 are converted on load)")
-        if quant_type is not None:
-            raise ValueError(f"quant_type {quant_type!r} is not available yet; use quant_type=None")
+        quant = make_quant_config(quant_type)      # None, "weight_only_int8" or "weight_only_int4"
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        model = load_model(model_dir, progress=progress)
+        model = load_model(model_dir, quant=quant, progress=progress)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))

@@ -95,8 +95,17 @@ def test_default_sampling_follows_generation_config(predictor, model_dir, tmp_pa
 def test_unsupported_options_rejected(model_dir):
     with pytest.raises(ValueError, match="dtype 'float16' is not supported"):
         Predictor.from_pretrained(model_dir, dtype="float16")
-    with pytest.raises(ValueError, match="quant_type 'int8' is not available"):
+    with pytest.raises(ValueError, match="quant_type 'int8' is not supported; use one of"):
         Predictor.from_pretrained(model_dir, quant_type="int8")
+
+
+def test_weight_only_int8_predictor_generates(model_dir):
+    from paddle_qwenvl.layers.linear import WeightOnlyLinear
+    predictor = Predictor.from_pretrained(model_dir, quant_type="weight_only_int8", max_model_len=256,
+                                          block_size=16, kv_cache_memory=1 << 21, progress=False)
+    assert any(isinstance(m, WeightOnlyLinear) for m in predictor.model.sublayers())
+    out = predictor.generate(MESSAGES[1], SamplingParams(temperature=0, max_new_tokens=4, ignore_eos=True))
+    assert len(out.token_ids) == 4 and out.finish_reason == "length"
 
 
 def test_bad_request_shape_rejected(predictor):
