@@ -85,10 +85,20 @@ def _resample_axis(x, axis, out_size):
     return np.moveaxis(out.reshape((out_size,) + rows.shape[1:]), 0, axis)
 
 
-def resize_frames(frames, height, width):
-    """uint8 (T, H, W, C) -> uint8 (T, height, width, C): float bicubic, clamped and rounded."""
+def resize_frames(frames, height, width, chunk=8):
+    """uint8 (T, H, W, C) -> uint8 (T, height, width, C): float bicubic, clamped and rounded.
+
+    Works on `chunk` frames at a time so the float32 copies stay small.
+    """
     if frames.shape[1:3] == (height, width):
         return frames
+    out = np.empty((frames.shape[0], height, width, frames.shape[3]), dtype=np.uint8)
+    for start in range(0, frames.shape[0], chunk):
+        out[start:start + chunk] = _resize_chunk(frames[start:start + chunk], height, width)
+    return out
+
+
+def _resize_chunk(frames, height, width):
     x = frames.astype(np.float32)
     if x.shape[2] != width:
         x = _resample_axis(x, 2, width)

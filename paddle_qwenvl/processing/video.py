@@ -119,11 +119,18 @@ def frame_size(height, width, nframes, image_options, options, part):
     return smart_resize(height, width, factor, min_pixels, max_pixels, at_least_factor=True, strict=False)
 
 
+FRAMES_PER_CHUNK = 16  # frames decoded (and resized) at a time: bounds memory for long HD videos
+
+
 @dataclass
 class SampledVideo:
-    frames: np.ndarray    # (nframes, H, W, 3) uint8
+    frames: np.ndarray    # (nframes, H, W, 3) uint8, after `transform`
     indices: list         # frame index of each sampled frame in the file
     sample_fps: float     # frames per second after sampling
+
+
+def _keep(chunk, nframes):
+    return chunk
 
 
 def _sample(total_frames, video_fps, options, part):
@@ -132,20 +139,23 @@ def _sample(total_frames, video_fps, options, part):
     return sample_indices(first, last, nframes), nframes / count * video_fps
 
 
-def _read_decord(path, options, part):
+def _read_decord(path, options, part, transform=_keep):
     import decord  # optional dependency; PyAV is the fallback
     reader = decord.VideoReader(path, num_threads=1)
     indices, sample_fps = _sample(len(reader), reader.get_avg_fps(), options, part)
-    return SampledVideo(reader.get_batch(indices).asnumpy(), indices, sample_fps)
+    chunks = [transform(reader.get_batch(indices[i:i + FRAMES_PER_CHUNK]).asnumpy(), len(indices))
+              for i in range(0, len(indices), FRAMES_PER_CHUNK)]
+    return SampledVideo(np.concatenate(chunks), indices, sample_fps)
 
 
 def _count_frames_av(path):
     import av
     with av.open(path) as container:
         stream = container.streams.video[0]
+        fps = _video_fps_av(stream)
         if stream.frames:
-            return stream.frames, stream
-        return sum(1 for packet in container.demux(stream) if packet.size), stream
+            return stream.frames, fps
+        return sum(1 for packet in container.demux(stream) if packet.size), fps
 
 
 def _video_fps_av(stream):
@@ -153,37 +163,44 @@ def _video_fps_av(stream):
     return float(rate) if rate else 0.0
 
 
-def _decode_av(path, indices):
+def _sampled_frames_av(path, indices):
+    """Yield the frames at `indices` (ascending) as rgb24 arrays, decoding sequentially."""
     import av
-    wanted, frames = set(indices), {}
+    remaining = list(indices)
     with av.open(path) as container:
         for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
-            if i >= indices[-1]:
-                break
-    missing = wanted - set(frames)
-    if missing:
-        raise VideoDecodeError(f"could decode only {len(frames)} of the sampled frames; "
-                               f"frames {sorted(missing)[:5]} are missing or corrupt")
-    return np.stack([frames[i] for i in indices])
+            while remaining and remaining[0] == i:
+                remaining.pop(0)
+                yield frame.to_ndarray(format="rgb24")
+            if not remaining:
+                return
+    raise VideoDecodeError(f"could decode only {len(indices) - len(remaining)} of {len(indices)} sampled "
+                           f"frames; frames from {remaining[0]} on are missing or corrupt")
 
 
-def _read_av(path, options, part):
-    total, stream = _count_frames_av(path)
-    indices, sample_fps = _sample(total, _video_fps_av(stream), options, part)
-    return SampledVideo(_decode_av(path, indices), indices, sample_fps)
+def _read_av(path, options, part, transform=_keep):
+    total, fps = _count_frames_av(path)
+    indices, sample_fps = _sample(total, fps, options, part)
+    chunks, pending = [], []
+    for frame in _sampled_frames_av(path, indices):
+        pending.append(frame)
+        if len(pending) == FRAMES_PER_CHUNK:
+            chunks.append(transform(np.stack(pending), len(indices)))
+            pending = []
+    if pending:
+        chunks.append(transform(np.stack(pending), len(indices)))
+    return SampledVideo(np.concatenate(chunks), indices, sample_fps)
 
 
-def _read_file(path, options, part):
+def _read_file(path, options, part, transform):
     """decord when it can open the file, PyAV otherwise (or when decord is missing)."""
     try:
-        return _read_decord(path, options, part)
+        return _read_decord(path, options, part, transform)
     except InputError:
         raise
     except Exception as decord_error:  # ImportError, decord.DECORDError, ...: try PyAV
         try:
-            return _read_av(path, options, part)
+            return _read_av(path, options, part, transform)
         except InputError:
             raise
         except Exception as av_error:
@@ -192,16 +209,19 @@ def _read_file(path, options, part):
                 f"PyAV: {av_error}") from None
 
 
-def read_video(source, options=VideoOptions(), part=None, fetch_options=FetchOptions()):
-    """Sample frames of a video file given as path, file://, data: or http(s):// URL."""
+def read_video(source, options=VideoOptions(), part=None, fetch_options=FetchOptions(), transform=_keep):
+    """Sample frames of a video file given as path, file://, data: or http(s):// URL.
+
+    transform(chunk uint8 (n, H, W, 3), nframes) is applied to each chunk of decoded frames.
+    """
     part = part or {}
     data_or_path = resolve(source, fetch_options)
     if isinstance(data_or_path, str):
-        return _read_file(data_or_path, options, part)
+        return _read_file(data_or_path, options, part, transform)
     with tempfile.NamedTemporaryFile(suffix=".video") as tmp:  # decord reads from paths only
         tmp.write(data_or_path)
         tmp.flush()
-        return _read_file(tmp.name, options, part)
+        return _read_file(tmp.name, options, part, transform)
 
 
 def _images_as_video(images, image_options, options, part, fetch_options):
@@ -229,13 +249,18 @@ def _list_frames(frames, image_options, part):
 def process_video(video, image_options, options=VideoOptions(), part=None, fetch_options=FetchOptions()):
     """A video source or list of frames -> (patches (N, 1176), grid_thw, second_per_grid_t)."""
     part = part or {}
+
+    def fit(frames, nframes):  # (n, H, W, 3) -> (n, h, w, 3) at the per-frame budget
+        size = frame_size(*frames.shape[1:3], nframes, image_options, options, part)
+        return resize_frames(frames, *size)
+
     if isinstance(video, (list, tuple)):
         images, sample_fps = _images_as_video(video, image_options, options, part, fetch_options)
         frames = _list_frames(images, image_options, part)
-    else:
-        sampled = read_video(video, options, part, fetch_options)
+        frames = fit(frames, len(frames))
+    else:  # resized chunk by chunk while decoding: full-size frames never pile up
+        sampled = read_video(video, options, part, fetch_options, transform=fit)
         frames, sample_fps = sampled.frames, sampled.sample_fps
-    height, width = frame_size(*frames.shape[1:3], len(frames), image_options, options, part)
     # HF's video processor (torch) normalises with rescale folded into mean/std.
-    patches, grid = frames_to_patches(resize_frames(frames, height, width), image_options, fused_normalize=True)
+    patches, grid = frames_to_patches(frames, image_options, fused_normalize=True)
     return patches, grid, image_options.temporal_patch_size / sample_fps

@@ -252,3 +252,17 @@ def test_frame_list_matches_qwen_vl_utils_then_hf(qwen_vl_utils, count, size, pa
     assert grid == tuple(int(x) for x in ref["video_grid_thw"][0])
     assert np.abs(patches - ref["pixel_values_videos"]).max() <= 1e-6
     assert math.isclose(second_per_grid_t, 2 / sample_fps)
+
+
+def test_chunked_decoding_gives_the_same_frames(tmp_path, monkeypatch):
+    import paddle_qwenvl.processing.video as video_module
+    path = write_video(tmp_path / "v.mp4", 60, 10)
+    part = {"nframes": 18}
+    whole = [reader(str(path), OPTIONS, part) for reader in (_read_decord, _read_av)]
+    monkeypatch.setattr(video_module, "FRAMES_PER_CHUNK", 4)
+    chunked = [reader(str(path), OPTIONS, part) for reader in (_read_decord, _read_av)]
+    for a, b in zip(whole, chunked):
+        assert a.indices == b.indices and np.array_equal(a.frames, b.frames) and len(b.frames) == 18
+    patches_whole = process_video(str(path), IMAGE_OPTIONS, OPTIONS, part)
+    monkeypatch.setattr(video_module, "FRAMES_PER_CHUNK", 16)
+    assert np.array_equal(process_video(str(path), IMAGE_OPTIONS, OPTIONS, part)[0], patches_whole[0])
