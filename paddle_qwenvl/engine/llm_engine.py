@@ -19,7 +19,8 @@ from .sequence import Sequence
 class EngineConfig:
     max_model_len: int = 4096            # prompt + output tokens of one request
     block_size: int = 64                 # tokens per KV cache block
-    kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches
+    kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches (an upper
+                                         # bound: no more than max_num_seqs x max_model_len tokens)
     max_num_seqs: int = 16               # sequences per step
     max_num_batched_tokens: Optional[int] = None   # tokens per step; default max_model_len
 
@@ -39,7 +40,9 @@ class LLMEngine:
         self.config = config
         self.tokenizer = tokenizer
         self.eos_ids = list(model.config.eos_token_ids)
-        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory)
+        # no more blocks than max_num_seqs sequences of max_model_len tokens can use
+        most = config.max_num_seqs * -(-config.max_model_len // config.block_size)
+        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory, most)
         capacity = self.runner.num_blocks * config.block_size
         if capacity < config.max_model_len:
             raise ValueError(f"kv_cache_memory={config.kv_cache_memory} bytes holds {capacity} tokens, "

@@ -34,11 +34,14 @@ def kv_block_bytes(text_config, block_size: int) -> int:
 
 
 class ModelRunner:
-    def __init__(self, model, block_size: int, kv_cache_memory: int):
+    def __init__(self, model, block_size: int, kv_cache_memory: int, max_blocks: Optional[int] = None):
+        """KV cache of as many blocks as `kv_cache_memory` bytes hold, at most `max_blocks`."""
         self.model = model
         self.config = model.config
         self.block_size = block_size
         self.num_blocks = kv_cache_memory // kv_block_bytes(self.config.text, block_size)
+        if max_blocks is not None:
+            self.num_blocks = min(self.num_blocks, max_blocks)
         if self.num_blocks < 1:
             raise ValueError(f"kv_cache_memory={kv_cache_memory} bytes holds no block of "
                              f"{kv_block_bytes(self.config.text, block_size)} bytes; raise it")

@@ -78,10 +78,5 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status == SequenceStatus.FINISHED
 
-    @property
-    def is_prefill(self) -> bool:
-        """True when the next step runs all of its tokens (first prefill or recompute)."""
-        return self.num_computed_tokens == 0
-
     def append_token(self, token_id: int) -> None:
         self.token_ids.append(int(token_id))

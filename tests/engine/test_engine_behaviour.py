@@ -180,6 +180,19 @@ def test_bad_requests_rejected(engine, parts):
         LLMEngine(parts[0], parts[1], EngineConfig(max_model_len=4096, kv_cache_memory=1 << 20))
 
 
+def test_kv_cache_sized_from_budget_and_capped_by_use(parts):
+    model, tokenizer = parts
+    t = model.config.text
+    block_bytes = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4 * 16
+    small = LLMEngine(model, tokenizer, EngineConfig(max_model_len=64, block_size=16,
+                                                     kv_cache_memory=10 * block_bytes + 5))
+    assert small.runner.num_blocks == 10
+    assert small.runner.kv_caches[0][0].shape == [160, t.num_key_value_heads, t.head_dim]
+    big = LLMEngine(model, tokenizer, EngineConfig(max_model_len=64, block_size=16, max_num_seqs=3,
+                                                   kv_cache_memory=1 << 30))
+    assert big.runner.num_blocks == 3 * 4
+
+
 def test_incremental_decoder_waits_for_whole_characters(parts):
     tokenizer = parts[1]
     text = "A café ☕ by the river — naïve ünïcode"
