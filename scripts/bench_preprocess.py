@@ -52,6 +52,31 @@ def bench_preprocess(work, repeats):
     return out, decoded
 
 
+def _test_video(path, seconds=4, fps=30):
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+        y, x = np.mgrid[0:720, 0:1280]
+        for i in range(seconds * fps):
+            rgb = np.stack([(x + 4 * i) % 256, y * 255 // 719, (x + y + i) % 256], axis=-1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def bench_video(work, repeats):
+    processor = Processor.from_pretrained(str(work))
+    _test_video(work / "clip.mp4")
+    message = [{"role": "user", "content": [{"type": "video", "video": str(work / "clip.mp4")},
+                                            {"type": "text", "text": "Describe."}]}]
+    out = processor(message)
+    seconds = _median_seconds(lambda: processor(message), repeats)
+    print(f"1280x720 4 s 30 fps video -> grid_thw {out.video_grid_thw[0]}, "
+          f"{out.pixel_values_videos.shape[0]} patches: {seconds * 1e3:.1f} ms median of {repeats}")
+
+
 def bench_vision(work, out, depth, preprocess_seconds):
     import paddle
     from paddle_qwenvl.models import load_model
@@ -74,6 +99,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out, seconds = bench_preprocess(Path(tmp), args.repeats)
+        bench_video(Path(tmp), args.repeats)
         if args.vision_depth:
             bench_vision(Path(tmp), out, args.vision_depth, seconds)
 

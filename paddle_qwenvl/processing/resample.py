@@ -51,44 +51,47 @@ def axis_weights(in_size, out_size):
     return first, weights / total[:, None], last - first
 
 
-def _fused_steps(sizes, taps):
-    """(out, taps) bool: which accumulation steps torch's compiled loop fuses into an FMA.
+def _accumulate(flat, index, weights, size):
+    """Sum `size` taps for a group of outputs that all have `size` taps, in torch's order.
 
-    Measured against torch 2.13's CPU kernel: for an output with n taps, steps 1..n-1 run as
-    an unrolled-by-4 body (separate multiply and add) plus a remainder that is fused.
+    torch 2.13's compiled CPU loop (measured on this machine) runs taps 1..size-1 as an
+    unrolled-by-4 body with separate multiply and add, and fuses the remainder into FMAs.
     """
-    steps = np.arange(taps)[None, :]
-    unrolled = 4 * ((sizes[:, None] - 1) // 4)
-    return steps > unrolled
+    acc = np.take(flat, index[:, 0], axis=0)
+    acc *= weights[:, :1]
+    term = np.empty_like(acc)
+    unrolled = 4 * ((size - 1) // 4)
+    for k in range(1, size):
+        np.take(flat, index[:, k], axis=0, out=term)
+        if k > unrolled:
+            acc[...] = _fma(term, weights[:, k:k + 1], acc)
+        else:
+            term *= weights[:, k:k + 1]
+            acc += term
+    return acc
 
 
 def _resample_axis(x, axis, out_size):
     """Resample float32 `x` along `axis`, summing taps in torch's order and rounding.
 
-    The axis is moved to the front and made contiguous, so each tap gathers whole rows.
+    The axis is moved to the front and made contiguous, so each tap gathers whole rows;
+    outputs are grouped by their tap count (two or three distinct counts per axis).
     """
     first, weights, sizes = axis_weights(x.shape[axis], out_size)
     rows = np.ascontiguousarray(np.moveaxis(x, axis, 0))
     flat = rows.reshape(rows.shape[0], -1)              # (in_size, everything else)
     index = np.minimum(first[:, None] + np.arange(weights.shape[1]), flat.shape[0] - 1)
-    fused = _fused_steps(sizes, weights.shape[1])
-    out = flat[index[:, 0]] * weights[:, :1]
-    for k in range(1, weights.shape[1]):
-        term, weight, mask = flat[index[:, k]], weights[:, k:k + 1], fused[:, k]
-        if mask.all():
-            out = _fma(term, weight, out)
-            continue
-        step = out + term * weight
-        if mask.any():
-            step[mask] = _fma(term[mask], weight[mask], out[mask])
-        out = step
+    out = np.empty((out_size, flat.shape[1]), dtype=np.float32)
+    for size in np.unique(sizes):
+        group = np.nonzero(sizes == size)[0]
+        out[group] = _accumulate(flat, index[group], weights[group], int(size))
     return np.moveaxis(out.reshape((out_size,) + rows.shape[1:]), 0, axis)
 
 
-def resize_frames(frames, height, width, chunk=8):
+def resize_frames(frames, height, width, chunk=1):
     """uint8 (T, H, W, C) -> uint8 (T, height, width, C): float bicubic, clamped and rounded.
 
-    Works on `chunk` frames at a time so the float32 copies stay small.
+    Works on `chunk` frames at a time: the float32 copies stay small and in cache.
     """
     if frames.shape[1:3] == (height, width):
         return frames
