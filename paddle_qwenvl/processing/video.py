@@ -8,7 +8,8 @@ A video file becomes
        with torchvision's float antialiased bicubic (resample.py), rounded to uint8
     -> patches (t * h * w, 1176) with grid_thw = (nframes / 2, h / 14, w / 14)
 and second_per_grid_t = temporal_patch_size / sampled_fps (Qwen2.5-VL's temporal positions).
-A list of images is a video too (one frame per image, sampled at `sample_fps`, default 2).
+A list of images (or a uint8 (T, H, W, 3) array) is a video too: one frame per image, taken
+as sampled at `sample_fps` (default 2).
 """
 import math
 import os
@@ -254,6 +255,8 @@ def process_video(video, image_options, options=VideoOptions(), part=None, fetch
         size = frame_size(*frames.shape[1:3], nframes, image_options, options, part)
         return resize_frames(frames, *size)
 
+    if isinstance(video, np.ndarray) and video.ndim == 4:
+        video = list(video)  # (T, H, W, 3) uint8 frames
     if isinstance(video, (list, tuple)):
         images, sample_fps = _images_as_video(video, image_options, options, part, fetch_options)
         frames = _list_frames(images, image_options, part)

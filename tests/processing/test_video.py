@@ -266,3 +266,10 @@ def test_chunked_decoding_gives_the_same_frames(tmp_path, monkeypatch):
     patches_whole = process_video(str(path), IMAGE_OPTIONS, OPTIONS, part)
     monkeypatch.setattr(video_module, "FRAMES_PER_CHUNK", 16)
     assert np.array_equal(process_video(str(path), IMAGE_OPTIONS, OPTIONS, part)[0], patches_whole[0])
+
+
+def test_numpy_frame_array_is_a_video_like_a_frame_list():
+    frames = np.random.default_rng(3).integers(0, 256, (4, 50, 70, 3), dtype=np.uint8)
+    from_array = process_video(frames, IMAGE_OPTIONS)
+    from_list = process_video([Image.fromarray(f) for f in frames], IMAGE_OPTIONS)
+    assert from_array[1:] == from_list[1:] and np.array_equal(from_array[0], from_list[0])
