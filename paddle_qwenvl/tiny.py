@@ -83,8 +83,10 @@ def _vision_shapes(v: dict, qwen2_5: bool) -> dict:
     return s
 
 
-def random_tensor(rng, name: str, shape, std: float) -> np.ndarray:
-    """Norm weights near 1, everything else N(0, std) (std scaled down for wide inputs)."""
+def random_tensor(rng, name: str, shape, std: float, embed_std: Optional[float] = None) -> np.ndarray:
+    """Norm weights near 1, token embeddings N(0, embed_std or std), everything else N(0, std)."""
+    if name == "model.embed_tokens.weight" and embed_std:
+        return embed_std * rng.standard_normal(shape, dtype=np.float32)
     if "norm" in name or "ln_q" in name:
         return (1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)) if name.endswith("weight") \
             else 0.1 * rng.standard_normal(shape, dtype=np.float32)
@@ -92,17 +94,18 @@ def random_tensor(rng, name: str, shape, std: float) -> np.ndarray:
 
 
 def write_weights(out_dir: Path, shapes: dict, seed: int, std: float, dtype: str,
-                  shard_bytes: int = 2 << 30, progress: bool = False):
+                  shard_bytes: int = 2 << 30, progress: bool = False, embed_std: Optional[float] = None):
     """Write random tensors shard by shard; only one shard is ever held in memory."""
     from .weight_writer import ShardWriter
     rng = np.random.default_rng(seed)
     with ShardWriter(out_dir, dtype, shard_bytes, progress, total=len(shapes)) as writer:
         for name, shape in shapes.items():
-            writer.add(name, random_tensor(rng, name, shape, std))
+            writer.add(name, random_tensor(rng, name, shape, std, embed_std))
 
 
 def write_model_dir(out_dir, family: str, text: dict, vision: dict, seed: int = 0, std: float = 0.05,
-                    dtype: str = "float32", progress: bool = False, **processor_overrides) -> Path:
+                    dtype: str = "float32", progress: bool = False, embed_std: Optional[float] = None,
+                    **processor_overrides) -> Path:
     from .processing.tiny_tokenizer import write_processor_files
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,7 @@ def write_model_dir(out_dir, family: str, text: dict, vision: dict, seed: int = 
     generation = dict(bos_token_id=ids["bos_token_id"], pad_token_id=ids["bos_token_id"],
                       eos_token_id=[ids["eos_token_id"], ids["bos_token_id"]])
     (out_dir / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    write_weights(out_dir, hf_tensor_shapes(config), seed, std, dtype, progress=progress)
+    write_weights(out_dir, hf_tensor_shapes(config), seed, std, dtype, progress=progress, embed_std=embed_std)
     return out_dir
 
 
@@ -122,13 +125,14 @@ def _round_up(n: int, k: int) -> int:
 
 
 def make_tiny_checkpoint(out_dir, family: str = "qwen2_5_vl", seed: int = 0, text: Optional[dict] = None,
-                         vision: Optional[dict] = None, **processor_overrides) -> Path:
+                         vision: Optional[dict] = None, std: float = 0.05, embed_std: Optional[float] = None,
+                         **processor_overrides) -> Path:
     """A tiny random model directory of `family` that both we and HF transformers load."""
     if family not in ARCHITECTURES:
         raise ValueError(f"family must be one of {sorted(ARCHITECTURES)}, got {family!r}")
-    text = dict(TINY_TEXT, tie_word_embeddings=family == "qwen2_vl", **(text or {}))
-    return write_model_dir(out_dir, family, text, dict(TINY_VISION[family], **(vision or {})), seed,
-                           **processor_overrides)
+    text = {**TINY_TEXT, "tie_word_embeddings": family == "qwen2_vl", **(text or {})}
+    return write_model_dir(out_dir, family, text, dict(TINY_VISION[family], **(vision or {})), seed, std,
+                           embed_std=embed_std, **processor_overrides)
 
 
 def make_preset_checkpoint(out_dir, preset: str, num_layers: Optional[int] = None,

@@ -45,11 +45,33 @@ def quantize_weight(w, algo="weight_only_int8", group_size=128):
     if k % group_size:
         raise ValueError(f"in_features {k} is not a multiple of group_size {group_size}")
     g = w.reshape([n, k // group_size, group_size])
-    scales = paddle.clip(g.abs().max(axis=2) / 7.0, min=1e-10)                     # (N, G)
-    q = paddle.clip(paddle.round(g / scales.unsqueeze(2)), -8, 7).reshape([n, k]) + 8
+    scales = _int4_scales(g)                                                        # (N, G, 1)
+    q = paddle.clip(paddle.round(g / scales), -8, 7).reshape([n, k]) + 8
     q = q.astype("int32")
     packed = q[:, 0::2] + q[:, 1::2] * 16                                            # (N, K/2)
-    return packed.astype("uint8"), scales
+    return packed.astype("uint8"), scales.squeeze(2)
+
+
+INT4_CLIP_RATIOS = [1.0 - 0.025 * i for i in range(13)]     # 1.0 down to 0.7
+
+
+def _int4_scales(g):
+    """Per group (N, G, S) the scale among absmax * ratio / 7 with the least squared error.
+
+    Clipping the few largest weights a little lets the other 15 levels sit closer together;
+    on Gaussian-like weights this cuts the int4 error by about a fifth versus plain absmax / 7.
+    """
+    amax = g.abs().max(axis=2, keepdim=True)
+    best_scale, best_err = None, None
+    for ratio in INT4_CLIP_RATIOS:
+        scale = paddle.clip(amax * ratio / 7.0, min=1e-10)
+        err = ((paddle.clip(paddle.round(g / scale), -8, 7) * scale - g) ** 2).sum(axis=2, keepdim=True)
+        if best_err is None:
+            best_scale, best_err = scale, err
+        else:
+            better = err < best_err
+            best_scale, best_err = paddle.where(better, scale, best_scale), paddle.where(better, err, best_err)
+    return best_scale
 
 
 def dequantize_weight(qweight, scales, algo="weight_only_int8", group_size=128):

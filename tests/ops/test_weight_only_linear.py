@@ -33,8 +33,16 @@ def test_quantize_roundtrip_error_is_within_half_a_step(algo, group):
     _, w, _ = _data(1, 70, 256)
     q, s = quantize_weight(w, algo, group)
     err = (dequantize_weight(q, s, algo, group) - w).abs().numpy()
-    step = s.numpy()[:, None] if algo == "weight_only_int8" else np.repeat(s.numpy(), group, axis=1)
-    assert (err <= step / 2 + 1e-6).all()
+    step = np.repeat(s.numpy()[:, None], 256, 1) if algo == "weight_only_int8" else np.repeat(s.numpy(), group, 1)
+    # int4 scales may clip the largest weights (to -8 / 7 steps); every weight inside that range
+    # is within half a step, and the clipping never costs more squared error than absmax / 7
+    w = w.numpy()
+    inside = (w >= -8 * step) & (w <= 7 * step) if algo == "weight_only_int4" else np.ones_like(w, bool)
+    assert (err[inside] <= step[inside] / 2 + 1e-6).all()
+    if algo == "weight_only_int4":
+        absmax_step = np.repeat(np.abs(w.reshape(70, -1, group)).max(-1) / 7, group, axis=1)
+        plain = np.clip(np.round(w / absmax_step), -8, 7) * absmax_step - w
+        assert (err ** 2).sum() <= (plain ** 2).sum() + 1e-6
 
 
 def test_int4_packing_puts_even_k_in_the_low_nibble():

@@ -1,0 +1,92 @@
+"""Weight-only int8/int4: agreement with float32, quantized checkpoints, options and errors.
+
+The random checkpoints here are residual-dominated (token embeddings N(0, 1), other weights
+N(0, 0.02)), as trained decoders are; with all weights of one scale a random decoder has nearly
+flat logits and any perturbation flips the argmax (see docs/quantization.md for both figures).
+"""
+import numpy as np
+import paddle
+import pytest
+
+from paddle_qwenvl.models import load_model
+from paddle_qwenvl.quantization import QuantConfig, make_quant_config, save_quantized
+from paddle_qwenvl.simple_generate import MultimodalInputs, new_kv_caches, prefill_logits
+from paddle_qwenvl.tiny import make_tiny_checkpoint
+
+MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
+                num_key_value_heads=2, mrope_section=[8, 12, 12], tie_word_embeddings=False)
+MID_VISION = dict(hidden_size=128, intermediate_size=256, depth=2, num_heads=2, fullatt_block_indexes=[1])
+POSITIONS = 320
+
+
+@pytest.fixture(scope="module")
+def mid_dir(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("mid") / "m", "qwen2_5_vl", text=MID_TEXT,
+                                vision=MID_VISION, std=0.02, embed_std=1.0)
+
+
+def prompt_logits(model, n=POSITIONS):
+    ids = np.random.default_rng(0).integers(0, 1000, n).tolist()
+    blocks = -(-n // 64)
+    with paddle.no_grad():
+        return prefill_logits(model, MultimodalInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
+
+
+def agreement(a, b):
+    cos = (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    return (a.argmax(-1) == b.argmax(-1)).mean(), cos.min()
+
+
+@pytest.fixture(scope="module")
+def fp32_logits(mid_dir):
+    return prompt_logits(load_model(mid_dir, progress=False))
+
+
+def test_int8_agrees_with_fp32(mid_dir, fp32_logits):
+    top1, cos = agreement(fp32_logits, prompt_logits(load_model(mid_dir, make_quant_config("weight_only_int8"),
+                                                                progress=False)))
+    assert top1 >= 0.99 and cos >= 0.999
+
+
+def test_int4_group128_agrees_with_fp32(mid_dir, fp32_logits):
+    quant = make_quant_config("weight_only_int4", group_size=128)
+    top1, cos = agreement(fp32_logits, prompt_logits(load_model(mid_dir, quant, progress=False)))
+    assert top1 >= 0.95 and cos >= 0.99
+
+
+def test_quantized_layers_hold_no_float_weights(mid_dir):
+    model = load_model(mid_dir, make_quant_config("weight_only_int8"), progress=False)
+    names = {n for n, _ in model.named_parameters()}
+    assert "model.layers.0.mlp.gate_up_proj.weight" not in names
+    assert "visual.blocks.0.attn.qkv.weight" in names          # vision stays float unless asked
+    layer = model.model.layers[0].mlp.gate_up_proj
+    assert layer.qweight.dtype == paddle.int8 and layer.qweight.shape == [2 * 1536, 512]
+
+
+def test_int4_falls_back_to_int8_where_groups_do_not_divide(tiny_dirs):
+    # the tiny vision tower is 32 wide: no 64-wide groups fit, so its layers use int8
+    quant = make_quant_config("weight_only_int4", group_size=64, quantize_vision=True)
+    model = load_model(tiny_dirs["qwen2_5_vl"], quant, progress=False)
+    assert model.visual.blocks[0].attn.qkv.algo == "weight_only_int8"
+    assert model.model.layers[0].self_attn.qkv_proj.algo == "weight_only_int4"
+
+
+def test_saved_quantized_checkpoint_reloads_identically(tiny_dirs, tmp_path):
+    quant = make_quant_config("weight_only_int4", group_size=64, quantize_lm_head=True)
+    model = load_model(tiny_dirs["qwen2_vl"], quant, progress=False)
+    out = save_quantized(model, tiny_dirs["qwen2_vl"], tmp_path / "q")
+    again = load_model(out, progress=False)
+    assert again.quant == quant
+    assert np.array_equal(prompt_logits(model, 40), prompt_logits(again, 40))
+    with pytest.raises(ValueError, match="already quantized"):
+        load_model(out, make_quant_config("weight_only_int8"), progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(quant_type="int3"), "quant_type 'int3' is not supported"),
+    (dict(quant_type="weight_only_int4", group_size=32), "group_size must be 64 or 128"),
+    (dict(quant_type=None, quantize_vision=True), "need a quant_type"),
+])
+def test_bad_options_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_quant_config(**kwargs)
