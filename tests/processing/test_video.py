@@ -273,3 +273,24 @@ def test_numpy_frame_array_is_a_video_like_a_frame_list():
     from_array = process_video(frames, IMAGE_OPTIONS)
     from_list = process_video([Image.fromarray(f) for f in frames], IMAGE_OPTIONS)
     assert from_array[1:] == from_list[1:] and np.array_equal(from_array[0], from_list[0])
+
+
+@pytest.mark.parametrize("total,fps,part,expected", [
+    (90, 30.0, {}, 6),              # 3 s at 2 fps
+    (8, 2.0, {}, 8),                # 4 s at 2 fps = every frame
+    (10, 30.0, {}, 4),              # 1/3 s: raised to FPS_MIN_FRAMES = 4
+    (3, 30.0, {}, 2),               # fewer than 4 frames: the even count that fits
+    (2000, 25.0, {}, 160),          # 80 s at 2 fps
+    (100000, 25.0, {}, 768),        # capped at FPS_MAX_FRAMES
+    (100, 25.0, {"nframes": 7}, 8),  # nframes rounded to even: round(3.5) = 4 -> 8
+    (100, 25.0, {"nframes": 5}, 4),  # round(2.5) = 2 (half to even) -> 4
+    (300, 30.0, {"fps": 0.5, "min_frames": 7}, 8),  # min_frames rounded up to even
+])
+def test_smart_nframes_hand_computed(total, fps, part, expected):
+    assert smart_nframes(total, fps, OPTIONS, part) == expected
+
+
+def test_frame_range_and_indices_hand_computed():
+    assert frame_range(30, 10.0, {"video_start": 0.5, "video_end": 1.7}) == (5, 17, 13)
+    assert frame_range(30, 10.0, {"video_end": 99}) == (0, 29, 30)  # clamped to the video
+    assert sample_indices(0, 89, 6) == [0, 18, 36, 53, 71, 89]      # 17.8, 35.6, 53.4, 71.2
