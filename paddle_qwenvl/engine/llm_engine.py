@@ -64,6 +64,7 @@ class LLMEngine:
                              f"prompt (smaller images/videos) or raise max_model_len")
         self._check_token_ids(inputs.input_ids + params.stop_token_ids)
         seq = Sequence(inputs.input_ids, params, request_id, mm_inputs=inputs)
+        self.runner.prepare_prompt(seq)
         seq.generator = make_generator(params)
         seq.decoder = IncrementalDecoder(self.tokenizer)
         with self._lock:

@@ -21,7 +21,7 @@ FLOAT32_BYTES = 4
 
 @dataclass
 class MultiModalCache:
-    """Per sequence, computed at its first prefill."""
+    """Per sequence: positions and rows on arrival, embeddings at its first prefill."""
     prompt_positions: np.ndarray                  # (3, num_prompt_tokens) int64
     vision_rows: Optional[np.ndarray] = None      # (n,) prompt indices of image/video pad tokens
     vision_embeds: Optional[paddle.Tensor] = None  # (n, hidden) in the order of vision_rows
@@ -59,8 +59,8 @@ class ModelRunner:
         """One token per sequence, for sequences whose `num_scheduled_tokens` are set."""
         start = time.perf_counter()
         for seq in seqs:
-            if seq.mm_cache is None:
-                self._prepare_prompt(seq)
+            if seq.mm_inputs is not None:
+                self._encode_media(seq)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(seqs)
         hidden = self.model(self._embed(seqs, ids), paddle.to_tensor(positions), meta, self.kv_caches)
@@ -68,36 +68,44 @@ class ModelRunner:
         logits = self.model.compute_logits(paddle.gather(hidden, last))        # (B, vocab)
         return sample(logits, [self._sampling_row(s, eos_ids) for s in seqs])
 
-    def _prepare_prompt(self, seq: Sequence) -> None:
-        """M-RoPE positions of the prompt and, once per request, its vision embeddings."""
+    def prepare_prompt(self, seq: Sequence) -> None:
+        """On arrival: the prompt's M-RoPE positions and where its vision embeddings go.
+        Raises ValueError when placeholders and grids disagree, before anything runs."""
         inputs = seq.mm_inputs
         positions, seq.mrope_delta = get_mrope_positions(
             seq.prompt_token_ids, inputs.image_grid_thw, inputs.video_grid_thw,
             inputs.second_per_grid_ts, self.config)
         seq.mm_cache = MultiModalCache(positions)
-        if inputs.has_media:
-            start = time.perf_counter()
-            self._encode_media(seq)
-            seq.timings.vision += time.perf_counter() - start
-        seq.mm_inputs = None                      # pixels are no longer needed
+        rows = [self._pad_rows(seq, token_id, grids, name) for token_id, grids, name in self._media(inputs)]
+        if rows:
+            seq.mm_cache.vision_rows = np.concatenate(rows)
+        else:
+            seq.mm_inputs = None                  # text only: nothing to encode
+
+    def _media(self, inputs):
+        """(pad token id, grids, name) of the kinds of media the request has."""
+        cfg = self.config
+        kinds = ((cfg.image_token_id, inputs.image_grid_thw, "image"),
+                 (cfg.video_token_id, inputs.video_grid_thw, "video"))
+        return [k for k in kinds if k[1]]
+
+    def _pad_rows(self, seq: Sequence, token_id: int, grids, name: str) -> np.ndarray:
+        rows = np.flatnonzero(np.asarray(seq.prompt_token_ids) == token_id)
+        expected = sum(t * h * w for t, h, w in grids) // self.config.vision.spatial_merge_size ** 2
+        if len(rows) != expected:
+            raise ValueError(f"the prompt has {len(rows)} {name} pad tokens but {name}_grid_thw "
+                             f"{list(grids)} gives {expected} {name} embeddings: expand each pad to "
+                             f"t*h*w/merge^2 tokens (the processor does this)")
+        return rows
 
     def _encode_media(self, seq: Sequence) -> None:
-        ids, inputs, cfg = np.asarray(seq.prompt_token_ids), seq.mm_inputs, self.config
-        rows, embeds = [], []
-        for token_id, pixels, grids, name in (
-                (cfg.image_token_id, inputs.pixel_values, inputs.image_grid_thw, "image"),
-                (cfg.video_token_id, inputs.pixel_values_videos, inputs.video_grid_thw, "video")):
-            if not grids:
-                continue
-            where = np.flatnonzero(ids == token_id)
-            feats = self._vision_features(name, pixels, grids)
-            if feats.shape[0] != len(where):
-                raise ValueError(f"the prompt has {len(where)} {name} pad tokens but the {name}s "
-                                 f"give {feats.shape[0]} embeddings: check the grid_thw values")
-            rows.append(where)
-            embeds.append(feats)
-        seq.mm_cache.vision_rows = np.concatenate(rows)
-        seq.mm_cache.vision_embeds = paddle.concat(embeds, axis=0)
+        """Once per request, at its first prefill; kept on the sequence for recomputes."""
+        start, inputs = time.perf_counter(), seq.mm_inputs
+        pixels = {"image": inputs.pixel_values, "video": inputs.pixel_values_videos}
+        embeds = [self._vision_features(name, pixels[name], grids) for _, grids, name in self._media(inputs)]
+        seq.mm_cache.vision_embeds = paddle.concat(embeds, axis=0)   # rows in vision_rows order
+        seq.mm_inputs = None                      # pixels are no longer needed
+        seq.timings.vision += time.perf_counter() - start
 
     def _vision_features(self, name, pixels, grids) -> paddle.Tensor:
         pixels = paddle.to_tensor(np.asarray(pixels, dtype=np.float32))

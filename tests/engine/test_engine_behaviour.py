@@ -2,6 +2,7 @@
 import re
 import threading
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
@@ -176,6 +177,12 @@ def test_bad_requests_rejected(engine, parts):
         engine.add_request(inputs(engine, PROMPTS[0]), {"temperature": 0})
     with pytest.raises(ValueError, match="pixel_values has 0 patch rows but image_grid_thw describes 24"):
         PromptInputs([1, 2], image_grid_thw=[[1, 4, 6]])
+    cfg = parts[0].config
+    span = [cfg.vision_start_token_id] + [cfg.image_token_id] * 5 + [cfg.vision_end_token_id]
+    bad = PromptInputs([5] + span, pixel_values=np.zeros((24, 1176), np.float32), image_grid_thw=[[1, 4, 6]])
+    with pytest.raises(ValueError, match="the prompt has 5 image pad tokens but image_grid_thw"):
+        engine.add_request(bad, greedy())
+    assert not engine.has_unfinished()
     with pytest.raises(ValueError, match="raise kv_cache_memory or lower max_model_len"):
         LLMEngine(parts[0], parts[1], EngineConfig(max_model_len=4096, kv_cache_memory=1 << 20))
 
