@@ -34,10 +34,14 @@ class Predictor:
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
                         max_model_len: int = 4096, block_size: int = 64, kv_cache_memory: int = 1 << 30,
-                        max_num_seqs: int = 16, progress: bool = True, **processor_options) -> "Predictor":
+                        max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
+                        quantize_vision: bool = False, quantize_lm_head: bool = False,
+                        **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
-        quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load).
+        quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;
+        quant_group_size 64/128 for int4; quantize_vision / quantize_lm_head extend it to those).
+        A directory written by save_quantized() loads already quantized, with no quant_type.
         max_model_len: prompt + output tokens of one request. kv_cache_memory: bytes of the paged
         KV cache (float32); it must hold at least max_model_len tokens, requests beyond what fits
         at once wait or are preempted and recomputed. max_num_seqs: sequences per step.
@@ -47,7 +51,7 @@ class Predictor:
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(checkpoints in bfloat16 are converted on load)")
-        quant = make_quant_config(quant_type)      # None, "weight_only_int8" or "weight_only_int4"
+        quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
         model = load_model(model_dir, quant=quant, progress=progress)
