@@ -27,7 +27,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("PADDLE_QWENVL_CACHE") or Path.home() / ".cache" / "paddle_qwenvl")
 
 
-def demo_checkpoint(family: str = "qwen2_5_vl", rebuild: bool = False, progress: bool = True) -> Path:
+def demo_checkpoint(family: str = "qwen2_5_vl", rebuild: bool = False) -> Path:
     """The cached demo model directory of `family`, built on first use.
 
     Built in a temporary directory and renamed into place, so an interrupted build is never used."""
@@ -37,11 +37,11 @@ def demo_checkpoint(family: str = "qwen2_5_vl", rebuild: bool = False, progress:
     if rebuild and target.exists():
         shutil.rmtree(target)
     if not (target / "config.json").is_file():
-        _build(target, family, progress)
+        _build(target, family)
     return target
 
 
-def _build(target: Path, family: str, progress: bool) -> None:
+def _build(target: Path, family: str) -> None:
     from .tiny import make_tiny_checkpoint
     tmp = target.with_name(f"{target.name}.building-{os.getpid()}")
     start = time.perf_counter()
@@ -50,8 +50,7 @@ def _build(target: Path, family: str, progress: bool) -> None:
         os.replace(tmp, target)
     except OSError:                       # another process finished first: use theirs
         shutil.rmtree(tmp, ignore_errors=True)
-    if progress:
-        print(f"built the demo checkpoint in {time.perf_counter() - start:.1f} s: {target}", file=sys.stderr)
+    print(f"built the demo checkpoint in {time.perf_counter() - start:.1f} s: {target}", file=sys.stderr)
 
 
 def demo_requests():
@@ -63,11 +62,11 @@ def demo_requests():
 
 def run_demo(family: str = "qwen2_5_vl", rebuild: bool = False, threads=None, model_dir=None) -> int:
     """Both bundled requests through the demo checkpoint of `family`, or through `model_dir`."""
-    from .cli.common import check_model_dir, load_predictor, quiet, set_up_runtime
+    from .cli.common import check_model_dir, load_predictor, set_up_runtime
     from .sampling import SamplingParams
     threads = set_up_runtime(threads)
     if model_dir is None:
-        model_dir = demo_checkpoint(family, rebuild, progress=not quiet())
+        model_dir = demo_checkpoint(family, rebuild)
         print(_banner(family, model_dir))
     else:
         model_dir = check_model_dir(model_dir)

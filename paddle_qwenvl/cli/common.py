@@ -31,7 +31,23 @@ def set_up_runtime(threads: Optional[int] = None) -> int:
     import paddle
     count = threads or num_threads()
     paddle.base.core.set_num_threads(count)
+    _load_compiled_ops()
     return count
+
+
+def _load_compiled_ops() -> None:
+    """Build (first run) or load our C++ kernels now, with stdout pointed at stderr: Paddle prints
+    "Compiling user custom op ..." on stdout, which would corrupt `run --json` output."""
+    from ..ops._build import compiled_ops
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        compiled_ops()
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def resolve_dtype(dtype: str) -> str:
@@ -162,7 +178,7 @@ def predictor_from_args(args, batch_size: int = 1):
     model_dir = args.model
     if model_dir is None:
         from ..demo import demo_checkpoint
-        model_dir = demo_checkpoint(progress=not quiet())
+        model_dir = demo_checkpoint()
         warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
     return load_predictor(check_model_dir(model_dir), quant_type=args.quant_type, dtype=resolve_dtype(args.dtype),
                           max_model_len=args.max_model_len, batch_size=batch_size, **processor_options(args))
