@@ -34,7 +34,7 @@ def mixed_requests(tokenizer, config, seed=0):
     ]
 
 
-def hf_greedy(model_dir, family, request, max_new_tokens):
+def hf_greedy(model_dir, family, request, max_new_tokens, **generate_kwargs):
     """Token ids HF transformers `generate()` produces for one request alone (fp32, greedy)."""
     import torch
     import transformers
@@ -47,7 +47,7 @@ def hf_greedy(model_dir, family, request, max_new_tokens):
     ids = torch.tensor([request["input_ids"]])
     with torch.no_grad():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             max_new_tokens=max_new_tokens, **kwargs)
+                             max_new_tokens=max_new_tokens, **kwargs, **generate_kwargs)
     return out[0, ids.shape[1]:].tolist()
 
 

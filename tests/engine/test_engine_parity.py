@@ -22,10 +22,10 @@ def setup(request, tmp_path_factory):
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     requests = mixed_requests(tokenizer, model.config)
     expected = [hf_greedy(str(model_dir), family, r, MAX_NEW) for r in requests]
-    return model, tokenizer, requests, expected
+    return model, tokenizer, requests, expected, (family, str(model_dir))
 
 
-def run_engine(model, tokenizer, requests, preempted=None, **config):
+def run_engine(model, tokenizer, requests, preempted=None, sampling=None, **config):
     """Generates all requests in one engine; appends the prompt lengths of preempted sequences."""
     engine = LLMEngine(model, tokenizer, EngineConfig(**config))
     preempt = engine.scheduler.preempt
@@ -36,12 +36,12 @@ def run_engine(model, tokenizer, requests, preempted=None, **config):
         preempt(seq)
     engine.scheduler.preempt = recording_preempt
     outs = engine.generate([PromptInputs(**r) for r in requests],
-                           SamplingParams(temperature=0, max_new_tokens=MAX_NEW))
+                           sampling or SamplingParams(temperature=0, max_new_tokens=MAX_NEW))
     return engine, outs
 
 
 def test_mixed_batch_matches_hf_alone(setup):
-    model, tokenizer, requests, expected = setup
+    model, tokenizer, requests, expected, _ = setup
     engine, outs = run_engine(model, tokenizer, requests, max_model_len=256, block_size=16,
                               kv_cache_memory=1 << 22)
     assert [o.token_ids for o in outs] == expected
@@ -64,7 +64,7 @@ def count_calls(model, name, calls):
 
 
 def test_too_small_kv_budget_still_finishes_correctly(setup):
-    model, tokenizer, requests, expected = setup
+    model, tokenizer, requests, expected, _ = setup
     calls = []
     for name in ("get_image_features", "get_video_features"):
         count_calls(model, name, calls)
@@ -84,3 +84,13 @@ def test_too_small_kv_budget_still_finishes_correctly(setup):
     assert sorted(calls) == ["get_image_features"] * 2 + ["get_video_features"]
     for name in ("get_image_features", "get_video_features"):
         del model.__dict__[name]
+
+
+def test_repetition_penalty_and_min_new_tokens_match_hf(setup):
+    model, tokenizer, requests, _, (family, model_dir) = setup
+    expected = [hf_greedy(model_dir, family, r, MAX_NEW, repetition_penalty=1.3, min_new_tokens=6)
+                for r in requests]
+    sampling = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, repetition_penalty=1.3, min_new_tokens=6)
+    _, outs = run_engine(model, tokenizer, requests, sampling=sampling, max_model_len=256,
+                         block_size=16, kv_cache_memory=1 << 22)
+    assert [o.token_ids for o in outs] == expected
