@@ -8,6 +8,7 @@ import dataclasses
 import paddle
 import paddle.nn as nn
 
+from ..ops.linear import linear
 from ..ops.weight_only_linear import quantize_weight, weight_only_linear
 
 _INIT = nn.initializer.Normal(mean=0.0, std=0.02)
@@ -21,8 +22,9 @@ class Linear(nn.Layer):
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
 
     def forward(self, x):
-        y = paddle.matmul(x, self.weight, transpose_y=True)
-        return y + self.bias if self.bias is not None else y
+        shape = x.shape
+        y = linear(x.reshape([-1, self.in_features]), self.weight, self.bias)   # oneDNN when built
+        return y.reshape(shape[:-1] + [self.out_features])
 
 
 class WeightOnlyLinear(nn.Layer):
