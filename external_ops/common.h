@@ -2,6 +2,7 @@
 #pragma once
 #include <omp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -42,6 +43,16 @@ inline void split_range(int64_t n, int t, int nt, int64_t* begin, int64_t* end) 
   int64_t per = n / nt, rem = n % nt;
   *begin = t * per + (t < rem ? t : rem);
   *end = *begin + per + (t < rem ? 1 : 0);
+}
+
+// fn(i) for i in [0, n), handed out one at a time to nt threads (items of uneven cost).
+// Not `omp for schedule(dynamic)`: GCC's GOMP dynamic-loop entry points, served by Paddle's
+// libiomp5, skipped iterations here (outputs left unwritten on the first call).
+template <typename F>
+void parallel_dynamic(int64_t n, int nt, F fn) {
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
 }
 
 #define PQV_CHECK(cond, msg) PD_CHECK(cond, msg)

@@ -39,10 +39,18 @@ void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 
-// Dot products of one query row against `n` rows of a strided matrix: out[i] = q . rows[i].
-float dot_avx512(const float* a, const float* b, int64_t d);
-// acc[0..d) += w * v[0..d)
-void axpy_avx512(float* acc, const float* v, float w, int64_t d);
+// Attention inner loops. q is (G, D): the G query heads sharing one kv head.
+// out[g] = q[g] . k                    (k one cache row of D floats)
+// acc[g] += p[g] * v                   (acc (G, D))
+// x[i] = exp(x[i]) for i < n
+struct AttnKernels {
+  void (*scores)(const float* q, int64_t G, const float* k, int64_t D, float* out);
+  void (*accumulate)(float* acc, const float* p, int64_t G, const float* v, int64_t D);
+  void (*exp_inplace)(float* x, int64_t n);
+};
+extern const AttnKernels kAttnAvx512;
+extern const AttnKernels kAttnPortable;
+
 // Sum of all floats in [p, p + n): the DRAM read-bandwidth probe.
 float sum_avx512(const float* p, int64_t n);
 

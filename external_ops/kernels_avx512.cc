@@ -109,22 +109,71 @@ void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t 
   }
 }
 
-float dot_avx512(const float* a, const float* b, int64_t d) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= d; k += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), acc);
-  float s = _mm512_reduce_add_ps(acc);
-  for (; k < d; ++k) s += a[k] * b[k];
-  return s;
+namespace {
+
+void scores_avx512(const float* q, int64_t G, const float* k, int64_t D, float* out) {
+  int64_t g = 0;
+  for (; g + 2 <= G; g += 2) {   // two heads per pass: each k load feeds two FMAs
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+      const __m512 kv = _mm512_loadu_ps(k + d);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * D + d), kv, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + (g + 1) * D + d), kv, a1);
+    }
+    float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
+    for (; d < D; ++d) s0 += q[g * D + d] * k[d], s1 += q[(g + 1) * D + d] * k[d];
+    out[g] = s0, out[g + 1] = s1;
+  }
+  for (; g < G; ++g) {
+    __m512 a0 = _mm512_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= D; d += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * D + d), _mm512_loadu_ps(k + d), a0);
+    float s0 = _mm512_reduce_add_ps(a0);
+    for (; d < D; ++d) s0 += q[g * D + d] * k[d];
+    out[g] = s0;
+  }
 }
 
-void axpy_avx512(float* acc, const float* v, float w, int64_t d) {
-  const __m512 wv = _mm512_set1_ps(w);
-  int64_t k = 0;
-  for (; k + 16 <= d; k += 16)
-    _mm512_storeu_ps(acc + k, _mm512_fmadd_ps(wv, _mm512_loadu_ps(v + k), _mm512_loadu_ps(acc + k)));
-  for (; k < d; ++k) acc[k] += w * v[k];
+void accumulate_avx512(float* acc, const float* p, int64_t G, const float* v, int64_t D) {
+  int64_t d = 0;
+  for (; d + 16 <= D; d += 16) {
+    const __m512 vv = _mm512_loadu_ps(v + d);
+    for (int64_t g = 0; g < G; ++g)
+      _mm512_storeu_ps(acc + g * D + d, _mm512_fmadd_ps(_mm512_set1_ps(p[g]), vv, _mm512_loadu_ps(acc + g * D + d)));
+  }
+  for (; d < D; ++d)
+    for (int64_t g = 0; g < G; ++g) acc[g * D + d] += p[g] * v[d];
 }
+
+// exp with a degree-6 polynomial on [-ln2/2, ln2/2] and scalef for 2^n (rel. error ~2e-7).
+__m512 exp512(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-104.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 y = _mm512_set1_ps(1.f / 720);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f / 120));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f / 24));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f / 6));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(y, n);
+}
+
+void exp_inplace_avx512(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, exp512(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(x + i, m, exp512(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+}  // namespace
+
+const AttnKernels kAttnAvx512 = {scores_avx512, accumulate_avx512, exp_inplace_avx512};
 
 float sum_avx512(const float* p, int64_t n) {
   __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};

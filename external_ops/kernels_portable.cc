@@ -1,6 +1,8 @@
 // Portable (any x86-64 / any compiler-vectorised) variants of the kernels in kernels.h.
 #include "kernels.h"
 
+#include <cmath>
+
 namespace pqv {
 
 void int8_gemv_portable(const Int8Gemv& p, int64_t n0, int64_t n1) {
@@ -52,5 +54,24 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
     }
   }
 }
+
+static void scores_portable(const float* q, int64_t G, const float* k, int64_t D, float* out) {
+  for (int64_t g = 0; g < G; ++g) {
+    float s = 0.f;
+    for (int64_t d = 0; d < D; ++d) s += q[g * D + d] * k[d];
+    out[g] = s;
+  }
+}
+
+static void accumulate_portable(float* acc, const float* p, int64_t G, const float* v, int64_t D) {
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t d = 0; d < D; ++d) acc[g * D + d] += p[g] * v[d];
+}
+
+static void exp_inplace_portable(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+}
+
+const AttnKernels kAttnPortable = {scores_portable, accumulate_portable, exp_inplace_portable};
 
 }  // namespace pqv

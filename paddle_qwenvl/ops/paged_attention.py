@@ -7,6 +7,8 @@ import paddle
 import paddle.nn.functional as F
 
 from ..layers.attention_metadata import AttentionMetadata
+from ._build import compiled_ops
+from .threads import num_threads
 
 
 def _check(q, k, v, k_cache, v_cache, meta: AttentionMetadata):
@@ -69,6 +71,32 @@ def _sdpa(q, k, v, m, n, scale):
     return paddle.matmul(F.softmax(scores, axis=-1), v)
 
 
+def token_layout(meta: AttentionMetadata):
+    """Per packed query token: its sequence index and how many cache positions it sees, int32 (T,).
+
+    Query j of a sequence with context n and q_len m sees positions 0..n-m+j, i.e. n-m+j+1 of them.
+    """
+    seq, ctx = [], []
+    for i, (m, n) in enumerate(zip(meta.query_lens, meta.context_lens)):
+        seq.append(np.full(m, i, dtype=np.int32))
+        ctx.append(np.arange(n - m + 1, n + 1, dtype=np.int32))
+    return paddle.to_tensor(np.concatenate(seq)), paddle.to_tensor(np.concatenate(ctx))
+
+
+def _can_use_kernel(q, k_cache):
+    return q.dtype == paddle.float32 and k_cache.dtype == paddle.float32 and q.shape[0] > 0
+
+
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
-    """Entry point used by the attention layer (a compiled kernel may replace the reference)."""
-    return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
+    """Entry point used by the attention layer: the compiled kernel (external_ops/
+    paged_attention_op.cc) for float32 when available, else paged_attention_ref. Same contract:
+    writes k/v into their slots in place, returns out (T, Hq, D)."""
+    ops = compiled_ops()
+    if ops is None or not _can_use_kernel(q, k_cache):
+        return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
+    _check(q, k, v, k_cache, v_cache, meta)
+    token_seq, token_ctx = token_layout(meta)
+    tables = meta.block_tables.astype("int32")
+    out, _, _ = ops.pqv_paged_attention(q, k, v, k_cache, v_cache, meta.slot_mapping.astype("int64"), tables,
+                                        token_seq, token_ctx, float(scale), int(meta.block_size), num_threads())
+    return out

@@ -1,0 +1,35 @@
+"""The JIT build: it must succeed on this machine, honour the switches, and report its features."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from paddle_qwenvl.ops import _build
+
+
+@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+def test_ops_build_and_load_here():
+    assert _build.compiled_ops() is not None, "external_ops failed to build: see the warning in the log"
+    info = _build.build_info()
+    with open("/proc/cpuinfo") as f:
+        has_vnni = "avx512_vnni" in f.read()
+    assert info["avx512"] == has_vnni
+
+
+def test_disable_switch_falls_back_to_references():
+    code = ("from paddle_qwenvl.ops._build import compiled_ops, build_info;"
+            "assert compiled_ops() is None; assert build_info() == {'avx512': False, 'onednn': False}")
+    env = dict(os.environ, PADDLE_QWENVL_DISABLE_OPS="1")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_cache_dir_follows_env_and_source_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_OPS_CACHE", str(tmp_path))
+    src = tmp_path / "a.cc"
+    src.write_text("int a;")
+    first = _build._cache_dir([src], ["-O3"], [])
+    src.write_text("int b;")
+    assert first.parent == tmp_path
+    assert _build._cache_dir([src], ["-O3"], []) != first
