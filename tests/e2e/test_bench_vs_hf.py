@@ -1,0 +1,47 @@
+"""scripts/bench_vs_hf.py: the roofline's byte count, and one whole run on a tiny checkpoint."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_vs_hf", ROOT / "scripts" / "bench_vs_hf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decode_weight_bytes_of_qwen2_vl_2b(tmp_path):
+    from paddle_qwenvl.presets import PRESETS
+    from paddle_qwenvl.tiny import hf_config
+    _, text, vision = PRESETS["qwen2-vl-2b"]
+    (tmp_path / "config.json").write_text(json.dumps(hf_config("qwen2_vl", text, vision, {})))
+    # per layer: qkv 1536 x (1536 + 2 * 256), o 1536 x 1536, gate/up/down 3 x 1536 x 8960
+    per_layer = 1536 * 2048 + 1536 * 1536 + 3 * 1536 * 8960
+    params = 28 * per_layer + 151936 * 1536                    # + lm_head (tied to the embedding)
+    assert params == 1_543_569_408
+    assert load_script().decode_weight_bytes(tmp_path, 4.0) == params * 4
+
+
+@pytest.mark.slow
+def test_whole_run_on_a_tiny_checkpoint(tiny_models, tmp_path):
+    pytest.importorskip("transformers")
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_vs_hf.py"), "--model_dir",
+                           str(tiny_models["qwen2_vl"]), "--max_new_tokens", "6", "--repeat", "1",
+                           "--threads", "1", "--image_size", "112x84", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for side in ("ours", "hf"):
+        assert result[side]["completion_tokens"] == 6
+        assert result[side]["decode"] > 0 and result[side]["peak_memory_bytes"] > 0
+    assert result["ours"]["prompt_tokens"] == result["hf"]["prompt_tokens"]
+    assert result["ours"]["token_ids"] == result["hf"]["token_ids"]       # same greedy tokens
+    assert "greedy tokens identical: 6/6" in proc.stdout
+    assert result["roofline"]["numpy_gb_s"] > 0
