@@ -1,27 +1,16 @@
 """Unbatched generation over one contiguous block table: the reference path for tests and the
 first Predictor. The engine (paddle_qwenvl.engine) does the same for many sequences at once."""
-from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
-import numpy as np
 import paddle
 
+from .engine.inputs import PromptInputs
 from .layers.attention_metadata import AttentionMetadata
 from .models.rope import get_mrope_positions
 from .sampling import SamplingParams, SamplingRow, make_generator, sample
 
 
-@dataclass
-class MultimodalInputs:
-    input_ids: List[int]
-    pixel_values: Optional[np.ndarray] = None          # (N, patch_dim) float32
-    image_grid_thw: List[tuple] = field(default_factory=list)
-    pixel_values_videos: Optional[np.ndarray] = None
-    video_grid_thw: List[tuple] = field(default_factory=list)
-    second_per_grid_ts: List[float] = field(default_factory=list)
-
-
-def encode_vision(model, inputs) -> tuple:
+def encode_vision(model, inputs: PromptInputs) -> tuple:
     """(image_embeds, video_embeds), each None when the request has none."""
     image = video = None
     if inputs.image_grid_thw:

@@ -32,7 +32,7 @@ class PromptInputs:
 
 
 def _grid(grid, name) -> List[tuple]:
-    if grid is None:
+    if grid is None or len(grid) == 0:
         return []
     grid = np.asarray(grid.numpy() if hasattr(grid, "numpy") else grid, dtype=np.int64)
     if grid.ndim != 2 or grid.shape[1] != 3:

@@ -1,7 +1,7 @@
 """Prompts as token ids with random pixels, for model-level parity (no processor involved)."""
 import numpy as np
 
-from paddle_qwenvl.simple_generate import MultimodalInputs
+from paddle_qwenvl.engine.inputs import PromptInputs
 
 PATCH_DIM = 3 * 2 * 14 * 14
 
@@ -27,7 +27,7 @@ def build(config, parts, seed=0):
             seconds.append(part[2])
     pixels = lambda grids: (rng.standard_normal((sum(t * h * w for t, h, w in grids), PATCH_DIM))
                             .astype(np.float32) if grids else None)
-    return MultimodalInputs(ids, pixels(images), images, pixels(videos), videos, seconds)
+    return PromptInputs(ids, pixels(images), images, pixels(videos), videos, seconds)
 
 
 CASES = {

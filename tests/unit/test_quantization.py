@@ -10,7 +10,8 @@ import pytest
 
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.quantization import QuantConfig, make_quant_config, save_quantized
-from paddle_qwenvl.simple_generate import MultimodalInputs, new_kv_caches, prefill_logits
+from paddle_qwenvl.engine.inputs import PromptInputs
+from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
 from paddle_qwenvl.tiny import make_tiny_checkpoint
 
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
@@ -29,7 +30,7 @@ def prompt_logits(model, n=POSITIONS):
     ids = np.random.default_rng(0).integers(0, 1000, n).tolist()
     blocks = -(-n // 64)
     with paddle.no_grad():
-        return prefill_logits(model, MultimodalInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
+        return prefill_logits(model, PromptInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
 
 
 def agreement(a, b):
