@@ -5,7 +5,7 @@
 Both sides run the same image + question in fp32, greedy, exactly --max_new_tokens tokens (EOS
 masked until then on both), with the same number of threads, each in its own subprocess (so each
 side's peak memory is its own and one side's 9 GB are freed before the other loads). Printed per
-stage: seconds on each side and HF/ours (> 1: we are faster). Then the decode roofline: decoding
+stage: seconds on each side and how many times better ours is (> 1: ours is faster / smaller). Then the decode roofline: decoding
 one token reads every decoder and lm_head weight once, so tokens/s cannot exceed
 DRAM bandwidth / weight bytes per token; the bandwidth is measured in the same run.
 
@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--max_new_tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--image", default=None, help="default: the bundled demo image, resized to --image_size")
-    p.add_argument("--image_size", default="448x336", help="WxH the image is resized to (448x336: 192 patches, 48 tokens)")
+    p.add_argument("--image_size", default="448x336", help="WxH the image is resized to (448x336: 768 patches, 192 vision tokens)")
     p.add_argument("--quant_type", default=None, help="our side only: weight_only_int8 / weight_only_int4")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per side (after one warm-up)")
     p.add_argument("--skip_hf", action="store_true", help="our side only")
@@ -196,15 +196,16 @@ def numpy_bandwidth() -> float:
     return max(x.nbytes / _seconds(x.sum) for _ in range(3)) / 1e9
 
 
-def decode_weight_bytes(model_dir, bytes_per_weight: float = 4.0) -> float:
+def decode_weight_bytes(model_dir, bytes_per_weight: float = 4.0, lm_head_bytes: float = 4.0) -> float:
     """Bytes of weights read per decode token: every decoder linear layer plus the lm_head
-    (embedding rows, norms and biases are negligible; the KV cache of a short prompt is too)."""
+    (embedding rows, norms, biases, quantization scales and a short prompt's KV cache are not
+    counted: each is under 2% here)."""
     c = json.loads((Path(model_dir) / "config.json").read_text())
     h, inter = c["hidden_size"], c["intermediate_size"]
     head_dim = h // c["num_attention_heads"]
     q, kv = c["num_attention_heads"] * head_dim, c["num_key_value_heads"] * head_dim
     per_layer = h * (q + 2 * kv) + q * h + 3 * h * inter
-    return (c["num_hidden_layers"] * per_layer + c["vocab_size"] * h) * bytes_per_weight
+    return c["num_hidden_layers"] * per_layer * bytes_per_weight + c["vocab_size"] * h * lm_head_bytes
 
 
 def cached_checkpoint(preset: str, num_layers) -> Path:
@@ -252,13 +253,13 @@ def report(result: dict) -> str:
     lines = [f"{result['preset']} ({result['num_layers']} decoder layers), random weights, fp32, "
              f"{result['threads']} threads, image {result['image_size']}, prompt {ours['prompt_tokens']} tokens, "
              f"{ours['completion_tokens']} new tokens; best of {result['repeat']} run(s) after 1 warm-up",
-             f"{'stage':<16}{'ours s':>10}{'HF s':>10}{'HF/ours':>10}"]
-    for stage in STAGES:
-        h = hf[stage] if hf else float("nan")
-        lines.append(f"{stage:<16}{ours[stage]:>10.3f}{h:>10.3f}{h / ours[stage]:>10.2f}")
-    for name in ("decode_tokens_per_s", "peak_memory_gib"):
-        h = hf[name] if hf else float("nan")
-        lines.append(f"{name:<16}{ours[name]:>10.2f}{h:>10.2f}{h / ours[name]:>10.2f}")
+             f"{'':<20}{'ours':>10}{'HF':>10}{'ours adv.':>11}   (x > 1: ours faster / smaller)"]
+    rows = [(f"{stage} s", stage, False) for stage in STAGES]
+    rows += [("decode tokens/s", "decode_tokens_per_s", True), ("peak memory GiB", "peak_memory_gib", False)]
+    for label, key, higher_is_better in rows:
+        h = hf[key] if hf else float("nan")
+        factor = ours[key] / h if higher_is_better else h / ours[key]
+        lines.append(f"{label:<20}{ours[key]:>10.3f}{h:>10.3f}{factor:>10.2f}x")
     r = result["roofline"]
     lines += [f"roofline: {r['weight_gb_per_token']:.2f} GB of weights read per decode token "
               f"(fp32{', ours ' + result['quant_type'] if result['quant_type'] else ''}); bandwidth "
@@ -280,7 +281,7 @@ def roofline(model_dir, ours: dict, hf, quant_type, numpy_gb_s: float) -> dict:
     bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, 4.0)
     torch_gb_s = hf["torch_bandwidth_gb_s"] if hf else float("nan")
     bandwidth = max(numpy_gb_s, torch_gb_s if hf else 0.0)
-    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight)
+    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight)     # lm_head stays fp32 when quantized
     limit = bandwidth * 1e9 / weight_bytes
     hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, 4.0)
     return dict(weight_gb_per_token=weight_bytes / 1e9, numpy_gb_s=numpy_gb_s, torch_gb_s=torch_gb_s,
