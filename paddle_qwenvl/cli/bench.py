@@ -44,7 +44,10 @@ def run(args) -> int:
 
 def describe(args, predictor, images) -> str:
     media = ", ".join([f"image {i}" for i in images] + [f"video {v}" for v in args.video]) or "text only"
+    from ..ops.threads import num_threads
+    threads = args.threads or num_threads()
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
+            f"{threads} thread(s); "
             f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype float32; quant {args.quant_type or 'none'}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
 
