@@ -74,11 +74,12 @@ def test_run_video_streams_on_qwen2_vl(cli, tiny_models):
 
 
 def test_chat_keeps_the_conversation(cli, tiny_models):
-    stdin = f"/image {DEMO_IMAGE}\nWhat is this?\nAnd the colour?\n/exit\n"
+    stdin = f"/image {DEMO_IMAGE}\nWhat is this?\n/video missing.mp4\nAnd the colour?\n/exit\n"
     result = cli("chat", "--model", tiny_models["qwen2_5_vl"], "--max-new-tokens", 3, "--ignore-eos",
                  "--stats", stdin=stdin)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("assistant> ") == 2
+    assert "error: video file not found: missing.mp4" in result.stderr      # reported, chat goes on
     prompts = [int(n) for n in re.findall(r"tokens: prompt (\d+)", result.stderr)]
     assert len(prompts) == 2
     assert prompts[1] > prompts[0] + 3          # turn 2 re-reads turn 1, its image and the answer
