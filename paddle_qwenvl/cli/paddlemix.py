@@ -1,6 +1,6 @@
 """The flag set of PaddleMIX's deploy/qwen2_vl and deploy/qwen2_5_vl scripts, over our Predictor.
 
-Every flag does what it says. Differences from PaddleMIX, all printed as a note when used:
+Every flag does what it says. Differences from PaddleMIX (the last three print a note when used):
   --max_length / --min_length   tokens to generate (PaddleNLP's meaning), not prompt + output
   --top_k                       applied (PaddleMIX parses it and ignores it)
   --dtype bfloat16/float16      run in float32: this CPU build has no bf16/fp16 matmul
