@@ -40,13 +40,15 @@ void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 
 // Attention inner loops. q is (G, D): the G query heads sharing one kv head.
-// out[g] = q[g] . k                    (k one cache row of D floats)
-// acc[g] += p[g] * v                   (acc (G, D))
-// x[i] = exp(x[i]) for i < n
+// s[g * lds + j] = q[g] . k[j]         (k n <= 16 row pointers; D % 16 == 0 for AVX512)
+// acc[g] = alpha[g] * acc[g] + sum_j p[g * ldp + j] * v[j]   (acc (G, D), v n row pointers)
+// softmax_step: one head's chunk of n <= 32 scores s folded into its running max *m and sum *l:
+//   s[j] = exp(s[j] - new_m); *l = *l * alpha + sum_j s[j]; returns alpha = exp(old_m - new_m)
 struct AttnKernels {
-  void (*scores)(const float* q, int64_t G, const float* k, int64_t D, float* out);
-  void (*accumulate)(float* acc, const float* p, int64_t G, const float* v, int64_t D);
-  void (*exp_inplace)(float* x, int64_t n);
+  void (*scores)(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds);
+  void (*accumulate)(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
+                     const float* const* v, int64_t D);
+  float (*softmax_step)(float* s, int64_t n, float* m, float* l);
 };
 extern const AttnKernels kAttnAvx512;
 extern const AttnKernels kAttnPortable;

@@ -9,6 +9,10 @@
 
 #include "kernels.h"
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 namespace pqv {
 namespace {
 
@@ -111,39 +115,54 @@ void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t 
 
 namespace {
 
-void scores_avx512(const float* q, int64_t G, const float* k, int64_t D, float* out) {
-  int64_t g = 0;
-  for (; g + 2 <= G; g += 2) {   // two heads per pass: each k load feeds two FMAs
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    int64_t d = 0;
-    for (; d + 16 <= D; d += 16) {
-      const __m512 kv = _mm512_loadu_ps(k + d);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * D + d), kv, a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + (g + 1) * D + d), kv, a1);
+// r[i] = sum of the 16 lanes of a[i]: a transpose-and-add tree, ~3 instructions per sum
+// instead of ~8 for a separate horizontal reduction of each vector.
+__m512 reduce16(const __m512 a[16]) {
+  __m512 b[8], c[4];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i)
+    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xEE));
+  const __m512 e0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x44), _mm512_shuffle_f32x4(c[0], c[1], 0xEE));
+  const __m512 e1 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x44), _mm512_shuffle_f32x4(c[2], c[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, 0x88), _mm512_shuffle_f32x4(e0, e1, 0xDD));
+}
+
+void scores_avx512(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds) {
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 a[16];
+    for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __m512 qv = _mm512_loadu_ps(q + g * D + d);
+      for (int64_t j = 0; j < n; ++j) a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[j] + d), a[j]);
     }
-    float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
-    for (; d < D; ++d) s0 += q[g * D + d] * k[d], s1 += q[(g + 1) * D + d] * k[d];
-    out[g] = s0, out[g + 1] = s1;
-  }
-  for (; g < G; ++g) {
-    __m512 a0 = _mm512_setzero_ps();
-    int64_t d = 0;
-    for (; d + 16 <= D; d += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + g * D + d), _mm512_loadu_ps(k + d), a0);
-    float s0 = _mm512_reduce_add_ps(a0);
-    for (; d < D; ++d) s0 += q[g * D + d] * k[d];
-    out[g] = s0;
+    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+    _mm512_mask_storeu_ps(s + g * lds, m, reduce16(a));
   }
 }
 
-void accumulate_avx512(float* acc, const float* p, int64_t G, const float* v, int64_t D) {
+// Register-blocked over (16-float slice of D, up to 8 heads): each accumulator is loaded and
+// stored once per chunk, and each V slice feeds every head.
+void accumulate_avx512(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
+                       const float* const* v, int64_t D) {
   int64_t d = 0;
-  for (; d + 16 <= D; d += 16) {
-    const __m512 vv = _mm512_loadu_ps(v + d);
-    for (int64_t g = 0; g < G; ++g)
-      _mm512_storeu_ps(acc + g * D + d, _mm512_fmadd_ps(_mm512_set1_ps(p[g]), vv, _mm512_loadu_ps(acc + g * D + d)));
-  }
+  for (; d + 16 <= D; d += 16)
+    for (int64_t g0 = 0; g0 < G; g0 += 8) {
+      const int64_t gb = G - g0 < 8 ? G - g0 : 8;
+      __m512 a[8];
+      for (int64_t g = 0; g < gb; ++g)
+        a[g] = _mm512_mul_ps(_mm512_loadu_ps(acc + (g0 + g) * D + d), _mm512_set1_ps(alpha[g0 + g]));
+      for (int64_t j = 0; j < n; ++j) {
+        const __m512 vv = _mm512_loadu_ps(v[j] + d);
+        for (int64_t g = 0; g < gb; ++g) a[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[(g0 + g) * ldp + j]), vv, a[g]);
+      }
+      for (int64_t g = 0; g < gb; ++g) _mm512_storeu_ps(acc + (g0 + g) * D + d, a[g]);
+    }
   for (; d < D; ++d)
-    for (int64_t g = 0; g < G; ++g) acc[g * D + d] += p[g] * v[d];
+    for (int64_t g = 0; g < G; ++g) {
+      acc[g * D + d] *= alpha[g];
+      for (int64_t j = 0; j < n; ++j) acc[g * D + d] += p[g * ldp + j] * v[j][d];
+    }
 }
 
 // exp with a degree-6 polynomial on [-ln2/2, ln2/2] and scalef for 2^n (rel. error ~2e-7).
@@ -162,18 +181,26 @@ __m512 exp512(__m512 x) {
   return _mm512_scalef_ps(y, n);
 }
 
-void exp_inplace_avx512(float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, exp512(_mm512_loadu_ps(x + i)));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(x + i, m, exp512(_mm512_maskz_loadu_ps(m, x + i)));
-  }
+float softmax_step_avx512(float* s, int64_t n, float* m, float* l) {
+  const __mmask16 m0 = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+  const __mmask16 m1 = n <= 16 ? 0 : n >= 32 ? 0xFFFF : static_cast<__mmask16>((1u << (n - 16)) - 1);
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 s0 = _mm512_mask_loadu_ps(ninf, m0, s), s1 = _mm512_mask_loadu_ps(ninf, m1, s + 16);
+  const float new_m = std::max(*m, _mm512_reduce_max_ps(_mm512_max_ps(s0, s1)));
+  const __m512 mv = _mm512_set1_ps(new_m);
+  const __m512 e0 = _mm512_maskz_mov_ps(m0, exp512(_mm512_sub_ps(s0, mv)));
+  const __m512 e1 = _mm512_maskz_mov_ps(m1, exp512(_mm512_sub_ps(s1, mv)));
+  _mm512_mask_storeu_ps(s, m0, e0);
+  _mm512_mask_storeu_ps(s + 16, m1, e1);
+  const float alpha = std::exp(*m - new_m);                  // 0 on the first chunk (m = -inf)
+  *l = *l * alpha + _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));
+  *m = new_m;
+  return alpha;
 }
 
 }  // namespace
 
-const AttnKernels kAttnAvx512 = {scores_avx512, accumulate_avx512, exp_inplace_avx512};
+const AttnKernels kAttnAvx512 = {scores_avx512, accumulate_avx512, softmax_step_avx512};
 
 float sum_avx512(const float* p, int64_t n) {
   __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};

@@ -1,6 +1,7 @@
 // Portable (any x86-64 / any compiler-vectorised) variants of the kernels in kernels.h.
 #include "kernels.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace pqv {
@@ -55,23 +56,35 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
   }
 }
 
-static void scores_portable(const float* q, int64_t G, const float* k, int64_t D, float* out) {
-  for (int64_t g = 0; g < G; ++g) {
-    float s = 0.f;
-    for (int64_t d = 0; d < D; ++d) s += q[g * D + d] * k[d];
-    out[g] = s;
-  }
-}
-
-static void accumulate_portable(float* acc, const float* p, int64_t G, const float* v, int64_t D) {
+static void scores_portable(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s,
+                            int64_t lds) {
   for (int64_t g = 0; g < G; ++g)
-    for (int64_t d = 0; d < D; ++d) acc[g * D + d] += p[g] * v[d];
+    for (int64_t j = 0; j < n; ++j) {
+      float acc = 0.f;
+      for (int64_t d = 0; d < D; ++d) acc += q[g * D + d] * k[j][d];
+      s[g * lds + j] = acc;
+    }
 }
 
-static void exp_inplace_portable(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+static void accumulate_portable(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
+                                const float* const* v, int64_t D) {
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t d = 0; d < D; ++d) acc[g * D + d] *= alpha[g];
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t d = 0; d < D; ++d) acc[g * D + d] += p[g * ldp + j] * v[j][d];
 }
 
-const AttnKernels kAttnPortable = {scores_portable, accumulate_portable, exp_inplace_portable};
+static float softmax_step_portable(float* s, int64_t n, float* m, float* l) {
+  float new_m = *m, sum = 0.f;
+  for (int64_t j = 0; j < n; ++j) new_m = std::max(new_m, s[j]);
+  for (int64_t j = 0; j < n; ++j) sum += (s[j] = std::exp(s[j] - new_m));
+  const float alpha = std::exp(*m - new_m);
+  *l = *l * alpha + sum;
+  *m = new_m;
+  return alpha;
+}
+
+const AttnKernels kAttnPortable = {scores_portable, accumulate_portable, softmax_step_portable};
 
 }  // namespace pqv

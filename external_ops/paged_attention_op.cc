@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "common.h"
@@ -17,6 +18,13 @@ namespace {
 
 constexpr int64_t kChunk = 32;            // positions scored before one softmax rescale
 constexpr int64_t kMinSplitLen = 256;     // shortest position range worth its own work item
+constexpr int64_t kPrefetchRows = 16;     // K rows requested ahead of the one being scored
+
+// Cache rows are scattered (block table) and strided (other kv heads in between), so the
+// hardware prefetcher does not follow them: without this the loop waited on DRAM for every row.
+inline void prefetch_row(const float* p, int64_t D) {
+  for (int64_t i = 0; i < D; i += 16) __builtin_prefetch(p + i);
+}
 
 struct Problem {
   const float* q; float* out; const float* kc; const float* vc;
@@ -36,25 +44,24 @@ struct State {
   explicit State(int64_t G, int64_t D) : m(G, -std::numeric_limits<float>::infinity()), l(G, 0.f), acc(G * D, 0.f) {}
 };
 
-// Scores one chunk of positions [c0, c0 + n) into s (n, G), then folds it into the state.
+// Scores one chunk of positions [c0, c0 + n) into s (G, kChunk), then folds it into the state.
+// Positions up to `end` may be prefetched.
 void attend_chunk(const Problem& P, const pqv::AttnKernels& K, const float* qs, int64_t t, int64_t h,
-                  int64_t c0, int64_t n, float* s, State& st) {
+                  int64_t c0, int64_t n, int64_t end, float* s, State& st) {
   const int64_t G = P.G, D = P.D;
-  for (int64_t j = 0; j < n; ++j) K.scores(qs, G, P.kc + P.row(t, c0 + j, h), D, s + j * G);
-  for (int64_t g = 0; g < G; ++g) {
-    float cmax = st.m[g];
-    for (int64_t j = 0; j < n; ++j) cmax = std::max(cmax, s[j * G + g]);
-    const float alpha = std::exp(st.m[g] - cmax);          // 0 on the first chunk (m = -inf)
-    for (int64_t j = 0; j < n; ++j) s[j * G + g] -= cmax;
-    st.m[g] = cmax;
-    st.l[g] *= alpha;
-    for (int64_t d = 0; d < D; ++d) st.acc[g * D + d] *= alpha;
-  }
-  K.exp_inplace(s, n * G);
+  const float* krows[kChunk];
+  const float* vrows[kChunk];
   for (int64_t j = 0; j < n; ++j) {
-    for (int64_t g = 0; g < G; ++g) st.l[g] += s[j * G + g];
-    K.accumulate(st.acc.data(), s + j * G, G, P.vc + P.row(t, c0 + j, h), D);
+    if (c0 + j + kPrefetchRows < end) prefetch_row(P.kc + P.row(t, c0 + j + kPrefetchRows, h), D);
+    const int64_t row = P.row(t, c0 + j, h);
+    krows[j] = P.kc + row;
+    vrows[j] = P.vc + row;
+    prefetch_row(vrows[j], D);                                 // used after the chunk's softmax
   }
+  for (int64_t j0 = 0; j0 < n; j0 += 16) K.scores(qs, G, krows + j0, std::min<int64_t>(16, n - j0), D, s + j0, kChunk);
+  float alpha[64];
+  for (int64_t g = 0; g < G; ++g) alpha[g] = K.softmax_step(s + g * kChunk, n, &st.m[g], &st.l[g]);
+  K.accumulate(st.acc.data(), alpha, s, kChunk, n, G, vrows, D);
 }
 
 void attend_range(const Problem& P, const pqv::AttnKernels& K, int64_t t, int64_t h, int64_t p0, int64_t p1,
@@ -62,7 +69,7 @@ void attend_range(const Problem& P, const pqv::AttnKernels& K, int64_t t, int64_
   std::vector<float> qs(P.G * P.D), s(kChunk * P.G);
   const float* q = P.q + (t * P.Hq + h * P.G) * P.D;      // (G, D) contiguous
   for (int64_t i = 0; i < P.G * P.D; ++i) qs[i] = q[i] * P.scale;
-  for (int64_t c0 = p0; c0 < p1; c0 += kChunk) attend_chunk(P, K, qs.data(), t, h, c0, std::min(kChunk, p1 - c0), s.data(), st);
+  for (int64_t c0 = p0; c0 < p1; c0 += kChunk) attend_chunk(P, K, qs.data(), t, h, c0, std::min(kChunk, p1 - c0), p1, s.data(), st);
 }
 
 // Merges the split states parts[0..n) into out[t, h*G:(h+1)*G, :].
@@ -108,7 +115,7 @@ int64_t choose_splits(const Problem& P, int nt) {
 
 
 void run_attention(const Problem& P, int nt) {
-  const pqv::AttnKernels& K = pqv::has_avx512() ? pqv::kAttnAvx512 : pqv::kAttnPortable;
+  const pqv::AttnKernels& K = pqv::has_avx512() && P.D % 16 == 0 ? pqv::kAttnAvx512 : pqv::kAttnPortable;
   const int64_t S = choose_splits(P, nt), items = P.T * P.Hkv;
   std::vector<State> parts(items * S, State(P.G, P.D));
   pqv::parallel_dynamic(items * S, nt, [&](int64_t it) {
@@ -126,6 +133,7 @@ void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle
   PD_CHECK(block_tables.dtype() == paddle::DataType::INT32 && token_ctx.dtype() == paddle::DataType::INT32,
            "block_tables, token_seq and token_ctx must be int32");
   PD_CHECK(k_cache.shape()[0] % block_size == 0, "cache slots must be a multiple of block_size");
+  PD_CHECK(q.shape()[1] % k.shape()[1] == 0 && q.shape()[1] / k.shape()[1] <= 64, "Hq / Hkv must be an integer <= 64");
 }
 
 }  // namespace

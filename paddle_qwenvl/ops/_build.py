@@ -8,6 +8,7 @@ that fails (no compiler, no headers) logs one warning and `compiled_ops()` retur
 oneDNN is optional: with `pip install --no-deps onednn-devel==2025.0.0` (headers only) the GEMMs
 link Paddle's own libdnnl.so.3; without it the dense GEMM falls back to paddle.matmul.
 """
+import fcntl
 import functools
 import hashlib
 import logging
@@ -68,8 +69,10 @@ def _build():
     cflags, ldflags = _flags()
     build_dir = _cache_dir(sources, cflags, ldflags)
     build_dir.mkdir(parents=True, exist_ok=True)
-    return load("paddle_qwenvl_ops", sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
-                extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
+    with open(build_dir / ".lock", "w") as lock:      # one builder at a time per cache entry
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return load("paddle_qwenvl_ops", sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
+                    extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
 
 
 def disabled() -> bool:

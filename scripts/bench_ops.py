@@ -1,0 +1,126 @@
+"""Benchmarks the compiled CPU ops against this machine's limits and Paddle's stock ops, in one run.
+
+    python scripts/bench_ops.py [--threads N] [--quick]
+
+Prints the measured DRAM read bandwidth and oneDNN peak GEMM first, then for each op its GB/s or
+GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on the same shapes. Each
+figure is the best of several repetitions (the machine is shared; best-of is the least noisy).
+"""
+import argparse
+import time
+
+import numpy as np
+import paddle
+
+from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
+from paddle_qwenvl.ops._build import build_info, compiled_ops
+from paddle_qwenvl.ops.linear import linear
+from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
+from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
+
+
+def best_seconds(fn, reps):
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def row(name, value, unit, limit, stock=None):
+    frac = f"{value / limit:6.1%} of limit" if limit else ""
+    extra = f"   stock Paddle {stock:8.1f} {unit}  (x{value / stock:.1f})" if stock else ""
+    print(f"  {name:<44} {value:8.1f} {unit}  {frac}{extra}", flush=True)
+
+
+def dram_bandwidth(nt, reps):
+    buf = paddle.ones([512 * 1024 * 1024 // 4])            # 512 MB, far beyond the 32 MB L3
+    t = best_seconds(lambda: compiled_ops().pqv_read_sum(buf, nt), reps)
+    return buf.numel().item() * 4 / t / 1e9
+
+
+def peak_gemm(reps):
+    x, w = paddle.randn([2048, 2048]), paddle.randn([2048, 2048])
+    f32 = 2 * 2048 ** 3 / best_seconds(lambda: linear(x, w), reps) / 1e9
+    wb = w.astype("bfloat16")
+    bf16 = 2 * 2048 ** 3 / best_seconds(lambda: linear(x, wb), reps) / 1e9
+    return f32, bf16
+
+
+def bench_decode_gemv(bw, reps, shapes):
+    print("decode GEMV, M=1 (GB/s of weight bytes; limit = DRAM read bandwidth)")
+    for k, n in shapes:
+        w = paddle.randn([n, k]) * 0.02
+        x = paddle.randn([1, k])
+        stock = n * k * 4 / best_seconds(lambda: paddle.matmul(x, w, transpose_y=True), reps) / 1e9
+        for algo, group in (("weight_only_int8", 128), ("weight_only_int4", 128)):
+            q, s = quantize_weight(w, algo, group)
+            nbytes = q.numel().item()
+            gbs = nbytes / best_seconds(lambda: weight_only_linear(x, q, s, None, algo, group), reps) / 1e9
+            row(f"{algo} {k}x{n}", gbs, "GB/s", bw, stock)
+        del w
+
+
+def bench_prefill_gemm(peak_f32, reps, m, k, n):
+    print(f"prefill GEMM M={m} (GFLOP/s; limit = oneDNN fp32 peak from above)")
+    x, w = paddle.randn([m, k]), paddle.randn([n, k]) * 0.02
+    flops = 2 * m * n * k / 1e9
+    stock = flops / best_seconds(lambda: paddle.matmul(x, w, transpose_y=True), reps)
+    row(f"linear fp32 {m}x{k}x{n}", flops / best_seconds(lambda: linear(x, w), reps), "GFLOP/s", peak_f32, stock)
+    wb = w.astype("bfloat16")
+    row(f"linear bf16 weights {m}x{k}x{n}", flops / best_seconds(lambda: linear(x, wb), reps), "GFLOP/s", peak_f32, stock)
+    q, s = quantize_weight(w, "weight_only_int8")
+    row(f"weight_only_int8 {m}x{k}x{n}", flops / best_seconds(lambda: weight_only_linear(x, q, s), reps),
+        "GFLOP/s", peak_f32, stock)
+
+
+def decode_batch(num_seqs, ctx, hq, hkv, d, block_size=16):
+    rng = np.random.default_rng(0)
+    blocks = (ctx + block_size - 1) // block_size
+    tables = rng.permutation(num_seqs * blocks).reshape(num_seqs, blocks).astype(np.int32)
+    slots = tables[:, (ctx - 1) // block_size] * block_size + (ctx - 1) % block_size
+    meta = AttentionMetadata([1] * num_seqs, [ctx] * num_seqs, paddle.to_tensor(slots.astype(np.int64)),
+                             paddle.to_tensor(tables), block_size)
+    cache = lambda: paddle.randn([num_seqs * blocks * block_size, hkv, d])
+    return paddle.randn([num_seqs, hq, d]), paddle.randn([num_seqs, hkv, d]), paddle.randn([num_seqs, hkv, d]), \
+        cache(), cache(), meta
+
+
+def bench_decode_attention(bw, reps, ctx):
+    print("decode paged attention (GB/s of K+V bytes read; limit = DRAM read bandwidth)")
+    for num_seqs, hq, hkv, d in ((1, 12, 2, 128), (4, 12, 2, 128), (4, 28, 4, 128)):
+        q, k, v, kc, vc, meta = decode_batch(num_seqs, ctx, hq, hkv, d)
+        kv_bytes = 2 * num_seqs * ctx * hkv * d * 4
+        run = lambda f: kv_bytes / best_seconds(lambda: f(q, k, v, kc, vc, meta, d ** -0.5), reps) / 1e9
+        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}", run(paged_attention), "GB/s", bw,
+            run(paged_attention_ref))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="PADDLE_QWENVL_NUM_THREADS for this run")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no lm_head shape")
+    args = ap.parse_args()
+    if compiled_ops() is None:
+        raise SystemExit("compiled ops unavailable (see the warning above): nothing to benchmark")
+    import os
+    if args.threads:
+        os.environ["PADDLE_QWENVL_NUM_THREADS"] = str(args.threads)
+    from paddle_qwenvl.ops.threads import num_threads
+    nt = num_threads()
+    paddle.base.core.set_num_threads(nt)                     # stock Paddle ops get the same threads
+    reps = 3 if args.quick else 7
+    print(f"threads={nt}  build={build_info()}")
+    bw = dram_bandwidth(nt, reps)
+    peak_f32, peak_bf16 = peak_gemm(reps)
+    print(f"limits: DRAM read {bw:.1f} GB/s; oneDNN GEMM 2048^3 fp32 {peak_f32:.1f} GFLOP/s, bf16 {peak_bf16:.1f} GFLOP/s")
+    shapes = [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)])
+    bench_decode_gemv(bw, reps, shapes)
+    bench_prefill_gemm(peak_f32, reps, 512, 2048, 11008)
+    bench_decode_attention(bw, reps, ctx=4096)
+
+
+if __name__ == "__main__":
+    main()
