@@ -53,6 +53,19 @@ struct AttnKernels {
 extern const AttnKernels kAttnAvx512;
 extern const AttnKernels kAttnPortable;
 
+// Row kernels for the fused elementwise ops (one row of H or n floats per call).
+// rms_norm:     out = x / sqrt(mean(x^2) + eps) * w
+// add_rms_norm: res_out = x + res; out = rms_norm(res_out)
+// silu_mul:     out = silu(g) * u
+struct RowKernels {
+  void (*rms_norm)(const float* x, const float* w, float* out, int64_t H, float eps);
+  void (*add_rms_norm)(const float* x, const float* res, const float* w, float* out, float* res_out, int64_t H,
+                       float eps);
+  void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
+};
+extern const RowKernels kRowAvx512;
+extern const RowKernels kRowPortable;
+
 // Sum of all floats in [p, p + n): the DRAM read-bandwidth probe.
 float sum_avx512(const float* p, int64_t n);
 

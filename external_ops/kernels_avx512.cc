@@ -198,7 +198,49 @@ float softmax_step_avx512(float* s, int64_t n, float* m, float* l) {
   return alpha;
 }
 
+float sum_squares(const float* x, int64_t H) {
+  __m512 a = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= H; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i), a);
+  float s = _mm512_reduce_add_ps(a);
+  for (; i < H; ++i) s += x[i] * x[i];
+  return s;
+}
+
+void scale_by_weight(const float* x, const float* w, float inv, float* out, int64_t H) {
+  const __m512 iv = _mm512_set1_ps(inv);
+  int64_t i = 0;
+  for (; i + 16 <= H; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), iv), _mm512_loadu_ps(w + i)));
+  for (; i < H; ++i) out[i] = x[i] * inv * w[i];
+}
+
+void rms_norm_avx512(const float* x, const float* w, float* out, int64_t H, float eps) {
+  scale_by_weight(x, w, 1.f / std::sqrt(sum_squares(x, H) / H + eps), out, H);
+}
+
+void add_rms_norm_avx512(const float* x, const float* res, const float* w, float* out, float* res_out, int64_t H,
+                         float eps) {
+  int64_t i = 0;
+  for (; i + 16 <= H; i += 16) _mm512_storeu_ps(res_out + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(res + i)));
+  for (; i < H; ++i) res_out[i] = x[i] + res[i];
+  rms_norm_avx512(res_out, w, out, H, eps);
+}
+
+void silu_mul_avx512(const float* g, const float* u, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv))));
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(gv, sig), _mm512_loadu_ps(u + i)));
+  }
+  for (; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
 }  // namespace
+
+const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512};
 
 const AttnKernels kAttnAvx512 = {scores_avx512, accumulate_avx512, softmax_step_avx512};
 

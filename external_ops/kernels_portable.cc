@@ -85,6 +85,25 @@ static float softmax_step_portable(float* s, int64_t n, float* m, float* l) {
   return alpha;
 }
 
+static void rms_norm_portable(const float* x, const float* w, float* out, int64_t H, float eps) {
+  float ss = 0.f;
+  for (int64_t i = 0; i < H; ++i) ss += x[i] * x[i];
+  const float inv = 1.f / std::sqrt(ss / H + eps);
+  for (int64_t i = 0; i < H; ++i) out[i] = x[i] * inv * w[i];
+}
+
+static void add_rms_norm_portable(const float* x, const float* res, const float* w, float* out, float* res_out,
+                                  int64_t H, float eps) {
+  for (int64_t i = 0; i < H; ++i) res_out[i] = x[i] + res[i];
+  rms_norm_portable(res_out, w, out, H, eps);
+}
+
+static void silu_mul_portable(const float* g, const float* u, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable};
+
 const AttnKernels kAttnPortable = {scores_portable, accumulate_portable, softmax_step_portable};
 
 }  // namespace pqv

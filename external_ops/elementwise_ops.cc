@@ -1,0 +1,124 @@
+// Fused elementwise ops, parallel over rows:
+//   pqv_rms_norm(x (M, H), w (H)) -> out
+//   pqv_add_rms_norm(x, residual, w) -> out, new_residual (= x + residual)
+//   pqv_swiglu(gate_up (M, 2I)) -> silu(gate_up[:, :I]) * gate_up[:, I:]
+//   pqv_rotary(x (T, H, D), cos (T, D), sin (T, D)) -> x * cos + rotate_half(x) * sin
+#include <vector>
+
+#include "common.h"
+#include "kernels.h"
+
+namespace {
+
+using paddle::Tensor;
+
+const pqv::RowKernels& row_kernels() { return pqv::has_avx512() ? pqv::kRowAvx512 : pqv::kRowPortable; }
+
+void check_f32(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) PD_CHECK(t->dtype() == paddle::DataType::FLOAT32, "inputs must be float32");
+}
+
+}  // namespace
+
+std::vector<Tensor> RmsNorm(const Tensor& x, const Tensor& w, float eps, int64_t num_threads) {
+  check_f32({&x, &w});
+  const int64_t H = x.shape().back(), M = x.numel() / H;
+  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  const float *xp = x.data<float>(), *wp = w.data<float>();
+  float* op = out.data<float>();
+  const pqv::RowKernels& K = row_kernels();
+#pragma omp parallel for num_threads(pqv::threads(num_threads))
+  for (int64_t m = 0; m < M; ++m) K.rms_norm(xp + m * H, wp, op + m * H, H, eps);
+  return {out};
+}
+
+std::vector<Tensor> AddRmsNorm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps,
+                               int64_t num_threads) {
+  check_f32({&x, &residual, &w});
+  const int64_t H = x.shape().back(), M = x.numel() / H;
+  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  auto res = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  const float *xp = x.data<float>(), *rp = residual.data<float>(), *wp = w.data<float>();
+  float *op = out.data<float>(), *np = res.data<float>();
+  const pqv::RowKernels& K = row_kernels();
+#pragma omp parallel for num_threads(pqv::threads(num_threads))
+  for (int64_t m = 0; m < M; ++m) K.add_rms_norm(xp + m * H, rp + m * H, wp, op + m * H, np + m * H, H, eps);
+  return {out, res};
+}
+
+std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads) {
+  check_f32({&gate_up});
+  const int64_t M = gate_up.shape()[0], I = gate_up.shape()[1] / 2;
+  auto out = paddle::empty({M, I}, gate_up.dtype(), paddle::CPUPlace());
+  const float* gp = gate_up.data<float>();
+  float* op = out.data<float>();
+  const pqv::RowKernels& K = row_kernels();
+#pragma omp parallel for num_threads(pqv::threads(num_threads))
+  for (int64_t m = 0; m < M; ++m) K.silu_mul(gp + m * 2 * I, gp + m * 2 * I + I, op + m * I, I);
+  return {out};
+}
+
+std::vector<Tensor> Rotary(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t num_threads) {
+  check_f32({&x, &cos, &sin});
+  PD_CHECK(x.shape()[2] % 2 == 0 && cos.shape()[1] == x.shape()[2], "rotary needs an even D and cos/sin (T, D)");
+  const int64_t T = x.shape()[0], H = x.shape()[1], D = x.shape()[2], half = D / 2;
+  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  const float *xp = x.data<float>(), *cp = cos.data<float>(), *sp = sin.data<float>();
+  float* op = out.data<float>();
+#pragma omp parallel for num_threads(pqv::threads(num_threads))
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* xi = xp + (t * H + h) * D;
+      float* oi = op + (t * H + h) * D;
+      const float *c = cp + t * D, *s = sp + t * D;
+      for (int64_t d = 0; d < half; ++d) oi[d] = xi[d] * c[d] - xi[d + half] * s[d];
+      for (int64_t d = half; d < D; ++d) oi[d] = xi[d] * c[d] + xi[d - half] * s[d];
+    }
+  return {out};
+}
+
+using Shape = std::vector<int64_t>;
+std::vector<Shape> SameShape(const Shape& x, const Shape&) { return {x}; }
+std::vector<Shape> SameShape2(const Shape& x, const Shape&, const Shape&) { return {x, x}; }
+std::vector<Shape> HalfShape(const Shape& x) { return {{x[0], x[1] / 2}}; }
+std::vector<Shape> RotaryShape(const Shape& x, const Shape&, const Shape&) { return {x}; }
+std::vector<paddle::DataType> F32(const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
+std::vector<paddle::DataType> F32x2(const paddle::DataType&, const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
+std::vector<paddle::DataType> F32x3(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
+  return {paddle::DataType::FLOAT32};
+}
+std::vector<paddle::DataType> F32x3Two(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
+  return {paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
+}
+
+PD_BUILD_OP(pqv_rms_norm)
+    .Inputs({"x", "w"})
+    .Outputs({"out"})
+    .Attrs({"eps: float", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(RmsNorm))
+    .SetInferShapeFn(PD_INFER_SHAPE(SameShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32x2));
+
+PD_BUILD_OP(pqv_add_rms_norm)
+    .Inputs({"x", "residual", "w"})
+    .Outputs({"out", "new_residual"})
+    .Attrs({"eps: float", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(AddRmsNorm))
+    .SetInferShapeFn(PD_INFER_SHAPE(SameShape2))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32x3Two));
+
+PD_BUILD_OP(pqv_swiglu)
+    .Inputs({"gate_up"})
+    .Outputs({"out"})
+    .Attrs({"num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(Swiglu))
+    .SetInferShapeFn(PD_INFER_SHAPE(HalfShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32));
+
+PD_BUILD_OP(pqv_rotary)
+    .Inputs({"x", "cos", "sin"})
+    .Outputs({"out"})
+    .Attrs({"num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(Rotary))
+    .SetInferShapeFn(PD_INFER_SHAPE(RotaryShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32x3));

@@ -1,0 +1,20 @@
+"""SwiGLU on a fused gate/up projection: gate_up (M, 2I) = [gate | up] -> silu(gate) * up (M, I)."""
+import paddle
+import paddle.nn.functional as F
+
+from ._build import compiled_ops
+from .threads import num_threads
+
+
+def swiglu_ref(gate_up):
+    gate, up = gate_up.chunk(2, axis=-1)
+    return F.silu(gate) * up
+
+
+def swiglu(gate_up):
+    if gate_up.ndim != 2 or gate_up.shape[1] % 2:
+        raise ValueError(f"gate_up must be (M, 2I) = [gate | up]; got {gate_up.shape}")
+    ops = compiled_ops()
+    if ops is None or gate_up.dtype != paddle.float32 or gate_up.shape[0] == 0:
+        return swiglu_ref(gate_up)
+    return ops.pqv_swiglu(gate_up, num_threads())

@@ -1,0 +1,38 @@
+"""Fused RMSNorm, optionally with the residual add before it.
+
+rms_norm(x, w, eps, residual=None) -> (out, new_residual)
+    new_residual = x + residual (or x when residual is None)
+    out = new_residual / sqrt(mean(new_residual^2, -1) + eps) * w
+x, residual (..., H) float32; w (H,).
+"""
+import paddle
+
+from ._build import compiled_ops
+from .threads import num_threads
+
+
+def rms_norm_ref(x, w, eps, residual=None):
+    h = x if residual is None else x + residual
+    out = h * paddle.rsqrt(h.pow(2).mean(axis=-1, keepdim=True) + eps) * w
+    return out, h
+
+
+def _check(x, w, residual):
+    if w.ndim != 1 or x.shape[-1] != w.shape[0]:
+        raise ValueError(f"w must be ({x.shape[-1]},) for x of shape {x.shape}; got {w.shape}")
+    if residual is not None and residual.shape != x.shape:
+        raise ValueError(f"residual must match x {x.shape}; got {residual.shape}")
+    if x.dtype != paddle.float32:
+        raise ValueError(f"x must be float32; got {x.dtype}")
+
+
+def rms_norm(x, w, eps: float, residual=None):
+    _check(x, w, residual)
+    ops = compiled_ops()
+    if ops is None or x.size == 0:
+        return rms_norm_ref(x, w, eps, residual)
+    w = w.astype("float32")
+    if residual is None:
+        return ops.pqv_rms_norm(x, w, float(eps), num_threads()), x
+    out, new_residual = ops.pqv_add_rms_norm(x, residual, w, float(eps), num_threads())
+    return out, new_residual
