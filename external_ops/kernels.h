@@ -27,15 +27,16 @@ void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t 
 void int4_gemv_portable(const Int4Gemv& p, int64_t n0, int64_t n1);
 
 // VNNI decode path: activations quantized per row and per block (int8, symmetric; block 64 for
-// int8 weights, block = group for int4), then vpdpbusd on the raw weight bytes.
+// int8 weights, block = group for int4; block % 16 == 0 and <= 256), then vpdpbusd on the raw weight bytes.
 struct QuantX {
   const int8_t* q;      // (M, K) int8; for int4 permuted per block into [even k | odd k]
   const float* scale;   // (M, K/block) dequantization scale of each block
-  const int32_t* sum;   // (M, K/block) sum of the block's int8 values
+  const float* off;     // (M, K/block) scale * sum of the block's int8 values
+  const float* off_total;  // (M,) sum of off over the row's blocks
   int64_t block;
 };
 void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool permute, int8_t* q,
-                       float* scale, int32_t* sum);
+                       float* scale, float* off, float* off_total);
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 

@@ -15,13 +15,6 @@ namespace {
 
 constexpr int64_t kPrefetch = 1024;
 
-// Sum over blocks of scale * sum(xq): what the unsigned weight offset adds, per activation row.
-inline float offset_term(const QuantX& xq, int64_t m, int64_t b0, int64_t b1, int64_t B) {
-  float s = 0.f;
-  for (int64_t b = b0; b < b1; ++b) s += xq.scale[m * B + b] * xq.sum[m * B + b];
-  return s;
-}
-
 // int8 weights: u = w ^ 0x80 = w + 128 (unsigned), so vpdpbusd(u, xq) = sum xq*w + 128*sum(xq).
 template <int MR>
 inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) {
@@ -41,7 +34,7 @@ inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) 
     }
   }
   for (int i = 0; i < MR; ++i) {
-    const float dot = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 128.f * offset_term(xq, m + i, 0, B, B);
+    const float dot = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 128.f * xq.off_total[m + i];
     p.y[(m + i) * p.N + n] = dot * p.scales[n] + (p.bias ? p.bias[n] : 0.f);
   }
 }
@@ -54,6 +47,7 @@ inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_
   const uint8_t* w = p.w + n * (K / 2);
   const __m512i mask = _mm512_set1_epi8(0x0F);
   __m512 acc[MR][2];
+  float off[MR] = {};
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     _mm_prefetch(reinterpret_cast<const char*>(w + g * 64 + kPrefetch), _MM_HINT_T0);
@@ -67,14 +61,12 @@ inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_
       d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(x + 64));
       const __m512 s = _mm512_set1_ps(ws * xq.scale[(m + i) * G + g]);
       acc[i][g & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), s, acc[i][g & 1]);
+      off[i] += ws * xq.off[(m + i) * G + g];
     }
   }
-  for (int i = 0; i < MR; ++i) {
-    float off = 0.f;
-    for (int64_t g = 0; g < G; ++g) off += p.scales[n * G + g] * offset_term(xq, m + i, g, g + 1, G);
-    p.y[(m + i) * p.N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 8.f * off +
+  for (int i = 0; i < MR; ++i)
+    p.y[(m + i) * p.N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) - 8.f * off[i] +
                              (p.bias ? p.bias[n] : 0.f);
-  }
 }
 
 // Group 64: the same with 32 packed bytes per group in 256-bit registers.
@@ -84,6 +76,7 @@ inline void int4_row_g64(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t
   const uint8_t* w = p.w + n * (K / 2);
   const __m256i mask = _mm256_set1_epi8(0x0F);
   __m256 acc[MR][2];
+  float off[MR] = {};
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int64_t g = 0; g < G; ++g) {
     _mm_prefetch(reinterpret_cast<const char*>(w + g * 32 + kPrefetch), _MM_HINT_T0);
@@ -97,38 +90,53 @@ inline void int4_row_g64(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t
       d = _mm256_dpbusd_epi32(d, hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
       const __m256 s = _mm256_set1_ps(ws * xq.scale[(m + i) * G + g]);
       acc[i][g & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), s, acc[i][g & 1]);
+      off[i] += ws * xq.off[(m + i) * G + g];
     }
   }
   for (int i = 0; i < MR; ++i) {
-    float off = 0.f;
-    for (int64_t g = 0; g < G; ++g) off += p.scales[n * G + g] * offset_term(xq, m + i, g, g + 1, G);
     const __m256 a = _mm256_add_ps(acc[i][0], acc[i][1]);
-    const float dot = _mm512_reduce_add_ps(_mm512_castps256_ps512(a)) ;
-    p.y[(m + i) * p.N + n] = dot - 8.f * off + (p.bias ? p.bias[n] : 0.f);
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    const float dot = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+    p.y[(m + i) * p.N + n] = dot - 8.f * off[i] + (p.bias ? p.bias[n] : 0.f);
   }
 }
 
 }  // namespace
 
+// One block of `block` (a multiple of 16) floats -> int8 with round-to-nearest-even; returns
+// the block's scale and writes scale * sum(q) to *off.
+inline float quantize_block(const float* x, int64_t block, int8_t* q, float* off) {
+  __m512 amax = _mm512_setzero_ps();
+  for (int64_t k = 0; k < block; k += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+  const float mx = _mm512_reduce_max_ps(amax);
+  const __m512 inv = _mm512_set1_ps(mx > 0.f ? 127.f / mx : 0.f);
+  __m512i total = _mm512_setzero_si512();
+  for (int64_t k = 0; k < block; k += 16) {
+    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), inv));
+    total = _mm512_add_epi32(total, v);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtsepi32_epi8(v));
+  }
+  const float scale = mx / 127.f;
+  *off = scale * static_cast<float>(_mm512_reduce_add_epi32(total));
+  return scale;
+}
+
 void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool permute, int8_t* q,
-                       float* scale, int32_t* sum) {
+                       float* scale, float* off, float* off_total) {
   const int64_t B = K / block;
-  for (int64_t m = 0; m < M; ++m)
+  int8_t tmp[256];
+  for (int64_t m = 0; m < M; ++m) {
+    off_total[m] = 0.f;
     for (int64_t b = 0; b < B; ++b) {
-      const float* xb = x + m * K + b * block;
-      float amax = 0.f;
-      for (int64_t k = 0; k < block; ++k) amax = std::fmax(amax, std::fabs(xb[k]));
-      const float inv = amax > 0.f ? 127.f / amax : 0.f;
-      int32_t total = 0;
-      for (int64_t k = 0; k < block; ++k) {
-        const int64_t dst = permute ? (k % 2) * (block / 2) + k / 2 : k;   // [even k | odd k]
-        const int8_t v = static_cast<int8_t>(std::nearbyint(xb[k] * inv));
-        q[m * K + b * block + dst] = v;
-        total += v;
-      }
-      scale[m * B + b] = amax / 127.f;
-      sum[m * B + b] = total;
+      int8_t* dst = q + m * K + b * block;
+      const int64_t i = m * B + b;
+      scale[i] = quantize_block(x + m * K + b * block, block, permute ? tmp : dst, &off[i]);
+      if (permute)                                             // [even k | odd k]
+        for (int64_t k = 0; k < block; ++k) dst[(k % 2) * (block / 2) + k / 2] = tmp[k];
+      off_total[m] += off[i];
     }
+  }
 }
 
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {

@@ -29,14 +29,13 @@ void parallel_rows(int64_t n, int nt, F fn) {
 // x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
 struct QuantXBuffers {
   std::vector<int8_t> q;
-  std::vector<float> scale;
-  std::vector<int32_t> sum;
+  std::vector<float> scale, off, off_total;
   int64_t block;
   QuantXBuffers(const float* x, int64_t M, int64_t K, int64_t block, bool permute)
-      : q(M * K), scale(M * K / block), sum(M * K / block), block(block) {
-    pqv::quantize_x_blocks(x, M, K, block, permute, q.data(), scale.data(), sum.data());
+      : q(M * K), scale(M * K / block), off(M * K / block), off_total(M), block(block) {
+    pqv::quantize_x_blocks(x, M, K, block, permute, q.data(), scale.data(), off.data(), off_total.data());
   }
-  pqv::QuantX view() const { return {q.data(), scale.data(), sum.data(), block}; }
+  pqv::QuantX view() const { return {q.data(), scale.data(), off.data(), off_total.data(), block}; }
 };
 
 const float* bias_ptr(const paddle::optional<paddle::Tensor>& bias) {

@@ -49,17 +49,36 @@ def peak_gemm(reps):
     return f32, bf16
 
 
+def copies_beyond_cache(nbytes, cache_bytes=128 << 20):
+    """How many weight copies to cycle through so that every call reads from DRAM, not L3."""
+    return max(1, -(-cache_bytes // nbytes))
+
+
+def cycled(fn_of_copy, count):
+    state = {"i": 0}
+
+    def call():
+        fn_of_copy(state["i"] % count)
+        state["i"] += 1
+    return call
+
+
 def bench_decode_gemv(bw, reps, shapes):
-    print("decode GEMV, M=1 (GB/s of weight bytes; limit = DRAM read bandwidth)")
+    print("decode GEMV, M=1 (GB/s of weight bytes; limit = DRAM read bandwidth; weights cycled past L3)")
     for k, n in shapes:
         w = paddle.randn([n, k]) * 0.02
         x = paddle.randn([1, k])
         stock = n * k * 4 / best_seconds(lambda: paddle.matmul(x, w, transpose_y=True), reps) / 1e9
-        for algo, group in (("weight_only_int8", 128), ("weight_only_int4", 128)):
+        for algo, group, exact in (("weight_only_int8", 128, True), ("weight_only_int8", 128, False),
+                                   ("weight_only_int4", 128, False)):
             q, s = quantize_weight(w, algo, group)
             nbytes = q.numel().item()
-            gbs = nbytes / best_seconds(lambda: weight_only_linear(x, q, s, None, algo, group), reps) / 1e9
-            row(f"{algo} {k}x{n}", gbs, "GB/s", bw, stock)
+            copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
+            fn = cycled(lambda i: weight_only_linear(x, *copies[i], None, algo, group, exact), len(copies))
+            gbs = nbytes / best_seconds(fn, reps) / 1e9
+            path = "fp32 x" if exact else "int8 x VNNI"
+            row(f"{algo} ({path}) {k}x{n}", gbs, "GB/s", bw, stock)
+            del copies
         del w
 
 
@@ -98,6 +117,21 @@ def bench_decode_attention(bw, reps, ctx):
             run(paged_attention_ref))
 
 
+def bench_elementwise(bw, reps, m=512, hidden=2048, inter=11008):
+    """Memory-bound fused ops: GB/s of bytes read + written (limit = DRAM read bandwidth)."""
+    from paddle_qwenvl.ops.activation import swiglu, swiglu_ref
+    from paddle_qwenvl.ops.norm import rms_norm, rms_norm_ref
+    print(f"fused elementwise, {m} tokens (GB/s of bytes read+written)")
+    x, r, w = paddle.randn([m, hidden]), paddle.randn([m, hidden]), paddle.randn([hidden])
+    nbytes = 4 * m * hidden * 4                                # x, residual in; out, residual out
+    gbs = lambda f: nbytes / best_seconds(f, reps) / 1e9
+    row(f"add+rms_norm {m}x{hidden}", gbs(lambda: rms_norm(x, w, 1e-6, r)), "GB/s", bw,
+        gbs(lambda: rms_norm_ref(x, w, 1e-6, r)))
+    gu = paddle.randn([m, 2 * inter])
+    nbytes = 3 * m * inter * 4
+    row(f"swiglu {m}x{2 * inter}", gbs(lambda: swiglu(gu)), "GB/s", bw, gbs(lambda: swiglu_ref(gu)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=None, help="PADDLE_QWENVL_NUM_THREADS for this run")
@@ -120,6 +154,7 @@ def main():
     bench_decode_gemv(bw, reps, shapes)
     bench_prefill_gemm(peak_f32, reps, 512, 2048, 11008)
     bench_decode_attention(bw, reps, ctx=4096)
+    bench_elementwise(bw, reps)
 
 
 if __name__ == "__main__":
