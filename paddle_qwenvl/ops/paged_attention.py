@@ -83,6 +83,19 @@ def token_layout(meta: AttentionMetadata):
     return paddle.to_tensor(np.concatenate(seq)), paddle.to_tensor(np.concatenate(ctx))
 
 
+def _kernel_inputs(meta: AttentionMetadata):
+    """(slot_mapping int64, block_tables int32, token_seq, token_ctx), built once per step: the
+    same metadata object is passed to every layer, so it is cached on it."""
+    key = (id(meta.slot_mapping), id(meta.block_tables), tuple(meta.query_lens), tuple(meta.context_lens))
+    cached = getattr(meta, "_kernel_inputs", None)
+    if cached is None or cached[0] != key:
+        slots = meta.slot_mapping if meta.slot_mapping.dtype == paddle.int64 else meta.slot_mapping.astype("int64")
+        tables = meta.block_tables if meta.block_tables.dtype == paddle.int32 else meta.block_tables.astype("int32")
+        cached = (key, (slots, tables) + token_layout(meta))
+        meta._kernel_inputs = cached
+    return cached[1]
+
+
 def _can_use_kernel(q, k_cache):
     return q.dtype == paddle.float32 and k_cache.dtype == paddle.float32 and q.shape[0] > 0
 
@@ -95,8 +108,7 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
     if ops is None or not _can_use_kernel(q, k_cache):
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
     _check(q, k, v, k_cache, v_cache, meta)
-    token_seq, token_ctx = token_layout(meta)
-    tables = meta.block_tables.astype("int32")
-    out, _, _ = ops.pqv_paged_attention(q, k, v, k_cache, v_cache, meta.slot_mapping.astype("int64"), tables,
-                                        token_seq, token_ctx, float(scale), int(meta.block_size), num_threads())
+    slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
+    out, _, _ = ops.pqv_paged_attention(q, k, v, k_cache, v_cache, slots, tables, token_seq, token_ctx,
+                                        float(scale), int(meta.block_size), num_threads())
     return out
