@@ -79,11 +79,11 @@ class SamplingParams:
     def from_generation_config(cls, config: dict, **overrides) -> "SamplingParams":
         """The sampling HF `generate()` does with this generation_config.json: greedy unless
         do_sample; when sampling, HF's defaults (temperature 1, top_k 50, top_p 1) fill the gaps."""
-        values = {"repetition_penalty": float(config.get("repetition_penalty") or 1.0)}
+        get = lambda key, default: default if config.get(key) is None else config[key]   # null = unset
+        values = {"repetition_penalty": float(get("repetition_penalty", 1.0))}
         if config.get("do_sample"):
-            values.update(temperature=float(config.get("temperature", 1.0)),
-                          top_k=int(config.get("top_k", 50) or 0), top_p=float(config.get("top_p", 1.0)),
-                          min_p=float(config.get("min_p") or 0.0))
+            values.update(temperature=float(get("temperature", 1.0)), top_k=int(get("top_k", 50)),
+                          top_p=float(get("top_p", 1.0)), min_p=float(get("min_p", 0.0)))
         else:
             values["temperature"] = 0.0
         if config.get("max_new_tokens"):

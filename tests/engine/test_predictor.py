@@ -88,6 +88,9 @@ def test_default_sampling_follows_generation_config(predictor, model_dir, tmp_pa
     config = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05}
     params = SamplingParams.from_generation_config(config)
     assert (params.temperature, params.top_k, params.top_p, params.repetition_penalty) == (0.7, 50, 0.8, 1.05)
+    qwen2_vl = {"do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.01, "min_p": None}
+    params = SamplingParams.from_generation_config(qwen2_vl)
+    assert (params.temperature, params.top_k, params.top_p, params.min_p) == (0.01, 1, 0.001, 0.0)
     greedy = SamplingParams.from_generation_config({"repetition_penalty": 1.1, "temperature": 0.3})
     assert greedy.greedy and greedy.repetition_penalty == 1.1
 
