@@ -16,6 +16,7 @@ Qwen2VLImageProcessor and fast tokenizer do the preprocessing (AutoProcessor nee
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -109,8 +110,7 @@ def run_hf(args) -> dict:
     _timed_hf(model, image_processor, tokenizer, prompt, args.image, 2, vision)                # warm-up
     runs = [_timed_hf(model, image_processor, tokenizer, prompt, args.image, args.max_new_tokens, vision)
             for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_memory_bytes(),
-                torch_bandwidth_gb_s=torch_bandwidth(args.threads), torch_threads=torch.get_num_threads())
+    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_memory_bytes())
 
 
 def _load_hf(model_dir):
@@ -174,8 +174,12 @@ class _first_forward_timer:
 
 
 def torch_bandwidth(threads: int) -> float:
-    """GB/s of a multi-threaded sum over 1 GiB of float32 (best of 3)."""
-    import torch
+    """GB/s of torch's sum over 1 GiB of float32 on `threads` threads (best of 3); nan without torch."""
+    try:
+        import torch
+    except ImportError:
+        return float("nan")
+    torch.set_num_threads(threads)
     x = torch.ones(2 ** 28)
     return max(x.numel() * 4 / _seconds(lambda: float(x.sum())) for _ in range(3)) / 1e9
 
@@ -254,18 +258,21 @@ def report(result: dict) -> str:
              f"{result['threads']} threads, image {result['image_size']}, prompt {ours['prompt_tokens']} tokens, "
              f"{ours['completion_tokens']} new tokens; best of {result['repeat']} run(s) after 1 warm-up",
              f"{'':<20}{'ours':>10}{'HF':>10}{'ours adv.':>11}   (x > 1: ours faster / smaller)"]
+    if hf is None:
+        lines[-1] = f"{'':<20}{'ours':>10}   (HF skipped)"
     rows = [(f"{stage} s", stage, False) for stage in STAGES]
     rows += [("decode tokens/s", "decode_tokens_per_s", True), ("peak memory GiB", "peak_memory_gib", False)]
     for label, key, higher_is_better in rows:
         h = hf[key] if hf else float("nan")
         factor = ours[key] / h if higher_is_better else h / ours[key]
-        lines.append(f"{label:<20}{ours[key]:>10.3f}{h:>10.3f}{factor:>10.2f}x")
+        lines.append(f"{label:<20}{ours[key]:>10.3f}" + (f"{h:>10.3f}{factor:>10.2f}x" if hf else ""))
     r = result["roofline"]
     lines += [f"roofline: {r['weight_gb_per_token']:.2f} GB of weights read per decode token "
-              f"(fp32{', ours ' + result['quant_type'] if result['quant_type'] else ''}); bandwidth "
+              f"({'ours: ' + result['quant_type'] + ' decoder, fp32 lm_head' if result['quant_type'] else 'fp32'}); bandwidth "
               f"{r['numpy_gb_s']:.1f} GB/s (numpy sum, 1 thread), {r['torch_gb_s']:.1f} GB/s (torch sum, "
               f"{result['threads']} threads) -> at most {r['limit_tokens_per_s']:.2f} tokens/s",
-              f"ours reaches {100 * r['ours_fraction']:.0f}% of that limit, HF {100 * r['hf_fraction']:.0f}%"]
+              f"ours reaches {100 * r['ours_fraction']:.0f}% of that limit"
+              + (f", HF {100 * r['hf_fraction']:.0f}%" if hf else "")]
     if hf:
         same = sum(a == b for a, b in zip(ours["token_ids"], hf["token_ids"]))
         lines.append(f"greedy tokens identical: {same}/{len(ours['token_ids'])}")
@@ -277,10 +284,9 @@ def add_rates(side: dict) -> None:
     side["peak_memory_gib"] = side["peak_memory_bytes"] / 2 ** 30
 
 
-def roofline(model_dir, ours: dict, hf, quant_type, numpy_gb_s: float) -> dict:
+def roofline(model_dir, ours: dict, hf, quant_type, numpy_gb_s: float, torch_gb_s: float) -> dict:
     bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, 4.0)
-    torch_gb_s = hf["torch_bandwidth_gb_s"] if hf else float("nan")
-    bandwidth = max(numpy_gb_s, torch_gb_s if hf else 0.0)
+    bandwidth = numpy_gb_s if math.isnan(torch_gb_s) else max(numpy_gb_s, torch_gb_s)     # nan: no torch
     weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight)     # lm_head stays fp32 when quantized
     limit = bandwidth * 1e9 / weight_bytes
     hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, 4.0)
@@ -301,7 +307,8 @@ def orchestrate(args) -> dict:
     return dict(preset=args.model_dir or args.preset, num_layers=layers,
                 threads=args.threads, image_size=args.image_size, max_new_tokens=args.max_new_tokens,
                 repeat=args.repeat, quant_type=args.quant_type, model_dir=str(model_dir), ours=ours, hf=hf,
-                roofline=roofline(model_dir, ours, hf, args.quant_type, numpy_bandwidth()),
+                roofline=roofline(model_dir, ours, hf, args.quant_type, numpy_bandwidth(),
+                                  torch_bandwidth(args.threads)),
                 date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                 load_average=os.getloadavg())
 
