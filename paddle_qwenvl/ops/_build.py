@@ -18,7 +18,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SRC_DIR = Path(__file__).resolve().parents[2] / "external_ops"
+# Installed: paddle_qwenvl/external_ops (setup.py maps it); from a checkout: <repo>/external_ops.
+_HERE = Path(__file__).resolve()
+SRC_DIR = next((d for d in (_HERE.parents[1] / "external_ops", _HERE.parents[2] / "external_ops")
+                if d.is_dir()), _HERE.parents[2] / "external_ops")
 CFLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
 
 
@@ -28,7 +31,10 @@ def _paddle_libs() -> str:
 
 
 def _onednn_include():
-    """Directory holding oneapi/dnnl/dnnl.hpp from onednn-devel, or None."""
+    """Directory holding oneapi/dnnl/dnnl.hpp: our vendored 3.6 headers, else onednn-devel's, or None."""
+    vendored = SRC_DIR / "third_party" / "onednn" / "include"
+    if (vendored / "oneapi" / "dnnl" / "dnnl.hpp").exists():
+        return str(vendored)
     for root in (sysconfig.get_paths()["data"], os.environ.get("CONDA_PREFIX", "")):
         inc = Path(root) / "include"
         if root and (inc / "oneapi" / "dnnl" / "dnnl.hpp").exists():
