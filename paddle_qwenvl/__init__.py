@@ -1,6 +1,17 @@
-"""paddle-qwenvl: PaddlePaddle inference for Qwen2-VL, QVQ and Qwen2.5-VL."""
-from .predictor import Predictor
-from .sampling import SamplingParams
+"""paddle-qwenvl: PaddlePaddle inference for Qwen2-VL, QVQ and Qwen2.5-VL.
 
+`from paddle_qwenvl import Predictor, SamplingParams` is all the common case needs. Both are
+imported on first use, so the pure-Python parts (scheduler, block manager) import without Paddle.
+"""
 __version__ = "0.1.0"
 __all__ = ["Predictor", "SamplingParams"]
+
+
+def __getattr__(name):
+    if name == "Predictor":
+        from .predictor import Predictor
+        return Predictor
+    if name == "SamplingParams":
+        from .sampling import SamplingParams
+        return SamplingParams
+    raise AttributeError(f"module 'paddle_qwenvl' has no attribute {name!r}")

@@ -7,7 +7,8 @@ from typing import Iterator, List, Optional, Union
 
 from ..sampling import SamplingParams, make_generator
 from .block_manager import BlockManager
-from .detokenizer import IncrementalDecoder, find_stop, stream_safe_end
+from ..processing.tokenizer import IncrementalDecoder
+from .detokenizer import find_stop, stream_safe_end
 from .inputs import PromptInputs
 from .model_runner import ModelRunner
 from .outputs import RequestOutput, Usage
@@ -124,7 +125,7 @@ class LLMEngine:
                 seq.timings.decode += seconds
 
     def _after_token(self, seq: Sequence) -> RequestOutput:
-        stopped = self._add_text(seq, seq.decoder.step(seq.token_ids[-1]))
+        stopped = self._add_text(seq, seq.decoder.push(seq.token_ids[-1]))
         reason = "stop" if stopped else self._finish_reason(seq)
         if reason is not None and not stopped and self._add_text(seq, seq.decoder.flush()):
             reason = "stop"                       # held-back text completed a stop string

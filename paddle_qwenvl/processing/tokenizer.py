@@ -47,36 +47,43 @@ class Tokenizer:
         return self._backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
 
+REPLACEMENT = "\ufffd"
+MAX_HELD = 4      # a UTF-8 character has at most 4 bytes
+
+
 class IncrementalDecoder:
     """Feed token ids one at a time; get back only complete UTF-8 text increments.
 
-    A multi-byte character split across tokens decodes to U+FFFD until its last byte arrives,
-    so text ending in U+FFFD is held back. Decoding a short window (from `_prefix` on) rather
-    than all ids keeps each step cheap and lets byte-level merges settle.
+    Byte-level BPE splits characters across tokens, so each step decodes a short window: the
+    text of ids[prefix:] minus that of ids[prefix:read]. A trailing U+FFFD means an incomplete
+    character: wait for more tokens, but at most MAX_HELD, so invalid bytes (which random or
+    confused models emit) still come out instead of holding the stream back forever.
     """
 
     def __init__(self, tokenizer, skip_special_tokens=True):
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
-        self._ids = []
-        self._prefix = 0   # start of the window that is re-decoded each step
-        self._read = 0     # ids up to here have been emitted
+        self.ids = []
+        self.prefix_offset = 0    # start of the decoding window
+        self.read_offset = 0      # ids before this are already in the text
 
-    def _text(self, start, end):
-        return self.tokenizer.decode(self._ids[start:end], self.skip_special_tokens)
+    def _decode(self, ids):
+        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
 
     def push(self, token_id):
         """Add one id; return the new complete text ('' if none is complete yet)."""
-        self._ids.append(int(token_id))
-        emitted = self._text(self._prefix, self._read)
-        full = self._text(self._prefix, len(self._ids))
-        if len(full) <= len(emitted) or full.endswith("\ufffd"):
-            return ""
-        self._prefix, self._read = self._read, len(self._ids)
-        return full[len(emitted):]
+        self.ids.append(int(token_id))
+        return self._advance(final=False)
 
     def flush(self):
-        """Whatever is left (an incomplete character decodes as U+FFFD) at the end of a stream."""
-        rest = self._text(self._prefix, len(self._ids))[len(self._text(self._prefix, self._read)):]
-        self._prefix = self._read = len(self._ids)
-        return rest
+        """Whatever is still held back (an incomplete character at the very end)."""
+        return self._advance(final=True)
+
+    def _advance(self, final):
+        before = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        window = self._decode(self.ids[self.prefix_offset:])
+        incomplete = window.endswith(REPLACEMENT) and len(self.ids) - self.read_offset < MAX_HELD
+        if len(window) <= len(before) or (incomplete and not final):
+            return ""
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        return window[len(before):]

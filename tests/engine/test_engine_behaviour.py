@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from paddle_qwenvl.engine.detokenizer import IncrementalDecoder, find_stop
+from paddle_qwenvl.engine.detokenizer import find_stop
+from paddle_qwenvl.processing.tokenizer import IncrementalDecoder
 from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.engine.llm_engine import EngineConfig, LLMEngine
 from paddle_qwenvl.models import load_model
@@ -205,7 +206,7 @@ def test_incremental_decoder_waits_for_whole_characters(parts):
     text = "A café ☕ by the river — naïve ünïcode"
     ids = tokenizer.encode(text).ids
     decoder = IncrementalDecoder(tokenizer)
-    deltas = [decoder.step(i) for i in ids] + [decoder.flush()]
+    deltas = [decoder.push(i) for i in ids] + [decoder.flush()]
     assert "".join(deltas) == tokenizer.decode(ids)
     assert not any("\ufffd" in d for d in deltas)
 
