@@ -128,41 +128,51 @@ __m512 reduce16(const __m512 a[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, 0x88), _mm512_shuffle_f32x4(e0, e1, 0xDD));
 }
 
-void scores_avx512(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds) {
+// N rows known at compile time (16 for every full group) so the row loop fully unrolls.
+template <int N>
+void scores_rows(const float* q, int64_t G, const float* const* k, int64_t D, float* s, int64_t lds, int64_t n) {
   for (int64_t g = 0; g < G; ++g) {
     __m512 a[16];
     for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
     for (int64_t d = 0; d < D; d += 16) {
       const __m512 qv = _mm512_loadu_ps(q + g * D + d);
-      for (int64_t j = 0; j < n; ++j) a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[j] + d), a[j]);
+      for (int j = 0; j < N; ++j) a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[j] + d), a[j]);
     }
-    const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-    _mm512_mask_storeu_ps(s + g * lds, m, reduce16(a));
+    _mm512_mask_storeu_ps(s + g * lds, static_cast<__mmask16>((1u << n) - 1), reduce16(a));
   }
 }
 
-// Register-blocked over (16-float slice of D, up to 8 heads): each accumulator is loaded and
-// stored once per chunk, and each V slice feeds every head.
+void scores_avx512(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds) {
+  if (n == 16) return scores_rows<16>(q, G, k, D, s, lds, n);
+  const float* rows[16];
+  for (int j = 0; j < 16; ++j) rows[j] = k[j < n ? j : 0];     // pad with a valid row, masked off
+  scores_rows<16>(q, G, rows, D, s, lds, n);
+}
+
+template <int GB>
+void accumulate_heads(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n,
+                      const float* const* v, int64_t D) {
+  for (int64_t d = 0; d < D; d += 16) {
+    __m512 a[GB];
+    for (int g = 0; g < GB; ++g) a[g] = _mm512_mul_ps(_mm512_loadu_ps(acc + g * D + d), _mm512_set1_ps(alpha[g]));
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 vv = _mm512_loadu_ps(v[j] + d);
+      for (int g = 0; g < GB; ++g) a[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[g * ldp + j]), vv, a[g]);
+    }
+    for (int g = 0; g < GB; ++g) _mm512_storeu_ps(acc + g * D + d, a[g]);
+  }
+}
+
+// D % 16 == 0 (checked by the caller); heads in groups of up to 8 with the group size a
+// compile-time constant, so each head's accumulator stays in a register.
 void accumulate_avx512(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
                        const float* const* v, int64_t D) {
-  int64_t d = 0;
-  for (; d + 16 <= D; d += 16)
-    for (int64_t g0 = 0; g0 < G; g0 += 8) {
-      const int64_t gb = G - g0 < 8 ? G - g0 : 8;
-      __m512 a[8];
-      for (int64_t g = 0; g < gb; ++g)
-        a[g] = _mm512_mul_ps(_mm512_loadu_ps(acc + (g0 + g) * D + d), _mm512_set1_ps(alpha[g0 + g]));
-      for (int64_t j = 0; j < n; ++j) {
-        const __m512 vv = _mm512_loadu_ps(v[j] + d);
-        for (int64_t g = 0; g < gb; ++g) a[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[(g0 + g) * ldp + j]), vv, a[g]);
-      }
-      for (int64_t g = 0; g < gb; ++g) _mm512_storeu_ps(acc + (g0 + g) * D + d, a[g]);
-    }
-  for (; d < D; ++d)
-    for (int64_t g = 0; g < G; ++g) {
-      acc[g * D + d] *= alpha[g];
-      for (int64_t j = 0; j < n; ++j) acc[g * D + d] += p[g * ldp + j] * v[j][d];
-    }
+  using Fn = void (*)(float*, const float*, const float*, int64_t, int64_t, const float* const*, int64_t);
+  static const Fn by_size[9] = {nullptr, accumulate_heads<1>, accumulate_heads<2>, accumulate_heads<3>,
+                                accumulate_heads<4>, accumulate_heads<5>, accumulate_heads<6>,
+                                accumulate_heads<7>, accumulate_heads<8>};
+  for (int64_t g0 = 0; g0 < G; g0 += 8)
+    by_size[std::min<int64_t>(8, G - g0)](acc + g0 * D, alpha + g0, p + g0 * ldp, ldp, n, v, D);
 }
 
 // exp with a degree-6 polynomial on [-ln2/2, ln2/2] and scalef for 2^n (rel. error ~2e-7).

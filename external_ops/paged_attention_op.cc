@@ -31,10 +31,26 @@ struct Problem {
   const int32_t* tables; const int32_t* token_seq; const int32_t* token_ctx;
   int64_t max_blocks, block_size, T, Hq, Hkv, D, G;
   float scale;
-  int64_t row(int64_t t, int64_t pos, int64_t h) const {   // cache row of (token t's sequence, pos, h)
-    const int64_t seq = token_seq[t];
-    const int64_t slot = int64_t(tables[seq * max_blocks + pos / block_size]) * block_size + pos % block_size;
-    return (slot * Hkv + h) * D;
+};
+
+// Walks the cache rows (offsets into kc/vc) of token t's sequence for kv head h, one position at
+// a time from `pos` up to `end`; reads the block table once per block.
+struct RowCursor {
+  const Problem& P;
+  const int32_t* table;
+  int64_t h, pos, end, off, base = 0;
+  RowCursor(const Problem& P, int64_t t, int64_t h, int64_t pos, int64_t end)
+      : P(P), table(P.tables + P.token_seq[t] * P.max_blocks), h(h), pos(pos), end(end), off(pos % P.block_size) {
+    if (pos < end) base = int64_t(table[pos / P.block_size]) * P.block_size;
+  }
+  bool valid() const { return pos < end; }
+  int64_t row() const { return ((base + off) * P.Hkv + h) * P.D; }
+  void next() {
+    ++pos;
+    if (++off == P.block_size) {
+      off = 0;
+      if (pos < end) base = int64_t(table[pos / P.block_size]) * P.block_size;
+    }
   }
 };
 
@@ -44,18 +60,20 @@ struct State {
   explicit State(int64_t G, int64_t D) : m(G, -std::numeric_limits<float>::infinity()), l(G, 0.f), acc(G * D, 0.f) {}
 };
 
-// Scores one chunk of positions [c0, c0 + n) into s (G, kChunk), then folds it into the state.
-// Positions up to `end` may be prefetched.
-void attend_chunk(const Problem& P, const pqv::AttnKernels& K, const float* qs, int64_t t, int64_t h,
-                  int64_t c0, int64_t n, int64_t end, float* s, State& st) {
+// Scores the next n positions of `cur` into s (G, kChunk), then folds them into the state.
+// `ahead` runs kPrefetchRows positions in front of `cur` and prefetches their K rows.
+void attend_chunk(const Problem& P, const pqv::AttnKernels& K, const float* qs, RowCursor& cur, RowCursor& ahead,
+                  int64_t n, float* s, State& st) {
   const int64_t G = P.G, D = P.D;
   const float* krows[kChunk];
   const float* vrows[kChunk];
-  for (int64_t j = 0; j < n; ++j) {
-    if (c0 + j + kPrefetchRows < end) prefetch_row(P.kc + P.row(t, c0 + j + kPrefetchRows, h), D);
-    const int64_t row = P.row(t, c0 + j, h);
-    krows[j] = P.kc + row;
-    vrows[j] = P.vc + row;
+  for (int64_t j = 0; j < n; ++j, cur.next()) {
+    if (ahead.valid()) {
+      prefetch_row(P.kc + ahead.row(), D);
+      ahead.next();
+    }
+    krows[j] = P.kc + cur.row();
+    vrows[j] = P.vc + cur.row();
     prefetch_row(vrows[j], D);                                 // used after the chunk's softmax
   }
   for (int64_t j0 = 0; j0 < n; j0 += 16) K.scores(qs, G, krows + j0, std::min<int64_t>(16, n - j0), D, s + j0, kChunk);
@@ -69,7 +87,8 @@ void attend_range(const Problem& P, const pqv::AttnKernels& K, int64_t t, int64_
   std::vector<float> qs(P.G * P.D), s(kChunk * P.G);
   const float* q = P.q + (t * P.Hq + h * P.G) * P.D;      // (G, D) contiguous
   for (int64_t i = 0; i < P.G * P.D; ++i) qs[i] = q[i] * P.scale;
-  for (int64_t c0 = p0; c0 < p1; c0 += kChunk) attend_chunk(P, K, qs.data(), t, h, c0, std::min(kChunk, p1 - c0), p1, s.data(), st);
+  RowCursor cur(P, t, h, p0, p1), ahead(P, t, h, std::min(p0 + kPrefetchRows, p1), p1);
+  for (int64_t c0 = p0; c0 < p1; c0 += kChunk) attend_chunk(P, K, qs.data(), cur, ahead, std::min(kChunk, p1 - c0), s.data(), st);
 }
 
 // Merges the split states parts[0..n) into out[t, h*G:(h+1)*G, :].
