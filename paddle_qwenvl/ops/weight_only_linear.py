@@ -10,10 +10,11 @@ Activations x are (M, K) float32 or bfloat16; the result has x's dtype.
 Decode (M < 16) streams the weights once. exact=True keeps x in fp32 (equal to dequantized
 math up to summation order); exact=False quantizes x to int8 per block (64 for int8 weights,
 group_size for int4, as llama.cpp's q8 activations) and uses AVX512-VNNI, differing from the
-dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) is VNNI
-on both: measured here (2 threads, weights from DRAM) it matched or beat the fp32 path, which
-falls to ~40% of DRAM speed once x no longer fits L1 (K = 11008) and, for int4, is compute-bound
-unpacking nibbles. Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN fp32 GEMM.
+dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) follows
+what scripts/bench_ops.py measured here (2 threads, weights from DRAM): int8 with K <= 4096 ->
+fp32 x (x fits L1; 90-105% of DRAM bandwidth, VNNI was not faster); int8 with larger K -> VNNI
+(the fp32 path fell to 35-67% once x left L1); int4 -> VNNI (the fp32 path is compute-bound
+unpacking nibbles). Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN fp32 GEMM.
 """
 import paddle
 
@@ -22,6 +23,7 @@ from .threads import num_threads
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
 GROUP_SIZES = (64, 128)
+EXACT_MAX_K = 4096        # int8 decode keeps x in fp32 while x (4*K bytes) fits L1
 
 
 def _check_algo(algo, group_size):
@@ -113,14 +115,15 @@ def _check(x, qweight, scales, bias, algo, group_size):
 def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None):
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
-    exact: keep decode activations in fp32 (True) or quantize them to int8 for VNNI (False,
-    also what None means); see the module docstring.
+    exact: keep decode activations in fp32 (True) or quantize them to int8 for VNNI (False);
+    None picks per shape as the module docstring says.
     """
     _check(x, qweight, scales, bias, algo, group_size)
     ops = compiled_ops()
     if ops is None:
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)
-    exact = bool(exact)
+    if exact is None:
+        exact = algo == "weight_only_int8" and x.shape[1] <= EXACT_MAX_K
     xf = x.astype("float32")
     b = None if bias is None else bias.astype("float32")
     if algo == "weight_only_int8":
