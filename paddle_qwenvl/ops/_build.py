@@ -73,7 +73,8 @@ def _build():
     if not sources:
         raise FileNotFoundError(f"no C++ sources in {SRC_DIR}")
     cflags, ldflags = _flags()
-    build_dir = _cache_dir(sources, cflags, ldflags)
+    # headers are hashed too: setuptools does not track them, so an edited header needs a new dir
+    build_dir = _cache_dir(sources + sorted(str(p) for p in SRC_DIR.glob("*.h")), cflags, ldflags)
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:      # one builder at a time per cache entry
         fcntl.flock(lock, fcntl.LOCK_EX)
