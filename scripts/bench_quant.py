@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-QUANT_TYPES = ["none", "weight_only_int8", "weight_only_int4"]
+# (label, quant_type, also quantize the vision tower and lm_head)
+SETTINGS = [("fp32", "none", False), ("int8", "weight_only_int8", False), ("int4", "weight_only_int4", False),
+            ("int8 +vision +lm_head", "weight_only_int8", True), ("int4 +vision +lm_head", "weight_only_int4", True)]
 
 
 def cached_preset(preset: str, num_layers, root: Path) -> Path:
@@ -26,11 +28,12 @@ def cached_preset(preset: str, num_layers, root: Path) -> Path:
     return path
 
 
-def worker(model_dir: str, quant_type: str, new_tokens: int) -> dict:
+def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -> dict:
     from paddle_qwenvl import Predictor, SamplingParams
     from paddle_qwenvl.benchmarking import decode_weight_bytes, peak_resident_bytes, resident_bytes
     start = time.perf_counter()
     predictor = Predictor.from_pretrained(model_dir, quant_type=None if quant_type == "none" else quant_type,
+                                          quantize_vision=everything, quantize_lm_head=everything,
                                           kv_cache_memory=256 << 20, max_model_len=1024, progress=False)
     load_s = time.perf_counter() - start
     gc.collect()
@@ -39,28 +42,28 @@ def worker(model_dir: str, quant_type: str, new_tokens: int) -> dict:
     request = {"prompt": "Describe the weather today in one long sentence, please."}
     predictor.generate(request, SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True))   # warm-up
     out = predictor.generate(request, params)
-    return dict(quant_type=quant_type, load_s=load_s, rss_after_load=rss, peak_rss=peak_resident_bytes(),
+    return dict(load_s=load_s, rss_after_load=rss, peak_rss=peak_resident_bytes(),
                 decode_tokens_per_s=(out.usage.completion_tokens - 1) / out.timings.decode,
                 weight_bytes_per_token=decode_weight_bytes(predictor.model))
 
 
-def run_worker(model_dir: Path, quant_type: str, new_tokens: int) -> dict:
+def run_worker(model_dir: Path, label: str, quant_type: str, everything: bool, new_tokens: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(model_dir), "--quant_type", quant_type,
-           "--new_tokens", str(new_tokens)]
+           "--new_tokens", str(new_tokens)] + (["--everything"] if everything else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if out.returncode:
-        raise RuntimeError(f"{quant_type} worker failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{label} worker failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]), setting=label)
 
 
 def report(rows, bandwidth, how):
     print(f"read bandwidth: {bandwidth:.1f} GB/s ({how}), measured in this run")
-    print(f"{'quant_type':<18}{'RSS GB':>8}{'vs fp32':>9}{'GB/token':>10}{'tok/s':>8}{'limit':>8}{'of limit':>10}")
+    print(f"{'setting':<23}{'RSS GB':>8}{'vs fp32':>9}{'GB/token':>10}{'tok/s':>8}{'limit':>8}{'of limit':>10}")
     base = rows[0]["rss_after_load"]
     for r in rows:
         limit = bandwidth * 1e9 / r["weight_bytes_per_token"]
         r.update(bandwidth_limit_tokens_per_s=limit, fraction_of_limit=r["decode_tokens_per_s"] / limit)
-        print(f"{r['quant_type']:<18}{r['rss_after_load'] / 1e9:>8.2f}{r['rss_after_load'] / base:>9.2f}"
+        print(f"{r['setting']:<23}{r['rss_after_load'] / 1e9:>8.2f}{r['rss_after_load'] / base:>9.2f}"
               f"{r['weight_bytes_per_token'] / 1e9:>10.3f}{r['decode_tokens_per_s']:>8.2f}{limit:>8.2f}"
               f"{r['fraction_of_limit']:>10.0%}")
 
@@ -74,13 +77,14 @@ def main():
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--quant_type", default="none", help=argparse.SUPPRESS)
+    ap.add_argument("--everything", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.quant_type, args.new_tokens)))
+        print(json.dumps(worker(args.worker, args.quant_type, args.new_tokens, args.everything)))
         return
     from paddle_qwenvl.benchmarking import read_bandwidth_gbps
     model_dir = cached_preset(args.preset, args.num_layers, Path(args.cache))
-    rows = [run_worker(model_dir, q, args.new_tokens) for q in QUANT_TYPES]
+    rows = [run_worker(model_dir, *setting, args.new_tokens) for setting in SETTINGS]
     bandwidth, how = read_bandwidth_gbps()
     print(f"{args.preset} (random weights, {args.num_layers or 'all'} layers), decode of {args.new_tokens} tokens")
     report(rows, bandwidth, how)
