@@ -1,0 +1,1 @@
+"""Kernel wrappers: one thin, checked Python entry per compiled op, with its pure-Paddle reference."""
