@@ -1,8 +1,9 @@
-"""Measurements shared by the benchmarks: memory bandwidth, resident memory, weight bytes per token."""
+"""Measurements shared by the benchmarks: memory bandwidth, resident memory, weight bytes per token.
+
+Imports no Paddle at module level, so HF-side benchmark processes can use it too."""
 import time
 
 import numpy as np
-import paddle
 
 
 def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5) -> tuple:
@@ -11,6 +12,8 @@ def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5) -> tuple:
     With the compiled ops the read uses all our threads (the decode kernels' situation);
     without them numpy reads on one thread, well below what the hardware gives (a lower bound).
     """
+    import paddle
+
     from .ops._build import compiled_ops
     from .ops.threads import num_threads
     n = megabytes * (1 << 20) // 4

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from paddle_qwenvl.benchmarking import peak_resident_bytes
+
 QUESTION = "Describe this image."
 PATCH_MERGE = 4                      # spatial_merge_size ** 2: patches per vision token
 
@@ -46,12 +48,6 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- shared by both sides
-
-
-def peak_memory_bytes() -> int:
-    """VmHWM: this process's peak resident set size."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
 
 def chat_prompt(model_dir) -> str:
@@ -82,7 +78,7 @@ def run_ours(args) -> dict:
     sampling = SamplingParams(temperature=0.0, max_new_tokens=n, min_new_tokens=n)
     predictor.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=2))          # warm-up
     runs = [_timed_ours(predictor, messages, sampling) for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_memory_bytes())
+    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes())
 
 
 def _timed_ours(predictor, messages, sampling) -> dict:
@@ -110,7 +106,7 @@ def run_hf(args) -> dict:
     _timed_hf(model, image_processor, tokenizer, prompt, args.image, 2, vision)                # warm-up
     runs = [_timed_hf(model, image_processor, tokenizer, prompt, args.image, args.max_new_tokens, vision)
             for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_memory_bytes())
+    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes())
 
 
 def _load_hf(model_dir):

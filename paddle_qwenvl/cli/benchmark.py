@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import List
 
+from ..benchmarking import peak_resident_bytes
+
 
 @dataclass
 class RunStats:
@@ -56,16 +58,6 @@ def run_benchmark(predictor, requests: list, sampling, warmup: int, repeat: int,
     return outputs, runs
 
 
-def peak_memory_bytes() -> int:
-    """VmHWM of /proc/self/status: the highest resident set size this process has had (RAM
-    actually used, weights + KV cache + activations + Python), not virtual memory."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024          # reported in kB
-    raise RuntimeError("VmHWM not found in /proc/self/status (Linux only)")
-
-
 def summarize(runs: List[RunStats]) -> dict:
     """Means over the timed runs, rates from the means."""
     mean = {k: statistics.fmean(getattr(r, k) for r in runs)
@@ -76,7 +68,7 @@ def summarize(runs: List[RunStats]) -> dict:
                 prefill_tokens_per_s=_rate(first.prompt_tokens, mean["prefill"]),
                 decode_tokens_per_s=_rate(first.decode_tokens, mean["decode"]),
                 end_to_end_tokens_per_s=_rate(first.completion_tokens, mean["end_to_end"]),
-                peak_memory_bytes=peak_memory_bytes(), per_run=[asdict(r) for r in runs])
+                peak_memory_bytes=peak_resident_bytes(), per_run=[asdict(r) for r in runs])
 
 
 def _rate(tokens: int, seconds: float) -> float:
