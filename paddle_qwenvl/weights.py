@@ -2,13 +2,14 @@
 
 Names follow the published HF checkpoints. The few differences from our modules:
 
-| checkpoint name                               | parameter                     |
-|-----------------------------------------------|-------------------------------|
-| ...self_attn.{q,k,v}_proj.{weight,bias}       | ...self_attn.qkv_proj.* (rows q, k, v)   |
-| ...mlp.{gate,up}_proj.{weight,bias}           | ...mlp.gate_up_proj.* (rows gate, up)    |
-| model.language_model.* (transformers >= 4.52) | model.*                       |
-| model.visual.* (transformers >= 4.52)         | visual.*                      |
-| lm_head.weight with tie_word_embeddings       | (ignored: logits use embed_tokens) |
+| checkpoint name                               | parameter                                     |
+|-----------------------------------------------|-----------------------------------------------|
+| ...self_attn.{q,k,v}_proj.{weight,bias}       | ...self_attn.qkv_proj.* (rows q, k, v)        |
+| ...mlp.{gate,up}_proj.{weight,bias}           | ...mlp.gate_up_proj.* (rows gate, up)         |
+| model.language_model.* (transformers >= 4.52) | model.*                                       |
+| model.visual.* (transformers >= 4.52)         | visual.*                                      |
+| lm_head.weight with tie_word_embeddings       | (ignored: logits use embed_tokens)            |
+| model.embed_tokens.weight, tied, quantized head | lm_head.weight (embed_tokens reads its rows) |
 """
 import json
 from pathlib import Path
@@ -78,13 +79,14 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
     a shape mismatch raises, naming the tensor.
     """
     targets = loading_targets(model)
-    aliases = _aliases(model)
+    renames = _tied_renames(model)
     pending: Dict[str, list] = {}
     loaded: Set[str] = set()
     for name, tensor in iter_checkpoint(model_dir, progress):
         if name == "lm_head.weight" and model.config.text.tie_word_embeddings:
             continue
         target, index, count = target_of(name)
+        target = renames.get(target, target)
         if target not in targets:
             raise KeyError(f"checkpoint tensor {name!r} has no matching parameter in "
                            f"{type(model).__name__} (is the config.json architecture right?)")
@@ -92,9 +94,8 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
         parts[index] = tensor.astype("float32") if tensor.dtype in _FLOATS else tensor
         if all(p is not None for p in parts):
             value = paddle.concat(parts, axis=0) if count > 1 else parts[0]
-            for t in [target] + aliases.get(target, []):
-                targets[t](value, name)
-                loaded.add(t)
+            targets[target](value, name)
+            loaded.add(target)
             del pending[target]
     _check_complete(model, loaded, pending)
     return loaded
@@ -117,10 +118,11 @@ def loading_targets(model) -> Dict[str, Callable]:
     return targets
 
 
-def _aliases(model) -> Dict[str, list]:
-    """Tied embeddings with a separate (quantized) lm_head: embed_tokens feeds both."""
+def _tied_renames(model) -> Dict[str, str]:
+    """Tied embeddings with a quantized lm_head: the one table is loaded (and quantized) as the
+    lm_head, and the embedding reads its rows from there (layers/embedding.py)."""
     if model.config.text.tie_word_embeddings and hasattr(model, "lm_head"):
-        return {"model.embed_tokens.weight": ["lm_head.weight"]}
+        return {"model.embed_tokens.weight": "lm_head.weight"}
     return {}
 
 

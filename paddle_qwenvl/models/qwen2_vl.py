@@ -5,6 +5,7 @@ import paddle.nn as nn
 
 from ..config import ModelConfig, VisionConfig
 from ..layers.attention_metadata import AttentionMetadata
+from ..layers.embedding import TiedQuantizedEmbedding
 from ..layers.linear import make_linear
 from ..layers.norm import LayerNorm
 from .text import Qwen2Model
@@ -48,10 +49,12 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
         super().__init__()
         self.config, self.quant = config, quant
         self.visual = self.vision_class(config.vision, quant.for_vision() if quant else None)
-        self.model = Qwen2Model(config.text, quant)
-        head_quant = quant.for_lm_head() if quant else None
-        if not config.text.tie_word_embeddings or head_quant:      # tied: a quantized copy of embed_tokens
-            self.lm_head = make_linear(config.text.hidden_size, config.text.vocab_size, False, head_quant)
+        text, head_quant = config.text, quant.for_lm_head() if quant else None
+        tied = text.tie_word_embeddings
+        if not tied or head_quant:          # tied and not quantized: logits use embed_tokens.weight
+            self.lm_head = make_linear(text.hidden_size, text.vocab_size, False, head_quant)
+        embed = TiedQuantizedEmbedding(self.lm_head) if tied and head_quant else None
+        self.model = Qwen2Model(text, quant, embed_tokens=embed)
 
     def get_image_features(self, pixel_values, grid_thw):
         """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (sum t*h*w / merge^2, hidden)."""

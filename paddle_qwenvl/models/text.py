@@ -27,9 +27,10 @@ class DecoderLayer(nn.Layer):
 class Qwen2Model(nn.Layer):
     """HF's `model.*` weights: embed_tokens, layers, norm."""
 
-    def __init__(self, cfg: TextConfig, quant=None):
+    def __init__(self, cfg: TextConfig, quant=None, embed_tokens: nn.Layer = None):
         super().__init__()
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        # embed_tokens: given when tied to a quantized lm_head (layers/embedding.py)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size) if embed_tokens is None else embed_tokens
         self.layers = nn.LayerList([DecoderLayer(cfg, quant) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = MRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.mrope_section)

@@ -55,6 +55,16 @@ def test_int4_group128_agrees_with_fp32(mid_dir, fp32_logits):
     assert top1 >= 0.95 and cos >= 0.99
 
 
+def test_int8_of_everything_agrees_on_a_tied_checkpoint(tmp_path):
+    # the 2B/3B layout: tied embeddings, so the quantized lm_head also feeds the token lookup
+    tied = make_tiny_checkpoint(tmp_path / "tied", "qwen2_5_vl", text=dict(MID_TEXT, tie_word_embeddings=True),
+                                vision=MID_VISION, std=0.02, embed_std=1.0)
+    quant = make_quant_config("weight_only_int8", quantize_vision=True, quantize_lm_head=True)
+    top1, cos = agreement(prompt_logits(load_model(tied, progress=False)),
+                          prompt_logits(load_model(tied, quant, progress=False)))
+    assert top1 >= 0.99 and cos >= 0.999
+
+
 def test_quantized_layers_hold_no_float_weights(mid_dir):
     model = load_model(mid_dir, make_quant_config("weight_only_int8"), progress=False)
     names = {n for n, _ in model.named_parameters()}
@@ -62,6 +72,25 @@ def test_quantized_layers_hold_no_float_weights(mid_dir):
     assert "visual.blocks.0.attn.qkv.weight" in names          # vision stays float unless asked
     layer = model.model.layers[0].mlp.gate_up_proj
     assert layer.qweight.dtype == paddle.int8 and layer.qweight.shape == [2 * 1536, 512]
+
+
+# largest error per weight, as a fraction of its row's absmax: int8 half a step; int4 clips at
+# no less than 0.7 * absmax (INT4_CLIP_RATIOS), so up to 0.3 * absmax
+@pytest.mark.parametrize("quant_type, max_error", [("weight_only_int8", 0.5 / 127), ("weight_only_int4", 0.3)])
+def test_tied_embedding_reads_the_quantized_lm_head(tiny_dirs, quant_type, max_error):
+    # qwen2_vl tiny ties its embeddings: with a quantized head the table is stored once, quantized
+    model = load_model(tiny_dirs["qwen2_vl"], make_quant_config(quant_type, 64, quantize_lm_head=True),
+                       progress=False)
+    assert not [n for n in model.state_dict() if "embed_tokens" in n]
+    table = load_model(tiny_dirs["qwen2_vl"], progress=False).model.embed_tokens.weight.numpy()
+    ids = np.array([[3, 7, 3], [0, 5, 150]])
+    rows = model.model.embed_tokens(paddle.to_tensor(ids)).numpy()
+    assert rows.shape == ids.shape + (table.shape[1],)
+    assert np.all(np.abs(rows - table[ids]) <= max_error * np.abs(table[ids]).max(-1, keepdims=True) + 1e-7)
+    head = model.lm_head
+    from paddle_qwenvl.ops.weight_only_linear import dequantize_weight
+    full = dequantize_weight(head.qweight, head.scales, head.algo, head.group_size).numpy()
+    np.testing.assert_array_equal(rows, full[ids])                  # the very rows the logits use
 
 
 def test_int4_falls_back_to_int8_where_groups_do_not_divide(tiny_dirs):
