@@ -24,6 +24,12 @@ class QuantConfig:
         if self.quant_type == "weight_only_int4" and self.group_size not in (64, 128):
             raise ValueError(f"int4 group_size must be 64 or 128, got {self.group_size}")
 
+    def describe(self) -> str:
+        """e.g. 'weight_only_int4 g128 +vision +lm_head', for reports."""
+        group = f" g{self.group_size}" if self.quant_type == "weight_only_int4" else ""
+        return (self.quant_type + group + (" +vision" if self.quantize_vision else "")
+                + (" +lm_head" if self.quantize_lm_head else ""))
+
     def to_dict(self) -> dict:
         return dict(quant_type=self.quant_type, group_size=self.group_size,
                     quantize_vision=self.quantize_vision, quantize_lm_head=self.quantize_lm_head)

@@ -70,7 +70,7 @@ def run_ours(args) -> dict:
     from paddle_qwenvl.sampling import SamplingParams
     set_up_runtime(args.threads)
     start = time.perf_counter()
-    predictor = load_predictor(args.model_dir, quant_type=args.quant_type, max_model_len=2048)
+    predictor = load_predictor(args.model_dir, dict(quant_type=args.quant_type), max_model_len=2048)
     load = time.perf_counter() - start
     messages = [{"role": "user", "content": [{"type": "image", "image": args.image},
                                              {"type": "text", "text": QUESTION}]}]

@@ -6,16 +6,17 @@
   paddle-qwenvl chat             chat interactively
   paddle-qwenvl bench            benchmark one request
   paddle-qwenvl make-tiny DIR    write a random-weight model directory
+  paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
 """
 import argparse
 import os
 import sys
 
-from . import bench, chat, make_tiny, run
+from . import bench, chat, make_tiny, quantize, run
 from .common import UserError
 
-COMMANDS = (run, chat, bench, make_tiny)
+COMMANDS = (run, chat, bench, make_tiny, quantize)
 
 
 def _add_demo_parser(subparsers) -> None:

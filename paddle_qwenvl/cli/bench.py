@@ -6,8 +6,8 @@ With no --image/--video the bundled demo image is used.
 import sys
 
 from .benchmark import format_report, run_benchmark, summarize, write_json
-from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, predictor_from_args,
-                     sampling_from_args, user_message)
+from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, describe_quant,
+                     predictor_from_args, sampling_from_args, user_message)
 
 
 def add_parser(subparsers) -> None:
@@ -38,7 +38,7 @@ def run(args) -> int:
     print(format_report(summary, describe(args, predictor, images)))
     print(f"answer (request 1): {outputs[0].text!r}")
     if args.json:
-        write_json(args.json, dict(summary, config=config_dict(args, images), answer=outputs[0].text))
+        write_json(args.json, dict(summary, config=config_dict(args, predictor, images), answer=outputs[0].text))
     return 0
 
 
@@ -48,11 +48,11 @@ def describe(args, predictor, images) -> str:
     threads = args.threads or num_threads()
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
             f"{threads} thread(s); "
-            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype float32; quant {args.quant_type or 'none'}; "
+            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype float32; quant {describe_quant(predictor)}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
 
 
-def config_dict(args, images) -> dict:
+def config_dict(args, predictor, images) -> dict:
     return dict(model=args.model, images=images, videos=args.video, batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, quant_type=args.quant_type, threads=args.threads,
+                max_new_tokens=args.max_new_tokens, quant=describe_quant(predictor), threads=args.threads,
                 warmup=args.warmup, repeat=args.repeat)

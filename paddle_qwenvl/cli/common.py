@@ -78,13 +78,14 @@ def check_model_dir(path) -> Path:
     return model_dir
 
 
-def load_predictor(model_dir, quant_type=None, dtype="float32", max_model_len=None, batch_size=1,
+def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, batch_size=1,
                    **processor_options):
-    """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len."""
+    """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
+    quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None."""
     from ..predictor import Predictor
     options = {k: v for k, v in processor_options.items() if v is not None}
     length = max_model_len or 4096
-    return Predictor.from_pretrained(str(model_dir), dtype=dtype, quant_type=quant_type,
+    return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}),
                                      max_model_len=length, max_num_seqs=max(batch_size, 1),
                                      kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1)),
                                      progress=not quiet(), **options)
@@ -151,10 +152,40 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         "default: the random-weight demo model")
     g.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES,
                    help="bfloat16/float16 run as float32 on CPU (with a note)")
-    g.add_argument("--quant-type", default=None, help="weight_only_int8 or weight_only_int4")
     g.add_argument("--max-model-len", type=int, default=4096, help="prompt + output tokens per request")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $PADDLE_QWENVL_NUM_THREADS or all usable cores)")
+    add_quant_args(p)
+
+
+def add_quant_args(p: argparse.ArgumentParser, underscores: bool = False) -> None:
+    """--quant-type and its switches; `underscores` lists the PaddleMIX spelling (--quant_type)
+    first, for the deploy scripts. Both spellings work everywhere."""
+    from ..quantization import QUANT_TYPES
+    g = p.add_argument_group("weight-only quantization (done while loading; see docs/quantization.md)")
+
+    def flag(name, **kw):
+        names = [f"--{name}", f"--{name.replace('_', '-')}"]
+        g.add_argument(*(names if underscores else names[::-1]), dest=name, **kw)
+    flag("quant_type", default=None, choices=QUANT_TYPES, metavar="TYPE",
+         help=f"quantize the decoder's linear layers: {' or '.join(QUANT_TYPES)}")
+    flag("quant_group_size", type=int, default=128, choices=(64, 128), metavar="N",
+         help="int4: weights per scale, 64 or 128 (default 128)")
+    flag("quantize_vision", action="store_true", help="also the vision tower's linear layers")
+    flag("quantize_lm_head", action="store_true",
+         help="also the lm_head (with tied embeddings the token lookup then reads the quantized table)")
+
+
+def quant_options(args) -> dict:
+    """The quantization flags as Predictor.from_pretrained keywords."""
+    return dict(quant_type=args.quant_type, quant_group_size=args.quant_group_size,
+                quantize_vision=args.quantize_vision, quantize_lm_head=args.quantize_lm_head)
+
+
+def describe_quant(predictor) -> str:
+    """How the loaded model is quantized ('none' or QuantConfig.describe()), for reports."""
+    quant = predictor.model.quant
+    return quant.describe() if quant else "none"
 
 
 def add_media_args(p: argparse.ArgumentParser) -> None:
@@ -180,7 +211,7 @@ def predictor_from_args(args, batch_size: int = 1):
         from ..demo import demo_checkpoint
         model_dir = demo_checkpoint()
         warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
-    return load_predictor(check_model_dir(model_dir), quant_type=args.quant_type, dtype=resolve_dtype(args.dtype),
+    return load_predictor(check_model_dir(model_dir), quant_options(args), dtype=resolve_dtype(args.dtype),
                           max_model_len=args.max_model_len, batch_size=batch_size, **processor_options(args))
 
 

@@ -14,8 +14,8 @@ import argparse
 import sys
 
 from .benchmark import format_report, run_benchmark, summarize, write_json
-from .common import (DEMO_IMAGE, DEMO_VIDEO, check_model_dir, load_predictor, resolve_dtype, sampling_from,
-                     set_up_runtime, user_message, warn)
+from .common import (DEMO_IMAGE, DEMO_VIDEO, add_quant_args, check_model_dir, describe_quant, load_predictor,
+                     quant_options, resolve_dtype, sampling_from, set_up_runtime, user_message, warn)
 
 FAMILIES = {"qwen2_vl": ("Qwen2-VL / QVQ", "Qwen2VLForConditionalGeneration", "deploy/qwen2_vl/qwen2_vl_infer.py"),
             "qwen2_5_vl": ("Qwen2.5-VL", "Qwen2_5_VLForConditionalGeneration",
@@ -48,6 +48,7 @@ def build_parser(family: str) -> argparse.ArgumentParser:
     _add_input_args(p)
     _add_generation_args(p)
     _add_runtime_args(p)
+    add_quant_args(p, underscores=True)
     return p
 
 
@@ -79,7 +80,6 @@ def _add_generation_args(p):
 def _add_runtime_args(p):
     g = p.add_argument_group("runtime")
     g.add_argument("--dtype", default="float32", help="float32; bfloat16/float16 run as float32 on CPU")
-    g.add_argument("--quant_type", default=None, help="weight_only_int8 or weight_only_int4")
     g.add_argument("--llm_mode", default="dynamic", choices=["dynamic", "static"])
     for flag in OBSOLETE:
         kind = dict(type=str) if flag == "attn_implementation" else dict(type=str2bool, nargs="?", const=True)
@@ -131,7 +131,7 @@ def infer(args, family: str) -> int:
     check_family(model_dir, family)
     request = build_request(args)
     threads = set_up_runtime(args.threads)
-    predictor = load_predictor(model_dir, args.quant_type, dtype, args.total_max_length, args.batch_size,
+    predictor = load_predictor(model_dir, quant_options(args), dtype, args.total_max_length, args.batch_size,
                                min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
                                video_max_pixels=args.video_max_pixels)
     sampling = sampling_from(predictor, args.max_length, args.min_length, args.temperature, args.top_k,
@@ -152,7 +152,7 @@ def benchmark(args, predictor, requests, sampling, threads) -> int:
     summary = summarize(runs)
     print("Final output_text:\n" + outputs[0].text)
     print(format_report(summary, f"{args.media_type}, batch {args.batch_size}, threads {threads}, float32, "
-                                 f"quant {args.quant_type or 'none'}, llm_mode dynamic, "
+                                 f"quant {describe_quant(predictor)}, llm_mode dynamic, "
                                  f"load {predictor.load_seconds:.1f} s"))
     if args.benchmark_json:
         write_json(args.benchmark_json, dict(summary, args=vars(args), threads=threads))

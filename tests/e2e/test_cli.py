@@ -1,4 +1,4 @@
-"""`paddle-qwenvl` end to end: demo, run, chat, bench, make-tiny, and bad input."""
+"""`paddle-qwenvl` end to end: demo, run, chat, bench, make-tiny, quantize, and bad input."""
 import json
 import re
 
@@ -103,6 +103,30 @@ def test_make_tiny_writes_a_loadable_model(cli, tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["architectures"] == ["Qwen2VLForConditionalGeneration"]
     assert "random weights" in result.stdout
+
+
+def test_quantize_writes_a_checkpoint_that_runs_as_loading_quantized_does(cli, tiny_models, tmp_path):
+    model, out = tiny_models["qwen2_vl"], tmp_path / "q4"
+    flags = ("--quant-type", "weight_only_int4", "--quant-group-size", 64, "--quantize-vision", "--quantize-lm-head")
+    result = cli("quantize", model, out, *flags)
+    assert result.returncode == 0, result.stderr
+    assert "weight_only_int4 g64 +vision +lm_head" in result.stdout
+    saved = json.loads((out / "config.json").read_text())["paddle_qwenvl_quantization"]
+    assert saved == dict(quant_type="weight_only_int4", group_size=64, quantize_vision=True, quantize_lm_head=True)
+    request = ("--image", DEMO_IMAGE, "--prompt", "What is shown?", "--max-new-tokens", 6, "--ignore-eos",
+               "--temperature", 0)
+    on_load = run_json(cli, model, *request, *flags)["token_ids"]
+    assert run_json(cli, out, *request)["token_ids"] == on_load
+    assert len(on_load) == 6
+
+
+def test_quantize_errors_say_what_to_fix(cli, tiny_models, tmp_path):
+    model = tiny_models["qwen2_vl"]
+    assert_clean_error(cli("quantize", model, tmp_path / "q"), "error: give --quant-type")
+    assert_clean_error(cli("quantize", model, model, "--quant-type", "weight_only_int8"), "out_dir must differ")
+    assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--quant_type", "int3"),
+                       "--quant_type: invalid choice: 'int3'")
+    assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--quantize-vision"), "need a quant_type")
 
 
 def test_missing_image_is_a_clear_error(cli, tiny_models):

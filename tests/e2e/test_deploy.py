@@ -60,3 +60,11 @@ def test_bad_input_is_a_clear_error(deploy, tiny_models):
                        "quant_type")
     assert_clean_error(deploy("qwen2_5_vl", "--model_name_or_path", model, "--benchmark", "maybe"),
                        "expected True or False")
+
+
+def test_quantization_flags_reach_the_model(deploy, tiny_models):
+    result = deploy("qwen2_vl", "--model_name_or_path", tiny_models["qwen2_vl"], "--max_length", 4,
+                    "--quant_type", "weight_only_int8", "--quantize_vision", "--quantize_lm_head",
+                    "--benchmark", "--warmup", 0, "--repeat", 1)
+    assert result.returncode == 0, result.stderr
+    assert "quant weight_only_int8 +vision +lm_head" in result.stdout
