@@ -1,9 +1,10 @@
 """fp32 vs weight-only int8 vs int4 on one real-size random checkpoint, in one run.
 
-For each quant_type, in its own process: resident memory after load and decode tokens/s, beside
+For each setting, in its own process: resident memory after load, peak resident memory during the
+load (quantization happens tensor by tensor while loading), load time, and decode tokens/s beside
 the bandwidth limit (decode weight bytes per token / read bandwidth measured in this run).
 
-    python scripts/bench_quant.py --preset qwen2-vl-2b [--num_layers 8] [--json out.json]
+    python scripts/bench_quant.py --preset qwen2-vl-2b [--num_layers 8] [--settings fp32,int8] [--json out.json]
 """
 import argparse
 import gc
@@ -37,12 +38,12 @@ def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -
                                           kv_cache_memory=256 << 20, max_model_len=1024, progress=False)
     load_s = time.perf_counter() - start
     gc.collect()
-    rss = resident_bytes()
+    rss, load_peak = resident_bytes(), peak_resident_bytes()
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     request = {"prompt": "Describe the weather today in one long sentence, please."}
     predictor.generate(request, SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True))   # warm-up
     out = predictor.generate(request, params)
-    return dict(load_s=load_s, rss_after_load=rss, peak_rss=peak_resident_bytes(),
+    return dict(load_s=load_s, rss_after_load=rss, peak_rss_load=load_peak,
                 decode_tokens_per_s=(out.usage.completion_tokens - 1) / out.timings.decode,
                 weight_bytes_per_token=decode_weight_bytes(predictor.model))
 
@@ -53,17 +54,21 @@ def run_worker(model_dir: Path, label: str, quant_type: str, everything: bool, n
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if out.returncode:
         raise RuntimeError(f"{label} worker failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]), setting=label)
+    row = dict(json.loads(out.stdout.strip().splitlines()[-1]), setting=label)
+    print(f"  done: {label}: {json.dumps(row)}", file=sys.stderr, flush=True)   # kept if a later one fails
+    return row
 
 
 def report(rows, bandwidth, how):
     print(f"read bandwidth: {bandwidth:.1f} GB/s ({how}), measured in this run")
-    print(f"{'setting':<23}{'RSS GB':>8}{'vs fp32':>9}{'GB/token':>10}{'tok/s':>8}{'limit':>8}{'of limit':>10}")
+    print(f"{'setting':<23}{'RSS GB':>8}{'vs first':>9}{'peak GB':>9}{'load s':>8}"
+          f"{'GB/token':>10}{'tok/s':>8}{'limit':>8}{'of limit':>10}")
     base = rows[0]["rss_after_load"]
     for r in rows:
         limit = bandwidth * 1e9 / r["weight_bytes_per_token"]
         r.update(bandwidth_limit_tokens_per_s=limit, fraction_of_limit=r["decode_tokens_per_s"] / limit)
         print(f"{r['setting']:<23}{r['rss_after_load'] / 1e9:>8.2f}{r['rss_after_load'] / base:>9.2f}"
+              f"{r['peak_rss_load'] / 1e9:>9.2f}{r['load_s']:>8.1f}"
               f"{r['weight_bytes_per_token'] / 1e9:>10.3f}{r['decode_tokens_per_s']:>8.2f}{limit:>8.2f}"
               f"{r['fraction_of_limit']:>10.0%}")
 
@@ -74,6 +79,8 @@ def main():
     ap.add_argument("--num_layers", type=int, default=None, help="cut the decoder for a quicker run")
     ap.add_argument("--new_tokens", type=int, default=32)
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "paddle_qwenvl" / "presets"))
+    ap.add_argument("--settings", default=",".join(label for label, *_ in SETTINGS),
+                    help="comma-separated subset of: " + ", ".join(label for label, *_ in SETTINGS))
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--quant_type", default="none", help=argparse.SUPPRESS)
@@ -84,7 +91,11 @@ def main():
         return
     from paddle_qwenvl.benchmarking import read_bandwidth_gbps
     model_dir = cached_preset(args.preset, args.num_layers, Path(args.cache))
-    rows = [run_worker(model_dir, *setting, args.new_tokens) for setting in SETTINGS]
+    chosen = [x.strip() for x in args.settings.split(",")]
+    unknown = set(chosen) - {label for label, *_ in SETTINGS}
+    if unknown:
+        raise SystemExit(f"unknown --settings {sorted(unknown)}; choose from {[label for label, *_ in SETTINGS]}")
+    rows = [run_worker(model_dir, *setting, args.new_tokens) for setting in SETTINGS if setting[0] in chosen]
     bandwidth, how = read_bandwidth_gbps()
     print(f"{args.preset} (random weights, {args.num_layers or 'all'} layers), decode of {args.new_tokens} tokens")
     report(rows, bandwidth, how)

@@ -25,13 +25,27 @@ from paddle_qwenvl.tiny import make_tiny_checkpoint
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
                 num_key_value_heads=2, mrope_section=[8, 12, 12], tie_word_embeddings=False)
 MID_VISION = dict(hidden_size=128, intermediate_size=256, depth=2, num_heads=2, fullatt_block_indexes=[1])
-SETTINGS = [("weight_only_int8", 128), ("weight_only_int4", 128), ("weight_only_int4", 64)]
+# (quant_type, int4 group, also the vision tower and lm_head)
+SETTINGS = [("weight_only_int8", 128, False), ("weight_only_int4", 128, False), ("weight_only_int4", 64, False),
+            ("weight_only_int8", 128, True), ("weight_only_int4", 128, True)]
 
 
 def prompt_logits(model, ids):
     blocks = -(-len(ids) // 64)
     with paddle.no_grad():
         return prefill_logits(model, PromptInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
+
+
+def vision_features(model, grid=(1, 16, 16)):
+    """The tower's output for one random image of `grid` patches (t, h, w), numpy (tokens, hidden)."""
+    dim = model.config.vision.patch_dim
+    pixels = np.random.default_rng(1).standard_normal((int(np.prod(grid)), dim)).astype("float32")
+    with paddle.no_grad():
+        return model.get_image_features(paddle.to_tensor(pixels), [grid]).numpy()
+
+
+def cosine(a, b):
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
 def matching_prefix(a, b):
@@ -47,24 +61,26 @@ def evaluate(model_dir, positions=320, prompts=4, new_tokens=32):
     ref = load_model(model_dir, progress=False)
     ref_logits = prompt_logits(ref, long_ids)
     ref_gen = [generate_ids(ref, PromptInputs(p), params) for p in short]
+    ref_vision = vision_features(ref)
     rows = []
-    for quant_type, group in SETTINGS:
-        model = load_model(model_dir, make_quant_config(quant_type, group), progress=False)
+    for quant_type, group, everything in SETTINGS:
+        model = load_model(model_dir, make_quant_config(quant_type, group, everything, everything), progress=False)
         got = prompt_logits(model, long_ids)
-        cos = (got * ref_logits).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref_logits, axis=-1)
+        cos = cosine(got, ref_logits)
         gen = [generate_ids(model, PromptInputs(p), params) for p in short]
-        rows.append((quant_type, group, (got.argmax(-1) == ref_logits.argmax(-1)).mean(), cos.min(), cos.mean(),
-                     [matching_prefix(a, b) for a, b in zip(gen, ref_gen)]))
+        vision_cos = cosine(vision_features(model), ref_vision).min() if everything else None
+        rows.append((model.quant.describe(), (got.argmax(-1) == ref_logits.argmax(-1)).mean(), cos.min(),
+                     cos.mean(), vision_cos, [matching_prefix(a, b) for a, b in zip(gen, ref_gen)]))
     return rows
 
 
 def print_rows(title, rows, positions=320, new_tokens=32):
-    print(f"\n{title}: top-1 agreement over {positions} positions, logits cosine, "
-          f"greedy tokens matching fp32 before the first difference (of {new_tokens}) per prompt")
-    print(f"{'quant':<18}{'group':>6}{'top-1':>8}{'cos min':>9}{'cos mean':>10}  greedy prefix")
-    for quant_type, group, top1, cmin, cmean, prefixes in rows:
-        print(f"{quant_type:<18}{group if quant_type.endswith('4') else '-':>6}{top1:>8.1%}{cmin:>9.5f}"
-              f"{cmean:>10.5f}  {prefixes}")
+    print(f"\n{title}: top-1 agreement over {positions} positions, logits cosine, vision features "
+          f"cosine (min over tokens), greedy tokens matching fp32 before the first difference (of {new_tokens})")
+    print(f"{'quant':<36}{'top-1':>7}{'cos min':>9}{'cos mean':>10}{'vision':>9}  greedy prefix")
+    for name, top1, cmin, cmean, vision_cos, prefixes in rows:
+        vision = "-" if vision_cos is None else f"{vision_cos:.5f}"
+        print(f"{name:<36}{top1:>7.1%}{cmin:>9.5f}{cmean:>10.5f}{vision:>9}  {prefixes}")
 
 
 def main():
@@ -75,10 +91,12 @@ def main():
         print_rows(args.model, evaluate(args.model))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for title, std, embed_std in [("residual-dominated random (embed 1.0, weights 0.02)", 0.02, 1.0),
-                                      ("flat random (all weights 0.05)", 0.05, None)]:
-            path = make_tiny_checkpoint(Path(tmp) / title[:4], "qwen2_5_vl", text=MID_TEXT, vision=MID_VISION,
-                                        std=std, embed_std=embed_std)
+        for title, std, embed_std, tied in [
+                ("residual-dominated random (embed 1.0, weights 0.02)", 0.02, 1.0, False),
+                ("the same with tied embeddings (the 2B/3B layout)", 0.02, 1.0, True),
+                ("flat random (all weights 0.05)", 0.05, None, False)]:
+            path = make_tiny_checkpoint(Path(tmp) / title[:8], "qwen2_5_vl", text=dict(MID_TEXT, tie_word_embeddings=tied),
+                                        vision=MID_VISION, std=std, embed_std=embed_std)
             print_rows(title, evaluate(path))
 
 
