@@ -1,5 +1,4 @@
-"""Activation functions by their HF config names."""
-import paddle
+"""Activation functions by their HF config names (the gated SwiGLU is ops/activation.py's swiglu)."""
 import paddle.nn.functional as F
 
 
@@ -19,9 +18,3 @@ def get_activation(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"unsupported hidden_act {name!r}; supported: {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
-
-
-def silu_and_mul(gate_up):
-    """(..., 2I) laid out [gate | up] -> silu(gate) * up, (..., I)."""
-    gate, up = paddle.chunk(gate_up, 2, axis=-1)
-    return F.silu(gate) * up

@@ -2,9 +2,9 @@
 import paddle.nn as nn
 
 from ..ops.paged_attention import paged_attention
+from ..ops.rotary import apply_rotary
 from .attention_metadata import AttentionMetadata
 from .linear import make_linear
-from .rotary import apply_rotary
 
 
 class Attention(nn.Layer):

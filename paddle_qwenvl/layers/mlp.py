@@ -1,19 +1,23 @@
 """Gated MLP (SwiGLU) with gate and up projections fused into one matmul."""
 import paddle.nn as nn
 
-from .activation import get_activation
+from ..ops.activation import swiglu
 from .linear import make_linear
 
 
 class GatedMLP(nn.Layer):
-    """down(act(gate(x)) * up(x)); `gate_up_proj` holds HF's gate_proj and up_proj stacked."""
+    """down(silu(gate(x)) * up(x)); `gate_up_proj` holds HF's gate_proj and up_proj stacked, so
+    its output (M, 2I) = [gate | up] is what the fused swiglu op takes."""
 
     def __init__(self, hidden: int, intermediate: int, act: str = "silu", bias: bool = False, quant=None):
         super().__init__()
+        if act != "silu":
+            raise ValueError(f"gated MLP with hidden_act {act!r}: only 'silu' (SwiGLU, as every Qwen2-VL / "
+                             "Qwen2.5-VL checkpoint uses) is implemented")
         self.gate_up_proj = make_linear(hidden, 2 * intermediate, bias, quant)
         self.down_proj = make_linear(intermediate, hidden, bias, quant)
-        self.act = get_activation(act)
 
     def forward(self, x):
-        gate, up = self.gate_up_proj(x).chunk(2, axis=-1)
-        return self.down_proj(self.act(gate) * up)
+        gate_up = self.gate_up_proj(x)
+        h = swiglu(gate_up.reshape([-1, gate_up.shape[-1]]))                 # (M, I)
+        return self.down_proj(h).reshape(x.shape)

@@ -1,15 +1,6 @@
-"""Rotary position embeddings: M-RoPE for the decoder, 2-D rotary for the vision tower."""
+"""M-RoPE angles for the decoder. Applying them (decoder and vision tower) is ops/rotary.py's
+apply_rotary: x (T, H, D), cos/sin (T, D) -> x * cos + rotate_half(x) * sin."""
 import paddle
-
-
-def rotate_half(x):
-    x1, x2 = x.chunk(2, axis=-1)
-    return paddle.concat([-x2, x1], axis=-1)
-
-
-def apply_rotary(x, cos, sin):
-    """x (T, H, D); cos/sin (T, D)."""
-    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
 
 
 def inverse_frequencies(dim: int, theta: float):

@@ -19,9 +19,16 @@ class DecoderLayer(nn.Layer):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, meta, kv_cache):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, meta, kv_cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, residual, cos, sin, meta, kv_cache):
+        """x (T, hidden): the previous layer's output, not yet added to `residual` (None for the
+        first layer). Returns (mlp output, residual); each add is fused into the next RMSNorm."""
+        if residual is None:
+            x, residual = self.input_layernorm(x), x
+        else:
+            x, residual = self.input_layernorm(x, residual)
+        x = self.self_attn(x, cos, sin, meta, kv_cache)
+        x, residual = self.post_attention_layernorm(x, residual)
+        return self.mlp(x), residual
 
 
 class Qwen2Model(nn.Layer):
@@ -40,7 +47,7 @@ class Qwen2Model(nn.Layer):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"{len(kv_caches)} kv caches given for {len(self.layers)} layers")
         cos, sin = self.rotary(positions)
-        x = inputs_embeds
+        x, residual = inputs_embeds, None
         for layer, kv_cache in zip(self.layers, kv_caches):
-            x = layer(x, cos, sin, meta, kv_cache)
-        return self.norm(x)
+            x, residual = layer(x, residual, cos, sin, meta, kv_cache)
+        return self.norm(x) if residual is None else self.norm(x, residual)[0]

@@ -6,8 +6,8 @@ import paddle.nn as nn
 from ..config import VisionConfig
 from ..layers.activation import get_activation
 from ..layers.linear import make_linear
-from ..layers.rotary import apply_rotary
 from ..layers.vision_attention import block_diagonal_attention
+from ..ops.rotary import apply_rotary
 
 
 class PatchEmbed(nn.Layer):

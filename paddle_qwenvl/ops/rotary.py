@@ -25,7 +25,9 @@ def apply_rotary(x, cos, sin):
     ops = compiled_ops()
     if ops is None or x.dtype != paddle.float32 or x.shape[0] == 0:
         return apply_rotary_ref(x, cos, sin)
-    return ops.pqv_rotary(x, cos.astype("float32"), sin.astype("float32"), num_threads())
+    if cos.dtype != paddle.float32:
+        cos, sin = cos.astype("float32"), sin.astype("float32")
+    return ops.pqv_rotary(x, cos, sin, num_threads())
 
 
 def apply_rotary_qk(q, k, cos, sin):
