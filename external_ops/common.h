@@ -4,23 +4,57 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "paddle/extension.h"
 
 namespace pqv {
 
-// True when this CPU runs the AVX512 (F/BW/VL/VNNI) kernels; checked at run time so the
-// library still loads and falls back to scalar loops on older CPUs.
+// PADDLE_QWENVL_KERNELS=portable forces the portable loops (kernels_portable.cc) on any CPU, so
+// the path an older CPU takes can be tested here; unset (or "auto") picks by CPU features.
+// Read at the first op call; the Python side rejects other values (ops/_build.py).
+inline bool portable_forced() {
+  const char* v = std::getenv("PADDLE_QWENVL_KERNELS");
+  return v != nullptr && std::strcmp(v, "portable") == 0;
+}
+
+// True when the AVX512 (F/BW/VL/VNNI) kernels run: this CPU has them and they are not switched
+// off. Checked at run time, so the library still loads and falls back on older CPUs.
 inline bool has_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  static const bool ok = !portable_forced() && __builtin_cpu_supports("avx512f") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512vnni");
   return ok;
 }
 
 // Threads for one op call: the Python knob passes num_threads; <= 0 means "all OpenMP threads".
 inline int threads(int64_t num_threads) {
   return num_threads > 0 ? static_cast<int>(num_threads) : omp_get_max_threads();
+}
+
+// Work (bytes an op streams, or multiply-adds for a GEMM, whichever is larger) that each thread
+// must get before another thread pays for waking it. Measured here (scripts/thread_threshold.py,
+// 2 cores): idle, 2 threads break even at ~0.1-0.25 MB; with the other core busy, waking the
+// second thread costs 0.1-1.5 ms and 2 threads break even only at ~6-14 MB. 1 MB per thread
+// keeps small models (hidden 256: every decode op) on one thread and real-size GEMVs (several MB)
+// parallel. PADDLE_QWENVL_WORK_PER_THREAD=<units> overrides it (0: always the requested count).
+inline int64_t work_per_thread() {
+  static const int64_t units = [] {
+    const char* v = std::getenv("PADDLE_QWENVL_WORK_PER_THREAD");
+    return v != nullptr && *v != '\0' ? std::atoll(v) : int64_t(1) << 20;
+  }();
+  return units;
+}
+
+// Threads for one op call of `work` units: the requested count, but at most one thread per
+// work_per_thread() units, and at least one.
+inline int threads_for(int64_t num_threads, int64_t work) {
+  const int requested = threads(num_threads);
+  const int64_t per = work_per_thread();
+  if (per <= 0) return requested;
+  const int64_t by_work = work / per;
+  return static_cast<int>(by_work < 1 ? 1 : (by_work < requested ? by_work : requested));
 }
 
 inline float bf16_to_f32(uint16_t h) {

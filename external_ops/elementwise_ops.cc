@@ -27,7 +27,7 @@ std::vector<Tensor> RmsNorm(const Tensor& x, const Tensor& w, float eps, int64_t
   const float *xp = x.data<float>(), *wp = w.data<float>();
   float* op = out.data<float>();
   const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads(num_threads))
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * M * H))
   for (int64_t m = 0; m < M; ++m) K.rms_norm(xp + m * H, wp, op + m * H, H, eps);
   return {out};
 }
@@ -41,7 +41,7 @@ std::vector<Tensor> AddRmsNorm(const Tensor& x, const Tensor& residual, const Te
   const float *xp = x.data<float>(), *rp = residual.data<float>(), *wp = w.data<float>();
   float *op = out.data<float>(), *np = res.data<float>();
   const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads(num_threads))
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 16 * M * H))   // 2 in, 2 out
   for (int64_t m = 0; m < M; ++m) K.add_rms_norm(xp + m * H, rp + m * H, wp, op + m * H, np + m * H, H, eps);
   return {out, res};
 }
@@ -53,7 +53,7 @@ std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads) {
   const float* gp = gate_up.data<float>();
   float* op = out.data<float>();
   const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads(num_threads))
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 12 * M * I))   // 2I in, I out
   for (int64_t m = 0; m < M; ++m) K.silu_mul(gp + m * 2 * I, gp + m * 2 * I + I, op + m * I, I);
   return {out};
 }
@@ -65,7 +65,7 @@ std::vector<Tensor> Rotary(const Tensor& x, const Tensor& cos, const Tensor& sin
   auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   const float *xp = x.data<float>(), *cp = cos.data<float>(), *sp = sin.data<float>();
   float* op = out.data<float>();
-#pragma omp parallel for num_threads(pqv::threads(num_threads))
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * T * (H + 1) * D))
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < H; ++h) {
       const float* xi = xp + (t * H + h) * D;

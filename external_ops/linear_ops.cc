@@ -1,6 +1,7 @@
 // Dense linear through oneDNN: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
 // bf16 weights run a bf16 x bf16 GEMM (x is rounded to bf16 here) with fp32 accumulation.
 // The result has x's dtype; bf16 x needs bf16 w (the wrapper casts). pqv_build_info reports what this build can do.
+#include <algorithm>
 #include <vector>
 
 #include "common.h"
@@ -24,8 +25,9 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
   PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
-  const int nt = pqv::threads(num_threads);
   const bool x_bf16 = x.dtype() == DataType::BFLOAT16, w_bf16 = w.dtype() == DataType::BFLOAT16;
+  const int64_t bytes = 4 * (M * K + M * N) + (w_bf16 ? 2 : 4) * N * K;
+  const int nt = pqv::threads_for(num_threads, std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
   PD_CHECK(w_bf16 || !x_bf16, "bf16 x with fp32 w: cast x to float32 first (oneDNN has no f32 x f32 -> bf16)");
   std::vector<uint16_t> xb;

@@ -8,7 +8,7 @@
 std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t num_threads) {
   const float* p = buf.data<float>();
   const int64_t n = buf.numel();
-  const int nt = pqv::threads(num_threads);
+  const int nt = pqv::threads_for(num_threads, 4 * n);
   std::vector<float> part(nt, 0.f);
 #pragma omp parallel num_threads(nt)
   {

@@ -71,7 +71,7 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
   PD_CHECK(qweight.dtype() == paddle::DataType::INT8, "qweight must be int8 (N, K)");
   auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   pqv::Int8Gemv p{x.data<float>(), qweight.data<int8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(), M, N, K};
-  const int nt = pqv::threads(num_threads);
+  const int nt = pqv::threads_for(num_threads, M * N * K);   // >= the weight bytes
   if (M >= kPrefillRows && pqv::dnnl_available()) {
     tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
       for (int64_t r = b; r < e; ++r)
@@ -99,7 +99,7 @@ std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle
   auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   pqv::Int4Gemv p{x.data<float>(), qweight.data<uint8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(),
                   M, N, K, group_size};
-  const int nt = pqv::threads(num_threads);
+  const int nt = pqv::threads_for(num_threads, M * N * K);
   const int64_t G = K / group_size;
   if (M >= kPrefillRows && pqv::dnnl_available()) {
     tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
