@@ -3,8 +3,14 @@
 `from paddle_qwenvl import Predictor, SamplingParams` is all the common case needs. Both are
 imported on first use, so the pure-Python parts (scheduler, block manager) import without Paddle.
 """
+import warnings
+
 __version__ = "0.1.0"
 __all__ = ["Predictor", "SamplingParams"]
+
+# `import paddle` warns that ccache is missing (it matters only to Paddle's own C++ builds; ours
+# are cached by ops/_build.py). Filtered here, before any module of ours imports Paddle.
+warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
 
 
 def __getattr__(name):

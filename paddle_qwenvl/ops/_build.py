@@ -2,18 +2,28 @@
 
     PADDLE_QWENVL_OPS_CACHE=<dir>    cache root (default ~/.cache/paddle_qwenvl/ops)
     PADDLE_QWENVL_DISABLE_OPS=1      never build or load: every wrapper uses its Paddle reference
+    PADDLE_QWENVL_KERNELS=portable   run the portable C++ loops even on an AVX512 CPU (the path an
+                                     older CPU takes; read by the library at its first op call)
+    PADDLE_QWENVL_WORK_PER_THREAD=n  work units (bytes, or multiply-adds for GEMMs) per extra thread
+                                     before an op goes parallel (default 1 MiB; 0: always all threads)
 
-The cache subdirectory is a hash of the sources and flags, so an edit rebuilds once. A build
-that fails (no compiler, no headers) logs one warning and `compiled_ops()` returns None.
+The cache subdirectory is a hash of the sources and flags, so an edit rebuilds once. Paddle's own
+build chatter (ccache warning, setuptools INFO lines, "Compiling user custom op") is swallowed: a
+first build prints one line, a cached load nothing. A build that fails (no compiler, no headers)
+logs one warning with the compiler's last lines, and `compiled_ops()` returns None.
 oneDNN is optional: with `pip install --no-deps onednn-devel==2025.0.0` (headers only) the GEMMs
 link Paddle's own libdnnl.so.3; without it the dense GEMM falls back to paddle.matmul.
 """
+import contextlib
 import fcntl
 import functools
 import hashlib
 import logging
 import os
+import sys
 import sysconfig
+import tempfile
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -23,6 +33,8 @@ _HERE = Path(__file__).resolve()
 SRC_DIR = next((d for d in (_HERE.parents[1] / "external_ops", _HERE.parents[2] / "external_ops")
                 if d.is_dir()), _HERE.parents[2] / "external_ops")
 CFLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
+NAME = "paddle_qwenvl_ops"
+KERNEL_CHOICES = ("", "auto", "portable")
 
 
 def _paddle_libs() -> str:
@@ -68,7 +80,6 @@ def _sources():
 
 
 def _build():
-    from paddle.utils.cpp_extension import load
     sources = _sources()
     if not sources:
         raise FileNotFoundError(f"no C++ sources in {SRC_DIR}")
@@ -78,12 +89,60 @@ def _build():
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:      # one builder at a time per cache entry
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return load("paddle_qwenvl_ops", sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
-                    extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
+        if not (build_dir / NAME / f"{NAME}.so").exists():
+            print("paddle-qwenvl: building CPU kernels, ~1 min, once", file=sys.stderr, flush=True)
+        with _paddle_output_swallowed() as output:
+            try:
+                from paddle.utils.cpp_extension import load   # its import warns about ccache
+                return load(NAME, sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
+                            extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
+            except Exception as exc:
+                raise RuntimeError(f"{exc}\n{_last_lines(output)}") from exc
+
+
+@contextlib.contextmanager
+def _paddle_output_swallowed():
+    """Paddle's load() warns about ccache, logs INFO lines (in-process and from its setup.py
+    subprocess) and prints "Compiling user custom op" on stdout. Send fds 1 and 2 to a temp file
+    for the call (the subprocess writes to them directly); yields that file so a failed build can
+    show the compiler's last lines."""
+    with tempfile.TemporaryFile(mode="w+b") as output, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ext_log = logging.getLogger("utils.cpp_extension")
+        level = ext_log.level
+        ext_log.setLevel(logging.WARNING)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        try:
+            os.dup2(output.fileno(), 1)
+            os.dup2(output.fileno(), 2)
+            yield output
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            ext_log.setLevel(level)
+
+
+def _last_lines(output, n=20) -> str:
+    output.seek(0)
+    lines = output.read().decode(errors="replace").splitlines()
+    return "\n".join(lines[-n:])
 
 
 def disabled() -> bool:
     return os.environ.get("PADDLE_QWENVL_DISABLE_OPS", "0") not in ("", "0")
+
+
+def _check_kernel_choice() -> None:
+    value = os.environ.get("PADDLE_QWENVL_KERNELS", "")
+    if value not in KERNEL_CHOICES:
+        raise ValueError(f"PADDLE_QWENVL_KERNELS={value!r}: expected 'portable' (force the non-AVX512 "
+                         "kernels) or unset / 'auto' (pick by CPU)")
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,9 +161,11 @@ def compiled_ops():
     """The compiled op module, or None (disabled, not x86-64, or the build failed)."""
     if disabled():
         return None
+    _check_kernel_choice()
     try:
         return _build()
     except Exception as exc:  # any build/load failure means: use the references
-        log.warning("paddle_qwenvl: compiled CPU ops unavailable (%s); using pure-Paddle references. "
-                    "Set PADDLE_QWENVL_DISABLE_OPS=1 to silence this.", str(exc).splitlines()[-1][:300])
+        log.warning("paddle_qwenvl: compiled CPU ops unavailable; using pure-Paddle references. "
+                    "Set PADDLE_QWENVL_DISABLE_OPS=1 to silence this. The build said:\n%s",
+                    str(exc)[-3000:])
         return None
