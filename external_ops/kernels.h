@@ -40,16 +40,36 @@ void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 
-// Attention inner loops. q is (G, D): the G query heads sharing one kv head.
-// s[g * lds + j] = q[g] . k[j]         (k n <= 16 row pointers; D % 16 == 0 for AVX512)
-// acc[g] = alpha[g] * acc[g] + sum_j p[g * ldp + j] * v[j]   (acc (G, D), v n row pointers)
-// softmax_step: one head's chunk of n <= 32 scores s folded into its running max *m and sum *l:
+// Attention inner loops over R query rows (decode: the G heads of one token that share a kv head;
+// prefill: a tile of tokens x those G heads), q (R, D) contiguous and already scaled.
+// K / V rows are given as n row pointers (D floats each; scattered over the cache blocks).
+// Prefetch: n rows of `bytes` bytes each that the caller reads next (a later chunk). The kernels
+// prefetch them in small pieces spread over their arithmetic, so the DRAM requests overlap the
+// compute instead of queueing up in one burst. n = 0: nothing to prefetch.
+struct Prefetch {
+  const float* const* rows;
+  int64_t n, bytes;
+};
+// Decode (row-major scores s (R, lds), R = G rows of one token):
+// scores:       s[r * lds + j] = q[r] . k[j]                      r < R, j < n
+// softmax_step: one row's chunk of n <= 32 scores s folded into its running max *m and sum *l:
 //   s[j] = exp(s[j] - new_m); *l = *l * alpha + sum_j s[j]; returns alpha = exp(old_m - new_m)
+// Prefill tile (scores transposed, st (n, Rp), so the softmax runs down columns without
+// horizontal sums; qt (D, Rp) is the tile's scaled query rows transposed, Rp = R rounded up to 16):
+// scores_t:     st[j * Rp + r] = k[j] . q[r]                      j < n, r < Rp
+// softmax_t:    column r sees rows j < valid[r] (0..n; causal), the rest become 0; m, l, alpha (Rp)
+//   as softmax_step, per column; a column with nothing seen yet keeps m = -inf, l = 0.
+// Both:
+// accumulate:   acc[r] = alpha[r] * acc[r] + sum_j p[r * pr + j * pj] * v[j]      acc (R, D)
+// The AVX512 variants need D % 16 == 0; the portable ones take any D.
 struct AttnKernels {
-  void (*scores)(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds);
-  void (*accumulate)(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
-                     const float* const* v, int64_t D);
+  void (*scores)(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds,
+                 Prefetch pf);
   float (*softmax_step)(float* s, int64_t n, float* m, float* l);
+  void (*scores_t)(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st);
+  void (*softmax_t)(float* st, int64_t n, int64_t Rp, const int32_t* valid, float* m, float* l, float* alpha);
+  void (*accumulate)(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
+                     const float* const* v, int64_t n, int64_t D, Prefetch pf);
 };
 extern const AttnKernels kAttnAvx512;
 extern const AttnKernels kAttnPortable;

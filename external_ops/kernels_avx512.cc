@@ -128,51 +128,146 @@ __m512 reduce16(const __m512 a[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(e0, e1, 0x88), _mm512_shuffle_f32x4(e0, e1, 0xDD));
 }
 
-// N rows known at compile time (16 for every full group) so the row loop fully unrolls.
-template <int N>
-void scores_rows(const float* q, int64_t G, const float* const* k, int64_t D, float* s, int64_t lds, int64_t n) {
-  for (int64_t g = 0; g < G; ++g) {
-    __m512 a[16];
-    for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
-    for (int64_t d = 0; d < D; d += 16) {
-      const __m512 qv = _mm512_loadu_ps(q + g * D + d);
-      for (int j = 0; j < N; ++j) a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[j] + d), a[j]);
+// Issues the cache lines of a Prefetch's rows a few per step(), spread over `steps` calls.
+struct PrefetchSpread {
+  Prefetch pf;
+  int64_t per, row = 0, off = 0;
+  PrefetchSpread(Prefetch pf, int64_t steps)
+      : pf(pf), per(steps > 0 ? (pf.n * ((pf.bytes + 63) / 64) + steps - 1) / steps : 0) {}
+  void step() {
+    for (int64_t i = 0; i < per && row < pf.n; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf.rows[row]) + off, _MM_HINT_T0);
+      if ((off += 64) >= pf.bytes) off = 0, ++row;
     }
-    _mm512_mask_storeu_ps(s + g * lds, static_cast<__mmask16>((1u << n) - 1), reduce16(a));
   }
-}
+};
 
-void scores_avx512(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds) {
-  if (n == 16) return scores_rows<16>(q, G, k, D, s, lds, n);
-  const float* rows[16];
-  for (int j = 0; j < 16; ++j) rows[j] = k[j < n ? j : 0];     // pad with a valid row, masked off
-  scores_rows<16>(q, G, rows, D, s, lds, n);
-}
-
-template <int GB>
-void accumulate_heads(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n,
-                      const float* const* v, int64_t D) {
+// RB query rows x nj (<= JB) K rows, RB * JB <= 16: one accumulator per dot product over D (each
+// q and K vector loaded once per block, not once per dot product), then one reduce16 whose lane
+// r * JB + j is s[r][j].
+template <int RB, int JB>
+void scores_block(const float* q, int64_t D, const float* const* k, int64_t nj, float* s, int64_t lds) {
+  static_assert(RB * JB <= 16, "one reduce16 per block");
+  const float* kr[JB];
+  for (int j = 0; j < JB; ++j) kr[j] = k[j < nj ? j : 0];           // pad with a valid row, not stored
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_setzero_ps();
   for (int64_t d = 0; d < D; d += 16) {
-    __m512 a[GB];
-    for (int g = 0; g < GB; ++g) a[g] = _mm512_mul_ps(_mm512_loadu_ps(acc + g * D + d), _mm512_set1_ps(alpha[g]));
-    for (int64_t j = 0; j < n; ++j) {
-      const __m512 vv = _mm512_loadu_ps(v[j] + d);
-      for (int g = 0; g < GB; ++g) a[g] = _mm512_fmadd_ps(_mm512_set1_ps(p[g * ldp + j]), vv, a[g]);
+    __m512 qv[RB];
+    for (int r = 0; r < RB; ++r) qv[r] = _mm512_loadu_ps(q + r * D + d);
+    for (int j = 0; j < JB; ++j) {
+      const __m512 kv = _mm512_loadu_ps(kr[j] + d);
+      for (int r = 0; r < RB; ++r) a[r * JB + j] = _mm512_fmadd_ps(qv[r], kv, a[r * JB + j]);
     }
-    for (int g = 0; g < GB; ++g) _mm512_storeu_ps(acc + g * D + d, a[g]);
+  }
+  const __m512 sums = reduce16(a);
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int r = 0; r < RB; ++r)
+    _mm512_mask_storeu_ps(s + r * lds, static_cast<__mmask16>((1u << nj) - 1),
+                          _mm512_permutexvar_ps(_mm512_add_epi32(lanes, _mm512_set1_epi32(r * JB)), sums));
+}
+
+// Rows [r0, r0 + RB) against all n K rows, JB at a time.
+template <int RB, int JB>
+void scores_rows(const float* q, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds,
+                 PrefetchSpread& pre) {
+  for (int64_t j0 = 0; j0 < n; j0 += JB) {
+    pre.step();
+    scores_block<RB, JB>(q, D, k + j0, std::min<int64_t>(JB, n - j0), s + j0, lds);
   }
 }
 
-// D % 16 == 0 (checked by the caller); heads in groups of up to 8 with the group size a
-// compile-time constant, so each head's accumulator stays in a register.
-void accumulate_avx512(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
-                       const float* const* v, int64_t D) {
-  using Fn = void (*)(float*, const float*, const float*, int64_t, int64_t, const float* const*, int64_t);
-  static const Fn by_size[9] = {nullptr, accumulate_heads<1>, accumulate_heads<2>, accumulate_heads<3>,
-                                accumulate_heads<4>, accumulate_heads<5>, accumulate_heads<6>,
-                                accumulate_heads<7>, accumulate_heads<8>};
-  for (int64_t g0 = 0; g0 < G; g0 += 8)
-    by_size[std::min<int64_t>(8, G - g0)](acc + g0 * D, alpha + g0, p + g0 * ldp, ldp, n, v, D);
+// Blocks of 4 rows x 4 K rows; a remainder of 1, 2 or 3 rows takes 16, 8 or 5 K rows per block
+// so its reduce16 is (nearly) full.
+void scores_avx512(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds,
+                   Prefetch pf) {
+  const int64_t R4 = R / 4 * 4;
+  PrefetchSpread pre(pf, R4 / 4 * ((n + 3) / 4) + (R > R4 ? (n + 4) / 5 : 0));
+  for (int64_t r0 = 0; r0 < R4; r0 += 4) scores_rows<4, 4>(q + r0 * D, k, n, D, s + r0 * lds, lds, pre);
+  const float* qr = q + R4 * D;
+  float* sr = s + R4 * lds;
+  switch (R - R4) {
+    case 1: scores_rows<1, 16>(qr, k, n, D, sr, lds, pre); break;
+    case 2: scores_rows<2, 8>(qr, k, n, D, sr, lds, pre); break;
+    case 3: scores_rows<3, 5>(qr, k, n, D, sr, lds, pre); break;
+    default: break;
+  }
+}
+
+// RB (<= 6) rows x DC (<= 4) 16-float chunks of acc stay in registers over all n rows of v, from
+// column d0: each v vector is loaded once per RB rows and each p once per DC chunks.
+template <int RB, int DC>
+void accumulate_block(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, const float* const* v,
+                      int64_t n, int64_t D, int64_t d0, PrefetchSpread& pre) {
+  __m512 a[RB][DC];
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < DC; ++c)
+      a[r][c] = _mm512_mul_ps(_mm512_loadu_ps(acc + r * D + d0 + 16 * c), _mm512_set1_ps(alpha[r]));
+  for (int64_t j = 0; j < n; ++j) {
+    pre.step();
+    __m512 vv[DC];
+    for (int c = 0; c < DC; ++c) vv[c] = _mm512_loadu_ps(v[j] + d0 + 16 * c);
+    for (int r = 0; r < RB; ++r) {
+      const __m512 pv = _mm512_set1_ps(p[r * pr + j * pj]);
+      for (int c = 0; c < DC; ++c) a[r][c] = _mm512_fmadd_ps(pv, vv[c], a[r][c]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int c = 0; c < DC; ++c) _mm512_storeu_ps(acc + r * D + d0 + 16 * c, a[r][c]);
+}
+
+template <int RB>
+void accumulate_rows(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, const float* const* v,
+                     int64_t n, int64_t D, PrefetchSpread& pre) {
+  for (int64_t d0 = 0; d0 < D; d0 += 64) {
+    switch (std::min<int64_t>(4, (D - d0) / 16)) {
+      case 1: accumulate_block<RB, 1>(acc, alpha, p, pr, pj, v, n, D, d0, pre); break;
+      case 2: accumulate_block<RB, 2>(acc, alpha, p, pr, pj, v, n, D, d0, pre); break;
+      case 3: accumulate_block<RB, 3>(acc, alpha, p, pr, pj, v, n, D, d0, pre); break;
+      default: accumulate_block<RB, 4>(acc, alpha, p, pr, pj, v, n, D, d0, pre); break;
+    }
+  }
+}
+
+void accumulate_avx512(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
+                       const float* const* v, int64_t n, int64_t D, Prefetch pf) {
+  using Fn = void (*)(float*, const float*, const float*, int64_t, int64_t, const float* const*, int64_t, int64_t,
+                      PrefetchSpread&);
+  static const Fn by_rows[6] = {accumulate_rows<1>, accumulate_rows<2>, accumulate_rows<3>,
+                                accumulate_rows<4>, accumulate_rows<5>, accumulate_rows<6>};
+  PrefetchSpread pre(pf, ((R + 5) / 6) * ((D + 63) / 64) * n);
+  for (int64_t r0 = 0; r0 < R; r0 += 6)
+    by_rows[std::min<int64_t>(6, R - r0) - 1](acc + r0 * D, alpha + r0, p + r0 * pr, pr, pj, v, n, D, pre);
+}
+
+// Up to 6 K rows x RV vectors (16 query rows each) of st: per d one broadcast of each k[j][d]
+// and one load of each qt vector feed 6 * RV FMAs; no horizontal sums.
+template <int RV>
+void scores_t_block(const float* qt, int64_t Rp, const float* const* k, int64_t nj, int64_t D, float* st) {
+  const float* kr[6];
+  for (int j = 0; j < 6; ++j) kr[j] = k[j < nj ? j : 0];            // pad with a valid row, not stored
+  __m512 a[6][RV];
+  for (int j = 0; j < 6; ++j)
+    for (int v = 0; v < RV; ++v) a[j][v] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < D; ++d) {
+    __m512 qv[RV];
+    for (int v = 0; v < RV; ++v) qv[v] = _mm512_loadu_ps(qt + d * Rp + 16 * v);
+    for (int j = 0; j < 6; ++j) {
+      const __m512 kb = _mm512_set1_ps(kr[j][d]);
+      for (int v = 0; v < RV; ++v) a[j][v] = _mm512_fmadd_ps(kb, qv[v], a[j][v]);
+    }
+  }
+  for (int j = 0; j < nj; ++j)
+    for (int v = 0; v < RV; ++v) _mm512_storeu_ps(st + j * Rp + 16 * v, a[j][v]);
+}
+
+void scores_t_avx512(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st) {
+  using Fn = void (*)(const float*, int64_t, const float* const*, int64_t, int64_t, float*);
+  static const Fn by_vectors[4] = {scores_t_block<1>, scores_t_block<2>, scores_t_block<3>, scores_t_block<4>};
+  for (int64_t j0 = 0; j0 < n; j0 += 6)
+    for (int64_t r0 = 0; r0 < Rp; r0 += 64)
+      by_vectors[std::min<int64_t>(4, (Rp - r0) / 16) - 1](qt + r0, Rp, k + j0, std::min<int64_t>(6, n - j0), D,
+                                                           st + j0 * Rp + r0);
 }
 
 // exp with a degree-6 polynomial on [-ln2/2, ln2/2] and scalef for 2^n (rel. error ~2e-7).
@@ -206,6 +301,31 @@ float softmax_step_avx512(float* s, int64_t n, float* m, float* l) {
   *l = *l * alpha + _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));
   *m = new_m;
   return alpha;
+}
+
+void softmax_t_avx512(float* st, int64_t n, int64_t Rp, const int32_t* valid, float* m, float* l, float* alpha) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t r0 = 0; r0 < Rp; r0 += 16) {
+    const __m512i seen = _mm512_loadu_si512(valid + r0);
+    const __m512 old_m = _mm512_loadu_ps(m + r0);
+    __m512 new_m = old_m;
+    for (int64_t j = 0; j < n; ++j)
+      new_m = _mm512_mask_max_ps(new_m, _mm512_cmpgt_epi32_mask(seen, _mm512_set1_epi32(j)), new_m,
+                                 _mm512_loadu_ps(st + j * Rp + r0));
+    // a column that has seen nothing yet keeps m = -inf; exponentiate against 0 there (all masked)
+    const __m512 base = _mm512_mask_mov_ps(new_m, _mm512_cmp_ps_mask(new_m, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+    const __m512 al = exp512(_mm512_sub_ps(old_m, base));
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 e = _mm512_maskz_mov_ps(_mm512_cmpgt_epi32_mask(seen, _mm512_set1_epi32(j)),
+                                           exp512(_mm512_sub_ps(_mm512_loadu_ps(st + j * Rp + r0), base)));
+      _mm512_storeu_ps(st + j * Rp + r0, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    _mm512_storeu_ps(l + r0, _mm512_fmadd_ps(_mm512_loadu_ps(l + r0), al, sum));
+    _mm512_storeu_ps(m + r0, new_m);
+    _mm512_storeu_ps(alpha + r0, al);
+  }
 }
 
 float sum_squares(const float* x, int64_t H) {
@@ -252,7 +372,8 @@ void silu_mul_avx512(const float* g, const float* u, float* out, int64_t n) {
 
 const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512};
 
-const AttnKernels kAttnAvx512 = {scores_avx512, accumulate_avx512, softmax_step_avx512};
+const AttnKernels kAttnAvx512 = {scores_avx512, softmax_step_avx512, scores_t_avx512, softmax_t_avx512,
+                                 accumulate_avx512};
 
 float sum_avx512(const float* p, int64_t n) {
   __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};

@@ -56,23 +56,47 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
   }
 }
 
-static void scores_portable(const float* q, int64_t G, const float* const* k, int64_t n, int64_t D, float* s,
-                            int64_t lds) {
-  for (int64_t g = 0; g < G; ++g)
+// The portable attention kernels ignore the prefetch hint.
+static void scores_portable(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s,
+                            int64_t lds, Prefetch) {
+  for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.f;
-      for (int64_t d = 0; d < D; ++d) acc += q[g * D + d] * k[j][d];
-      s[g * lds + j] = acc;
+      for (int64_t d = 0; d < D; ++d) acc += q[r * D + d] * k[j][d];
+      s[r * lds + j] = acc;
     }
 }
 
-static void accumulate_portable(float* acc, const float* alpha, const float* p, int64_t ldp, int64_t n, int64_t G,
-                                const float* const* v, int64_t D) {
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t d = 0; d < D; ++d) acc[g * D + d] *= alpha[g];
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t d = 0; d < D; ++d) acc[g * D + d] += p[g * ldp + j] * v[j][d];
+static void accumulate_portable(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
+                                const float* const* v, int64_t n, int64_t D, Prefetch) {
+  for (int64_t r = 0; r < R; ++r) {
+    float* a = acc + r * D;
+    for (int64_t d = 0; d < D; ++d) a[d] *= alpha[r];
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t d = 0; d < D; ++d) a[d] += p[r * pr + j * pj] * v[j][d];
+  }
+}
+
+static void scores_t_portable(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st) {
+  for (int64_t j = 0; j < n; ++j) {
+    float* row = st + j * Rp;
+    std::fill(row, row + Rp, 0.f);
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t r = 0; r < Rp; ++r) row[r] += k[j][d] * qt[d * Rp + r];
+  }
+}
+
+static void softmax_t_portable(float* st, int64_t n, int64_t Rp, const int32_t* valid, float* m, float* l,
+                               float* alpha) {
+  for (int64_t r = 0; r < Rp; ++r) {
+    float new_m = m[r], sum = 0.f;
+    for (int64_t j = 0; j < valid[r]; ++j) new_m = std::max(new_m, st[j * Rp + r]);
+    const float base = std::isinf(new_m) ? 0.f : new_m;          // nothing seen yet: keep exp finite
+    for (int64_t j = 0; j < n; ++j) sum += (st[j * Rp + r] = j < valid[r] ? std::exp(st[j * Rp + r] - base) : 0.f);
+    alpha[r] = std::exp(m[r] - base);
+    l[r] = l[r] * alpha[r] + sum;
+    m[r] = new_m;
+  }
 }
 
 static float softmax_step_portable(float* s, int64_t n, float* m, float* l) {
@@ -104,6 +128,7 @@ static void silu_mul_portable(const float* g, const float* u, float* out, int64_
 
 const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable};
 
-const AttnKernels kAttnPortable = {scores_portable, accumulate_portable, softmax_step_portable};
+const AttnKernels kAttnPortable = {scores_portable, softmax_step_portable, scores_t_portable, softmax_t_portable,
+                                   accumulate_portable};
 
 }  // namespace pqv

@@ -1,14 +1,20 @@
 // Paged attention over the slot-major KV cache (see paddle_qwenvl/layers/attention_metadata.py):
 //  1. writes this step's k/v (T, Hkv, D) into their cache slots, in place;
 //  2. every query token t attends causally to the first token_ctx[t] positions of its sequence,
-//     read through the block table. Prefill, decode and mixed batches are the same loop.
-// Work items are (token, kv head, split of the positions); the G = Hq / Hkv query heads of a kv
-// head share each K/V row read. Splits (flash-decoding) keep all threads busy when a decode
-// batch has fewer (token, kv head) pairs than threads; their partial softmax states are merged.
+//     read through the block table.
+// Work items (make_items):
+//  - a decode token (its sequence has one query token): all kv heads at once, so each cache block
+//    is read as one contiguous (block_size * Hkv * D) stream, prefetched a few chunks ahead; long
+//    contexts are split over positions (flash-decoding) so every thread has several items, and the
+//    partial softmax states are merged at the end;
+//  - a prefill tile: up to kTileRows query rows (consecutive tokens of one sequence x the G query
+//    heads of one kv head) against chunks of K/V rows, causal. Compute-bound: each K/V row loaded
+//    serves every row of the tile.
+// Both run the same chunk loop (attend_item) over the kernels of kernels.h.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
-#include <numeric>
 #include <vector>
 
 #include "common.h"
@@ -16,15 +22,15 @@
 
 namespace {
 
-constexpr int64_t kChunk = 32;            // positions scored before one softmax rescale
-constexpr int64_t kMinSplitLen = 256;     // shortest position range worth its own work item
-constexpr int64_t kPrefetchRows = 16;     // K rows requested ahead of the one being scored
+constexpr int64_t kChunk = 32;           // positions scored before one softmax rescale
+constexpr int64_t kMinSplitLen = 256;    // shortest position range worth its own decode work item
+constexpr int64_t kItemsPerThread = 4;   // decode splits aim at this many items per thread (shared cores)
+constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a prefill tile
+// Chunks ahead whose K/V rows a decode item prefetches (to L1). Measured: 1 beats 0 (~3x), 2, 4
+// and prefetching to L2 (_MM_HINT_T1) at 1, 2 or 4 chunks ahead.
+constexpr int64_t kPrefetchChunks = 1;
 
-// Cache rows are scattered (block table) and strided (other kv heads in between), so the
-// hardware prefetcher does not follow them: without this the loop waited on DRAM for every row.
-inline void prefetch_row(const float* p, int64_t D) {
-  for (int64_t i = 0; i < D; i += 16) __builtin_prefetch(p + i);
-}
+inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 struct Problem {
   const float* q; float* out; const float* kc; const float* vc;
@@ -33,79 +39,136 @@ struct Problem {
   float scale;
 };
 
-// Walks the cache rows (offsets into kc/vc) of token t's sequence for kv head h, one position at
-// a time from `pos` up to `end`; reads the block table once per block.
-struct RowCursor {
-  const Problem& P;
-  const int32_t* table;
-  int64_t h, pos, end, off, base = 0;
-  RowCursor(const Problem& P, int64_t t, int64_t h, int64_t pos, int64_t end)
-      : P(P), table(P.tables + P.token_seq[t] * P.max_blocks), h(h), pos(pos), end(end), off(pos % P.block_size) {
-    if (pos < end) base = int64_t(table[pos / P.block_size]) * P.block_size;
-  }
-  bool valid() const { return pos < end; }
-  int64_t row() const { return ((base + off) * P.Hkv + h) * P.D; }
-  void next() {
-    ++pos;
-    if (++off == P.block_size) {
-      off = 0;
-      if (pos < end) base = int64_t(table[pos / P.block_size]) * P.block_size;
-    }
-  }
+// Query tokens [t0, t0 + nt) (consecutive tokens of one sequence), kv heads [h0, h1), cache
+// positions [p0, p1). part >= 0: one split of a decode token, its state kept for the merge.
+struct Item {
+  int64_t t0, nt, h0, h1, p0, p1, part;
+  int64_t rows(const Problem& P) const { return nt * P.G; }
+  int64_t cost() const { return nt * (h1 - h0) * (p1 - p0); }
 };
 
-// Online-softmax state of G query heads over one position range: max m, sum l, acc (G, D).
+// Online-softmax state of an item: per kv head hi and query row r (token tt, head g: r = tt*G + g)
+// a running max m, sum l and acc (D). Index (hi * R + r); for a decode token that is its query head.
 struct State {
   std::vector<float> m, l, acc;
-  explicit State(int64_t G, int64_t D) : m(G, -std::numeric_limits<float>::infinity()), l(G, 0.f), acc(G * D, 0.f) {}
+  State(int64_t rows, int64_t D) : m(rows, -std::numeric_limits<float>::infinity()), l(rows, 0.f), acc(rows * D, 0.f) {}
 };
 
-// Scores the next n positions of `cur` into s (G, kChunk), then folds them into the state.
-// `ahead` runs kPrefetchRows positions in front of `cur` and prefetches their K rows.
-void attend_chunk(const Problem& P, const pqv::AttnKernels& K, const float* qs, RowCursor& cur, RowCursor& ahead,
-                  int64_t n, float* s, State& st) {
-  const int64_t G = P.G, D = P.D;
-  const float* krows[kChunk];
-  const float* vrows[kChunk];
-  for (int64_t j = 0; j < n; ++j, cur.next()) {
-    if (ahead.valid()) {
-      prefetch_row(P.kc + ahead.row(), D);
-      ahead.next();
-    }
-    krows[j] = P.kc + cur.row();
-    vrows[j] = P.vc + cur.row();
-    prefetch_row(vrows[j], D);                                 // used after the chunk's softmax
-  }
-  for (int64_t j0 = 0; j0 < n; j0 += 16) K.scores(qs, G, krows + j0, std::min<int64_t>(16, n - j0), D, s + j0, kChunk);
-  float alpha[64];
-  for (int64_t g = 0; g < G; ++g) alpha[g] = K.softmax_step(s + g * kChunk, n, &st.m[g], &st.l[g]);
-  K.accumulate(st.acc.data(), alpha, s, kChunk, n, G, vrows, D);
+// Slots of positions [p0, p1) of a sequence, read through its block table, cut into chunks of
+// kChunk positions (a chunk may span blocks; the kernels take row pointers).
+std::vector<int64_t> slots_of(const Problem& P, int64_t seq, int64_t p0, int64_t p1) {
+  const int32_t* table = P.tables + seq * P.max_blocks;
+  std::vector<int64_t> slots(p1 - p0);
+  for (int64_t pos = p0; pos < p1; ++pos) slots[pos - p0] = int64_t(table[pos / P.block_size]) * P.block_size + pos % P.block_size;
+  return slots;
 }
 
-void attend_range(const Problem& P, const pqv::AttnKernels& K, int64_t t, int64_t h, int64_t p0, int64_t p1,
-                  State& st) {
-  std::vector<float> qs(P.G * P.D), s(kChunk * P.G);
-  const float* q = P.q + (t * P.Hq + h * P.G) * P.D;      // (G, D) contiguous
-  for (int64_t i = 0; i < P.G * P.D; ++i) qs[i] = q[i] * P.scale;
-  RowCursor cur(P, t, h, p0, p1), ahead(P, t, h, std::min(p0 + kPrefetchRows, p1), p1);
-  for (int64_t c0 = p0; c0 < p1; c0 += kChunk) attend_chunk(P, K, qs.data(), cur, ahead, std::min(kChunk, p1 - c0), s.data(), st);
+// qs (heads, R, D): the item's query rows, scaled.
+std::vector<float> gather_queries(const Problem& P, const Item& it) {
+  const int64_t R = it.rows(P);
+  std::vector<float> qs((it.h1 - it.h0) * R * P.D);
+  for (int64_t h = it.h0; h < it.h1; ++h)
+    for (int64_t tt = 0; tt < it.nt; ++tt)
+      for (int64_t g = 0; g < P.G; ++g) {
+        const float* src = P.q + ((it.t0 + tt) * P.Hq + h * P.G + g) * P.D;
+        float* dst = qs.data() + (((h - it.h0) * R) + tt * P.G + g) * P.D;
+        for (int64_t d = 0; d < P.D; ++d) dst[d] = src[d] * P.scale;
+      }
+  return qs;
 }
 
-// Merges the split states parts[0..n) into out[t, h*G:(h+1)*G, :].
-void write_merged(const Problem& P, int64_t t, int64_t h, const State* parts, int64_t n) {
-  for (int64_t g = 0; g < P.G; ++g) {
-    float m = -std::numeric_limits<float>::infinity(), l = 0.f;
-    for (int64_t i = 0; i < n; ++i) m = std::max(m, parts[i].m[g]);
-    float* o = P.out + (t * P.Hq + h * P.G + g) * P.D;
-    std::fill(o, o + P.D, 0.f);
-    for (int64_t i = 0; i < n; ++i) {
-      if (parts[i].l[g] == 0.f) continue;                      // empty split
-      const float w = std::exp(parts[i].m[g] - m);
-      l += w * parts[i].l[g];
-      for (int64_t d = 0; d < P.D; ++d) o[d] += w * parts[i].acc[g * P.D + d];
-    }
-    for (int64_t d = 0; d < P.D; ++d) o[d] /= l;
+// Folds one chunk's scores s (R, kChunk) of kv head hi, positions [pos, pos + n), into the state;
+// row r sees positions < token_ctx of its token (causal), the rest of its chunk row is zeroed.
+void softmax_rows(const Problem& P, const pqv::AttnKernels& K, const Item& it, int64_t pos, int64_t n, int64_t hi,
+                  float* s, float* alpha, State& st) {
+  const int64_t R = it.rows(P);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t valid = std::clamp<int64_t>(P.token_ctx[it.t0 + r / P.G] - pos, 0, n);
+    float* sr = s + r * kChunk;
+    alpha[r] = valid ? K.softmax_step(sr, valid, &st.m[hi * R + r], &st.l[hi * R + r]) : 1.f;
+    std::fill(sr + valid, sr + n, 0.f);
   }
+}
+
+// Row pointers of the chunk at slots[i0, i0 + n) into `cache` for kv head h (h = 0 and all heads'
+// bytes for prefetching: a slot's rows of all kv heads are one contiguous Hkv * D stretch).
+void chunk_rows(const Problem& P, const std::vector<int64_t>& slots, int64_t i0, int64_t n, const float* cache,
+                int64_t h, const float** rows) {
+  for (int64_t j = 0; j < n; ++j) rows[j] = cache + (slots[i0 + j] * P.Hkv + h) * P.D;
+}
+
+void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
+  const int64_t R = it.rows(P), D = P.D, heads = it.h1 - it.h0, len = it.p1 - it.p0;
+  const bool prefetch = heads == P.Hkv;      // an all-heads item streams whole slots: prefetch them
+  const std::vector<float> qs = gather_queries(P, it);
+  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1);
+  std::vector<float> s(R * kChunk), alpha(R);
+  const float *krows[kChunk], *vrows[kChunk], *kahead[kChunk], *vahead[kChunk];
+  for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, len - c0), a0 = c0 + kPrefetchChunks * kChunk;
+    const int64_t na = prefetch ? std::clamp<int64_t>(len - a0, 0, kChunk) : 0;
+    chunk_rows(P, slots, a0, na, P.kc, 0, kahead);
+    chunk_rows(P, slots, a0, na, P.vc, 0, vahead);
+    for (int64_t hi = 0; hi < heads; ++hi) {
+      chunk_rows(P, slots, c0, n, P.kc, it.h0 + hi, krows);
+      chunk_rows(P, slots, c0, n, P.vc, it.h0 + hi, vrows);
+      const int64_t a = na * hi / heads, b = na * (hi + 1) / heads;     // this head's share of the prefetch
+      K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, {kahead + a, b - a, P.Hkv * D * 4});
+      softmax_rows(P, K, it, it.p0 + c0, n, hi, s.data(), alpha.data(), st);
+      K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D,
+                   {vahead + a, b - a, P.Hkv * D * 4});
+    }
+  }
+}
+
+// A prefill tile: its R query rows (tokens x G heads of kv head h0) against chunks of that head's
+// K/V rows, scores transposed (st (n, Rp), see kernels.h); causal per column.
+void attend_tile(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
+  const int64_t R = it.rows(P), Rp = round16(R), D = P.D, len = it.p1 - it.p0;
+  std::vector<float> qt(D * Rp, 0.f), sT(kChunk * Rp), alpha(Rp);
+  for (int64_t r = 0; r < R; ++r) {                              // qt (D, Rp): scaled and transposed
+    const float* src = P.q + ((it.t0 + r / P.G) * P.Hq + it.h0 * P.G + r % P.G) * D;
+    for (int64_t d = 0; d < D; ++d) qt[d * Rp + r] = src[d] * P.scale;
+  }
+  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1);
+  std::vector<int32_t> valid(Rp, 0);                            // padding columns see nothing
+  const float *krows[kChunk], *vrows[kChunk];
+  for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, len - c0);
+    for (int64_t r = 0; r < R; ++r) valid[r] = std::clamp<int64_t>(P.token_ctx[it.t0 + r / P.G] - it.p0 - c0, 0, n);
+    chunk_rows(P, slots, c0, n, P.kc, it.h0, krows);
+    chunk_rows(P, slots, c0, n, P.vc, it.h0, vrows);
+    K.scores_t(qt.data(), Rp, krows, n, D, sT.data());
+    K.softmax_t(sT.data(), n, Rp, valid.data(), st.m.data(), st.l.data(), alpha.data());
+    K.accumulate(st.acc.data(), alpha.data(), sT.data(), 1, Rp, R, vrows, n, D, {nullptr, 0, 0});
+  }
+}
+
+// out[t, h*G + g] = acc / l for a finished (unsplit) item.
+void write_item(const Problem& P, const Item& it, const State& st) {
+  const int64_t R = it.rows(P);
+  for (int64_t h = it.h0; h < it.h1; ++h)
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t i = (h - it.h0) * R + r;
+      float* o = P.out + ((it.t0 + r / P.G) * P.Hq + h * P.G + r % P.G) * P.D;
+      const float inv = 1.f / st.l[i];
+      for (int64_t d = 0; d < P.D; ++d) o[d] = st.acc[i * P.D + d] * inv;
+    }
+}
+
+// Merges the split states parts[0..n) of decode token t for query head qh into out[t, qh].
+void write_merged(const Problem& P, int64_t t, int64_t qh, const State* parts, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity(), l = 0.f;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, parts[i].m[qh]);
+  float* o = P.out + (t * P.Hq + qh) * P.D;
+  std::fill(o, o + P.D, 0.f);
+  for (int64_t i = 0; i < n; ++i) {
+    if (parts[i].l[qh] == 0.f) continue;                       // empty split
+    const float w = std::exp(parts[i].m[qh] - m);
+    l += w * parts[i].l[qh];
+    for (int64_t d = 0; d < P.D; ++d) o[d] += w * parts[i].acc[qh * P.D + d];
+  }
+  for (int64_t d = 0; d < P.D; ++d) o[d] /= l;
 }
 
 void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Tensor& slots, float* kc, float* vc,
@@ -122,27 +185,59 @@ void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Te
   }
 }
 
-// Splits of each (token, kv head) item: 1 unless there are fewer items than threads and the
-// contexts are long enough to share.
-int64_t choose_splits(const Problem& P, int nt) {
-  const int64_t items = P.T * P.Hkv;
-  if (items >= nt) return 1;
-  int64_t longest = 0;
-  for (int64_t t = 0; t < P.T; ++t) longest = std::max<int64_t>(longest, P.token_ctx[t]);
-  return std::max<int64_t>(1, std::min((2 * nt + items - 1) / items, longest / kMinSplitLen));
+// A decode token's split length: long enough to be worth an item (kMinSplitLen), short enough
+// that the step has about kItemsPerThread items per thread (a prefill in the batch raises it).
+int64_t split_length(const Problem& P, int nt) {
+  int64_t total = 0;
+  for (int64_t t = 0; t < P.T; ++t) total += P.token_ctx[t];
+  return std::max<int64_t>(kMinSplitLen, total / (kItemsPerThread * nt));
 }
 
+struct Plan {
+  std::vector<Item> items;                  // largest first (dynamic scheduling balances the tail)
+  std::vector<std::array<int64_t, 3>> merges;   // (token, first part, parts) of split decode tokens
+  int64_t parts = 0;
+};
+
+Plan make_plan(const Problem& P, int nt) {
+  Plan plan;
+  const int64_t split = split_length(P, nt), tile = std::max<int64_t>(1, kTileRows / P.G);
+  for (int64_t t0 = 0, t1; t0 < P.T; t0 = t1) {
+    for (t1 = t0 + 1; t1 < P.T && P.token_seq[t1] == P.token_seq[t0]; ++t1) {}
+    if (t1 - t0 == 1) {                                        // decode token: all heads, maybe split
+      const int64_t n = P.token_ctx[t0], S = std::max<int64_t>(1, n / split);
+      if (S > 1) plan.merges.push_back({t0, plan.parts, S});
+      for (int64_t sp = 0; sp < S; ++sp)
+        plan.items.push_back({t0, 1, 0, P.Hkv, n * sp / S, n * (sp + 1) / S, S > 1 ? plan.parts++ : -1});
+      continue;
+    }
+    for (int64_t a = t0; a < t1; a += tile)                    // prefill: tiles x kv heads
+      for (int64_t h = 0; h < P.Hkv; ++h) {
+        const int64_t nt_ = std::min(tile, t1 - a);
+        plan.items.push_back({a, nt_, h, h + 1, 0, P.token_ctx[a + nt_ - 1], -1});
+      }
+  }
+  std::stable_sort(plan.items.begin(), plan.items.end(), [](const Item& a, const Item& b) { return a.cost() > b.cost(); });
+  return plan;
+}
 
 void run_attention(const Problem& P, int nt) {
   const pqv::AttnKernels& K = pqv::has_avx512() && P.D % 16 == 0 ? pqv::kAttnAvx512 : pqv::kAttnPortable;
-  const int64_t S = choose_splits(P, nt), items = P.T * P.Hkv;
-  std::vector<State> parts(items * S, State(P.G, P.D));
-  pqv::parallel_dynamic(items * S, nt, [&](int64_t it) {
-    const int64_t t = it / S / P.Hkv, h = it / S % P.Hkv, sp = it % S, n = P.token_ctx[t];
-    attend_range(P, K, t, h, n * sp / S, n * (sp + 1) / S, parts[it]);
+  const Plan plan = make_plan(P, nt);
+  std::vector<State> parts(plan.parts, State(P.Hq, P.D));
+  pqv::parallel_dynamic(plan.items.size(), nt, [&](int64_t i) {
+    const Item& it = plan.items[i];
+    if (it.part >= 0) return attend_decode(P, K, it, parts[it.part]);
+    State st(round16(it.rows(P)) * (it.h1 - it.h0), P.D);      // rows rounded up for attend_tile
+    if (it.nt == 1) attend_decode(P, K, it, st); else attend_tile(P, K, it, st);
+    write_item(P, it, st);
   });
+  const int64_t merges = plan.merges.size();
 #pragma omp parallel for num_threads(nt)
-  for (int64_t item = 0; item < items; ++item) write_merged(P, item / P.Hkv, item % P.Hkv, &parts[item * S], S);
+  for (int64_t i = 0; i < merges * P.Hq; ++i) {
+    const auto& mg = plan.merges[i / P.Hq];
+    write_merged(P, mg[0], i % P.Hq, &parts[mg[1]], mg[2]);
+  }
 }
 
 void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle::Tensor& k_cache,

@@ -1,22 +1,31 @@
 """Benchmarks the compiled CPU ops against this machine's limits and Paddle's stock ops, in one run.
 
-    python scripts/bench_ops.py [--threads N] [--quick]
+    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,gemm,attention,prefill,elementwise]
 
-Prints the measured DRAM read bandwidth and oneDNN peak GEMM first, then for each op its GB/s or
-GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on the same shapes. Each
-figure is the best of several repetitions (the machine is shared; best-of is the least noisy).
+For each op: its GB/s or GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on
+the same shapes. Each figure is the best of several repetitions (the machine is shared; best-of
+is the least noisy). Fairness:
+- memory-bound rows read from DRAM: their operands (weights, KV caches, activations) are cycled
+  through enough copies to exceed the 32 MB L3;
+- each row's limit is probed right before and right after that row (the higher of the two): the
+  DRAM bandwidth switches between regimes (~30-35 and ~50-57 GB/s on 2 threads) within a run,
+  and a limit probed minutes earlier can be in the other one.
 """
 import argparse
+import os
 import time
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 
 from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
 from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
+
+SECTIONS = ("gemv", "gemm", "attention", "prefill", "elementwise")
 
 
 def best_seconds(fn, reps):
@@ -30,36 +39,41 @@ def best_seconds(fn, reps):
 
 
 def row(name, value, unit, limit, stock=None):
-    frac = f"{value / limit:6.1%} of limit" if limit else ""
+    frac = f"{value / limit:6.1%} of {limit:6.1f}" if limit else ""
     extra = f"   stock Paddle {stock:8.1f} {unit}  (x{value / stock:.1f})" if stock else ""
     print(f"  {name:<44} {value:8.1f} {unit}  {frac}{extra}", flush=True)
 
 
-class DramBandwidth:
-    """Best DRAM read bandwidth seen so far (all threads summing a 512 MB buffer, far beyond the
-    32 MB L3). Re-probed before every section: on a shared machine one probe can land in a busy
-    moment, and the limit must not be understated."""
+class Limit:
+    """A machine limit (DRAM GB/s or GEMM GFLOP/s) re-probed around every row."""
 
-    def __init__(self, nt, reps):
-        self.nt, self.reps, self.best = nt, reps, 0.0
-        self.buf = paddle.ones([512 * 1024 * 1024 // 4])
+    def __init__(self, probe):
+        self.probe, self.best = probe, 0.0
 
-    def probe(self):
-        t = best_seconds(lambda: compiled_ops().pqv_read_sum(self.buf, self.nt), self.reps)
-        self.best = max(self.best, self.buf.numel().item() * 4 / t / 1e9)
-        return self.best
+    def around(self, measure):
+        """(measure(), limit): the limit is the higher of the probes just before and just after."""
+        before = self.probe()
+        value = measure()
+        limit = max(before, self.probe())
+        self.best = max(self.best, limit)
+        return value, limit
 
 
-def peak_gemm(reps):
+def dram_limit(nt, reps):
+    """All threads summing a 512 MB buffer, far beyond the 32 MB L3."""
+    buf = paddle.ones([512 * 1024 * 1024 // 4])
+    return Limit(lambda: buf.numel().item() * 4 / best_seconds(lambda: compiled_ops().pqv_read_sum(buf, nt),
+                                                               reps) / 1e9)
+
+
+def gemm_limit(reps):
+    """oneDNN fp32 2048^3 GEMM."""
     x, w = paddle.randn([2048, 2048]), paddle.randn([2048, 2048])
-    f32 = 2 * 2048 ** 3 / best_seconds(lambda: linear(x, w), reps) / 1e9
-    wb = w.astype("bfloat16")
-    bf16 = 2 * 2048 ** 3 / best_seconds(lambda: linear(x, wb), reps) / 1e9
-    return f32, bf16
+    return Limit(lambda: 2 * 2048 ** 3 / best_seconds(lambda: linear(x, w), reps) / 1e9)
 
 
 def copies_beyond_cache(nbytes, cache_bytes=128 << 20):
-    """How many weight copies to cycle through so that every call reads from DRAM, not L3."""
+    """How many operand copies to cycle through so that every call reads from DRAM, not L3."""
     return max(1, -(-cache_bytes // nbytes))
 
 
@@ -72,105 +86,142 @@ def cycled(fn_of_copy, count):
     return call
 
 
+def rate(work, fn, reps):
+    """work (bytes or FLOPs) / best seconds, in G/s."""
+    return work / best_seconds(fn, reps) / 1e9
+
+
 def bench_decode_gemv(dram, reps, shapes):
-    bw = dram.probe()
-    print(f"decode GEMV, M=1 (GB/s of weight bytes; limit = DRAM read {bw:.1f} GB/s; weights cycled past L3)")
+    print("decode GEMV, M=1 (GB/s of weight bytes; weights cycled past L3; limit = DRAM read around the row)")
     for k, n in shapes:
         w = paddle.randn([n, k]) * 0.02
         x = paddle.randn([1, k])
-        stock = n * k * 4 / best_seconds(lambda: paddle.matmul(x, w, transpose_y=True), reps) / 1e9
+        stock_copies = [w.clone() for _ in range(copies_beyond_cache(n * k * 4))]
+        stock = rate(n * k * 4, cycled(lambda i: paddle.matmul(x, stock_copies[i], transpose_y=True),
+                                       len(stock_copies)), reps)
+        del stock_copies
         for algo, group, exact in (("weight_only_int8", 128, True), ("weight_only_int8", 128, False),
                                    ("weight_only_int4", 128, False)):
             q, s = quantize_weight(w, algo, group)
             nbytes = q.numel().item()
             copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
             fn = cycled(lambda i: weight_only_linear(x, *copies[i], None, algo, group, exact), len(copies))
-            gbs = nbytes / best_seconds(fn, reps) / 1e9
+            gbs, bw = dram.around(lambda: rate(nbytes, fn, reps))
             path = "fp32 x" if exact else "int8 x VNNI"
             row(f"{algo} ({path}) {k}x{n}", gbs, "GB/s", bw, stock)
             del copies
         del w
 
 
-def bench_prefill_gemm(peak_f32, reps, m, k, n):
-    peak_f32 = max(peak_f32, peak_gemm(reps)[0])         # re-probed, best kept (shared machine)
-    print(f"prefill GEMM M={m} (GFLOP/s; limit = oneDNN fp32 2048^3 peak {peak_f32:.1f} GFLOP/s)")
+def bench_prefill_gemm(gemm, reps, m, k, n):
+    print(f"prefill GEMM M={m} (GFLOP/s; limit = oneDNN fp32 2048^3 around the row)")
     x, w = paddle.randn([m, k]), paddle.randn([n, k]) * 0.02
-    flops = 2 * m * n * k / 1e9
-    stock = flops / best_seconds(lambda: paddle.matmul(x, w, transpose_y=True), reps)
-    row(f"linear fp32 {m}x{k}x{n}", flops / best_seconds(lambda: linear(x, w), reps), "GFLOP/s", peak_f32, stock)
+    flops = 2 * m * n * k
+    stock = rate(flops, lambda: paddle.matmul(x, w, transpose_y=True), reps)
     wb = w.astype("bfloat16")
-    row(f"linear bf16 weights {m}x{k}x{n}", flops / best_seconds(lambda: linear(x, wb), reps), "GFLOP/s", peak_f32, stock)
     q, s = quantize_weight(w, "weight_only_int8")
-    row(f"weight_only_int8 {m}x{k}x{n}", flops / best_seconds(lambda: weight_only_linear(x, q, s), reps),
-        "GFLOP/s", peak_f32, stock)
+    for name, fn in ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w)),
+                     (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb)),
+                     (f"weight_only_int8 {m}x{k}x{n}", lambda: weight_only_linear(x, q, s))):
+        row(name, *gemm.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
 
 
-def decode_batch(num_seqs, ctx, hq, hkv, d, block_size=16):
-    rng = np.random.default_rng(0)
+def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=16, seed=0):
+    """num_seqs sequences of ctx cached tokens, the last q_len of them new this step; blocks
+    scattered over a shuffled pool. Returns q, k, v, make_cache, meta."""
+    rng = np.random.default_rng(seed)
     blocks = (ctx + block_size - 1) // block_size
     tables = rng.permutation(num_seqs * blocks).reshape(num_seqs, blocks).astype(np.int32)
-    slots = tables[:, (ctx - 1) // block_size] * block_size + (ctx - 1) % block_size
-    meta = AttentionMetadata([1] * num_seqs, [ctx] * num_seqs, paddle.to_tensor(slots.astype(np.int64)),
+    pos = np.arange(ctx - q_len, ctx)
+    slots = (tables[:, pos // block_size] * block_size + pos % block_size).reshape(-1)
+    meta = AttentionMetadata([q_len] * num_seqs, [ctx] * num_seqs, paddle.to_tensor(slots.astype(np.int64)),
                              paddle.to_tensor(tables), block_size)
-    cache = lambda: paddle.randn([num_seqs * blocks * block_size, hkv, d])
-    return paddle.randn([num_seqs, hq, d]), paddle.randn([num_seqs, hkv, d]), paddle.randn([num_seqs, hkv, d]), \
-        cache(), cache(), meta
+    t = num_seqs * q_len
+    make_cache = lambda: paddle.randn([num_seqs * blocks * block_size, hkv, d])
+    return paddle.randn([t, hq, d]), paddle.randn([t, hkv, d]), paddle.randn([t, hkv, d]), make_cache, meta
 
 
 def bench_decode_attention(dram, reps, ctx):
-    bw = dram.probe()
-    print(f"decode paged attention (GB/s of K+V bytes read; limit = DRAM read {bw:.1f} GB/s)")
-    for num_seqs, hq, hkv, d in ((1, 12, 2, 128), (4, 12, 2, 128), (4, 28, 4, 128)):
-        q, k, v, kc, vc, meta = decode_batch(num_seqs, ctx, hq, hkv, d)
+    print("decode paged attention (GB/s of K+V bytes read; caches cycled past L3; limit = DRAM read around the row)")
+    for num_seqs, hq, hkv, d in ((1, 12, 2, 128), (4, 12, 2, 128), (1, 28, 4, 128), (4, 28, 4, 128)):
+        q, k, v, make_cache, meta = paged_batch(1, ctx, num_seqs, hq, hkv, d)
         kv_bytes = 2 * num_seqs * ctx * hkv * d * 4
-        run = lambda f: kv_bytes / best_seconds(lambda: f(q, k, v, kc, vc, meta, d ** -0.5), reps) / 1e9
-        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}", run(paged_attention), "GB/s", bw,
-            run(paged_attention_ref))
+        caches = [(make_cache(), make_cache()) for _ in range(copies_beyond_cache(kv_bytes))]
+        run = lambda f: cycled(lambda i: f(q, k, v, *caches[i], meta, d ** -0.5), len(caches))
+        stock = rate(kv_bytes, run(paged_attention_ref), max(1, reps // 2))
+        gbs, bw = dram.around(lambda: rate(kv_bytes, run(paged_attention), reps))
+        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}", gbs, "GB/s", bw, stock)
+        del caches
+
+
+def stock_causal_sdpa(q, k, v, scale):
+    """Paddle's scaled_dot_product_attention on (1, m, H, D); kv heads repeated beforehand (untimed)."""
+    return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, training=False, scale=scale)
+
+
+def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
+    print(f"prefill paged attention, one sequence, causal (GFLOP/s counting 4*m*m/2*D*Hq; "
+          f"limit = oneDNN fp32 GEMM around the row)")
+    for m in lengths:
+        q, k, v, make_cache, meta = paged_batch(m, m, 1, hq, hkv, d)
+        kc, vc = make_cache(), make_cache()
+        flops = 4 * m * m / 2 * d * hq
+        rep = lambda x: paddle.repeat_interleave(x, hq // hkv, axis=1).unsqueeze(0)     # (1, m, Hq, D)
+        stock = rate(flops, stock_causal_sdpa(q.unsqueeze(0), rep(k), rep(v), d ** -0.5), 1)
+        gflops, peak = gemm.around(lambda: rate(flops, lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5),
+                                                max(1, reps // 2)))
+        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gflops, "GFLOP/s", peak, stock)
 
 
 def bench_elementwise(dram, reps, m=512, hidden=2048, inter=11008):
     """Memory-bound fused ops: GB/s of bytes read + written (limit = DRAM read bandwidth)."""
-    bw = dram.probe()
     from paddle_qwenvl.ops.activation import swiglu, swiglu_ref
     from paddle_qwenvl.ops.norm import rms_norm, rms_norm_ref
-    print(f"fused elementwise, {m} tokens (GB/s of bytes read+written; limit = DRAM read {bw:.1f} GB/s)")
-    x, r, w = paddle.randn([m, hidden]), paddle.randn([m, hidden]), paddle.randn([hidden])
+    print(f"fused elementwise, {m} tokens (GB/s of bytes read+written; inputs cycled past L3; "
+          f"limit = DRAM read around the row)")
+    w = paddle.randn([hidden])
     nbytes = 4 * m * hidden * 4                                # x, residual in; out, residual out
-    gbs = lambda f: nbytes / best_seconds(f, reps) / 1e9
-    row(f"add+rms_norm {m}x{hidden}", gbs(lambda: rms_norm(x, w, 1e-6, r)), "GB/s", bw,
-        gbs(lambda: rms_norm_ref(x, w, 1e-6, r)))
-    gu = paddle.randn([m, 2 * inter])
+    xr = [(paddle.randn([m, hidden]), paddle.randn([m, hidden])) for _ in range(copies_beyond_cache(nbytes))]
+    stock = rate(nbytes, cycled(lambda i: rms_norm_ref(xr[i][0], w, 1e-6, xr[i][1]), len(xr)), reps)
+    fn = cycled(lambda i: rms_norm(xr[i][0], w, 1e-6, xr[i][1]), len(xr))
+    row(f"add+rms_norm {m}x{hidden}", *dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
     nbytes = 3 * m * inter * 4
-    row(f"swiglu {m}x{2 * inter}", gbs(lambda: swiglu(gu)), "GB/s", bw, gbs(lambda: swiglu_ref(gu)))
+    gus = [paddle.randn([m, 2 * inter]) for _ in range(copies_beyond_cache(nbytes))]
+    stock = rate(nbytes, cycled(lambda i: swiglu_ref(gus[i]), len(gus)), reps)
+    fn = cycled(lambda i: swiglu(gus[i]), len(gus))
+    row(f"swiglu {m}x{2 * inter}", *dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=None, help="PADDLE_QWENVL_NUM_THREADS for this run")
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no lm_head shape")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, no lm_head shape, prefill 1024 only")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections out of {SECTIONS}")
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(SECTIONS):
+        raise SystemExit(f"--only {args.only}: sections are {', '.join(SECTIONS)}")
     if compiled_ops() is None:
         raise SystemExit("compiled ops unavailable (see the warning above): nothing to benchmark")
-    import os
     if args.threads:
         os.environ["PADDLE_QWENVL_NUM_THREADS"] = str(args.threads)
     from paddle_qwenvl.ops.threads import num_threads
     nt = num_threads()
     paddle.base.core.set_num_threads(nt)                     # stock Paddle ops get the same threads
     reps = 3 if args.quick else 7
-    print(f"threads={nt}  build={build_info()}")
-    dram = DramBandwidth(nt, reps)
-    bw = dram.probe()
-    peak_f32, peak_bf16 = peak_gemm(reps)
-    print(f"limits: DRAM read {bw:.1f} GB/s (re-probed per section, best kept); "
-          f"oneDNN GEMM 2048^3 fp32 {peak_f32:.1f} GFLOP/s, bf16 {peak_bf16:.1f} GFLOP/s")
-    shapes = [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)])
-    bench_decode_gemv(dram, reps, shapes)
-    bench_prefill_gemm(peak_f32, reps, 512, 2048, 11008)
-    bench_decode_attention(dram, reps, ctx=4096)
-    bench_elementwise(dram, reps)
-    print(f"DRAM read bandwidth, best over the run: {dram.probe():.1f} GB/s")
+    print(f"threads={nt}  build={build_info()}  (limits are probed around each row)")
+    dram, gemm = dram_limit(nt, reps), gemm_limit(reps)
+    if "gemv" in only:
+        bench_decode_gemv(dram, reps, [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)]))
+    if "gemm" in only:
+        bench_prefill_gemm(gemm, reps, 512, 2048, 11008)
+    if "attention" in only:
+        bench_decode_attention(dram, reps, ctx=4096)
+    if "prefill" in only:
+        bench_prefill_attention(gemm, reps, [1024] if args.quick else [1024, 4096])
+    if "elementwise" in only:
+        bench_elementwise(dram, reps)
+    print(f"best limits seen over the run: DRAM read {dram.best:.1f} GB/s, oneDNN fp32 GEMM {gemm.best:.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

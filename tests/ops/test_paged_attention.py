@@ -1,4 +1,13 @@
-"""Compiled paged attention vs paged_attention_ref over the slot-major cache."""
+"""Compiled paged attention vs paged_attention_ref over the slot-major cache.
+
+Decode tokens (query length 1) take the all-kv-heads streaming path, longer query runs the
+prefill tiles (external_ops/paged_attention_op.cc); both are checked here on the AVX512 kernels
+(when the CPU has them and D % 16 == 0) and, in a subprocess, on the portable ones.
+"""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import paddle
 import pytest
@@ -32,19 +41,31 @@ def make_batch(q_lens, ctx_lens, hq, hkv, d, block_size, seed=0):
 
 CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size
     ([1], [1], 2, 1, 16, 4),                          # single token, empty cache before
-    ([5], [5], 4, 2, 32, 4),                          # prefill ending on a block boundary... +1
+    ([5], [5], 4, 2, 32, 4),                          # prefill ending one past a block boundary
     ([8], [8], 4, 2, 32, 4),                          # prefill filling exactly two blocks
     ([3, 1, 1], [7, 9, 300], 12, 2, 128, 16),         # mixed chunked prefill + decode, GQA 6
     ([17, 1], [17, 600], 6, 3, 64, 16),               # GQA 2, odd lengths
     ([1], [1000], 4, 1, 64, 16),                      # one decode item: split over positions
     ([1, 1, 1], [33, 64, 65], 7, 7, 80, 32),          # MHA, D not a multiple of 16, block edges
     ([40], [40], 2, 2, 128, 256),                     # block larger than the sequence
+    ([1, 1, 1, 1], [4096, 4000, 17, 1], 28, 4, 128, 16),   # decode batch, 7B shape, uneven contexts
+]
+
+# Prefill tiles (query runs > 1): tolerance rtol=1e-4, atol=2e-5 as above (fp32 throughout; the
+# reference sums in another order).
+PREFILL_CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size
+    ([1024], [1024], 12, 2, 128, 16),                 # long, GQA 6, 2B shape
+    ([333], [333], 28, 4, 128, 16),                   # odd length, GQA 7, 7B shape
+    ([97], [97], 7, 7, 64, 32),                       # GQA 1 (MHA), D=64
+    ([129], [129], 4, 2, 80, 16),                     # GQA 2, D=80 (portable kernels), block edge + 1
+    ([64], [64], 12, 2, 128, 16),                     # exactly 4 blocks, 7 tiles of 10 rows x 6 heads
+    ([50, 1, 31], [250, 700, 31], 12, 2, 64, 16),     # chunked prefill after 200 cached + decode + prefill
+    ([2, 1], [47, 48], 28, 4, 128, 16),               # 2-token chunk: a 14-row tile
+    ([31], [31], 6, 1, 128, 4),                       # GQA 6 with a single kv head, small blocks
 ]
 
 
-@needs_ops
-@pytest.mark.parametrize("q_lens,ctx_lens,hq,hkv,d,bs", CASES)
-def test_kernel_matches_reference_and_writes_the_cache(q_lens, ctx_lens, hq, hkv, d, bs):
+def check_against_reference(q_lens, ctx_lens, hq, hkv, d, bs):
     q, k, v, kc, vc, meta = make_batch(q_lens, ctx_lens, hq, hkv, d, bs)
     kc_ref, vc_ref = kc.clone(), vc.clone()
     ref = paged_attention_ref(q, k, v, kc_ref, vc_ref, meta, scale=d ** -0.5)
@@ -54,6 +75,31 @@ def test_kernel_matches_reference_and_writes_the_cache(q_lens, ctx_lens, hq, hkv
     np.testing.assert_array_equal(vc.numpy(), vc_ref.numpy())
     slots = meta.slot_mapping.numpy()
     np.testing.assert_array_equal(kc.numpy()[slots], k.numpy())   # new keys really landed in place
+
+
+@needs_ops
+@pytest.mark.parametrize("q_lens,ctx_lens,hq,hkv,d,bs", CASES)
+def test_kernel_matches_reference_and_writes_the_cache(q_lens, ctx_lens, hq, hkv, d, bs):
+    check_against_reference(q_lens, ctx_lens, hq, hkv, d, bs)
+
+
+@needs_ops
+@pytest.mark.parametrize("q_lens,ctx_lens,hq,hkv,d,bs", PREFILL_CASES)
+def test_prefill_tiles_match_reference(q_lens, ctx_lens, hq, hkv, d, bs):
+    check_against_reference(q_lens, ctx_lens, hq, hkv, d, bs)
+
+
+@needs_ops
+def test_portable_kernels_match_reference():
+    """PADDLE_QWENVL_KERNELS=portable (read once per process, hence the subprocess) runs every
+    case, decode and prefill, on kernels_portable.cc."""
+    env = dict(os.environ, PADDLE_QWENVL_KERNELS="portable")
+    script = ("import sys; sys.path.insert(0, %r); import test_paged_attention as t\n"
+              "from paddle_qwenvl.ops._build import build_info; assert not build_info()['avx512']\n"
+              "for case in t.CASES + t.PREFILL_CASES[1:]: t.check_against_reference(*case)\n"
+              "print('portable ok')" % os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "portable ok" in done.stdout, done.stderr[-3000:]
 
 
 def test_token_layout_gives_causal_context_per_token():
