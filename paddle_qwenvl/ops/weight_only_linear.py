@@ -33,12 +33,26 @@ def _check_algo(algo, group_size):
         raise ValueError(f"group_size={group_size}: int4 supports {GROUP_SIZES}")
 
 
+QUANTIZE_CHUNK = 1 << 22     # weights quantized at a time: bounds the float temporaries (~16 MB each)
+
+
 def quantize_weight(w, algo="weight_only_int8", group_size=128):
-    """w float32 (N, K) -> (qweight, scales) in the layouts above."""
+    """w float (N, K) -> (qweight, scales) in the layouts above.
+
+    Rows are quantized in chunks of about QUANTIZE_CHUNK weights: the int4 scale search holds
+    several float copies of what it works on, which for a whole (151936, 2048) embedding would be
+    gigabytes while loading."""
     _check_algo(algo, group_size)
     if w.ndim != 2:
         raise ValueError(f"weight must be (out_features, in_features); got shape {w.shape}")
-    w = w.astype("float32")
+    rows = max(1, QUANTIZE_CHUNK // max(w.shape[1], 1))
+    if w.shape[0] <= rows:
+        return _quantize_rows(w.astype("float32"), algo, group_size)
+    parts = [_quantize_rows(w[i:i + rows].astype("float32"), algo, group_size) for i in range(0, w.shape[0], rows)]
+    return paddle.concat([q for q, _ in parts]), paddle.concat([s for _, s in parts])
+
+
+def _quantize_rows(w, algo, group_size):
     if algo == "weight_only_int8":
         scales = paddle.clip(w.abs().max(axis=1) / 127.0, min=1e-10)                # (N,)
         q = paddle.clip(paddle.round(w / scales.unsqueeze(1)), -127, 127)
@@ -118,7 +132,8 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     exact: keep decode activations in fp32 (True) or quantize them to int8 for VNNI (False);
     None picks per shape as the module docstring says.
     """
-    _check(x, qweight, scales, bias, algo, group_size)
+    if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
+        _check(x, qweight, scales, bias, algo, group_size)
     ops = compiled_ops()
     if ops is None:
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)

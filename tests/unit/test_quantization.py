@@ -122,3 +122,14 @@ def test_saved_quantized_checkpoint_reloads_identically(tiny_dirs, tmp_path):
 def test_bad_options_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_quant_config(**kwargs)
+
+
+@pytest.mark.parametrize("algo", ["weight_only_int8", "weight_only_int4"])
+def test_quantizing_in_row_chunks_gives_the_whole_matrix_result(monkeypatch, algo):
+    from paddle_qwenvl.ops import weight_only_linear as wol
+    w = paddle.to_tensor(np.random.default_rng(0).standard_normal((37, 128)).astype("float32"))
+    whole = wol.quantize_weight(w, algo, 64)
+    monkeypatch.setattr(wol, "QUANTIZE_CHUNK", 5 * 128)           # 5 rows at a time, 8 chunks
+    chunked = wol.quantize_weight(w, algo, 64)
+    for a, b in zip(whole, chunked):
+        assert a.shape == b.shape and np.array_equal(a.numpy(), b.numpy())
