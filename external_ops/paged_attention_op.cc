@@ -2,15 +2,14 @@
 //  1. writes this step's k/v (T, Hkv, D) into their cache slots, in place;
 //  2. every query token t attends causally to the first token_ctx[t] positions of its sequence,
 //     read through the block table.
-// Work items (make_items):
-//  - a decode token (its sequence has one query token): all kv heads at once, so each cache block
-//    is read as one contiguous (block_size * Hkv * D) stream, prefetched a few chunks ahead; long
-//    contexts are split over positions (flash-decoding) so every thread has several items, and the
-//    partial softmax states are merged at the end;
-//  - a prefill tile: up to kTileRows query rows (consecutive tokens of one sequence x the G query
-//    heads of one kv head) against chunks of K/V rows, causal. Compute-bound: each K/V row loaded
-//    serves every row of the tile.
-// Both run the same chunk loop (attend_item) over the kernels of kernels.h.
+// Work items (make_plan):
+//  - a decode token (its sequence has one query token): all kv heads at once (attend_decode), so
+//    each cache block is read as one contiguous (block_size * Hkv * D) stream, the next chunk's
+//    rows prefetched while the current one is computed; long contexts are split over positions
+//    (flash-decoding) so every thread has several items, the partial softmax states merged at the end;
+//  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
+//    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
+//    Compute-bound: each K/V row loaded serves every row of the tile.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -187,10 +186,14 @@ void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Te
 
 // A decode token's split length: long enough to be worth an item (kMinSplitLen), short enough
 // that the step has about kItemsPerThread items per thread (a prefill in the batch raises it).
-int64_t split_length(const Problem& P, int nt) {
+int64_t total_positions(const Problem& P) {
   int64_t total = 0;
   for (int64_t t = 0; t < P.T; ++t) total += P.token_ctx[t];
-  return std::max<int64_t>(kMinSplitLen, total / (kItemsPerThread * nt));
+  return total;
+}
+
+int64_t split_length(const Problem& P, int nt) {
+  return std::max<int64_t>(kMinSplitLen, total_positions(P) / (kItemsPerThread * nt));
 }
 
 struct Plan {
@@ -213,8 +216,8 @@ Plan make_plan(const Problem& P, int nt) {
     }
     for (int64_t a = t0; a < t1; a += tile)                    // prefill: tiles x kv heads
       for (int64_t h = 0; h < P.Hkv; ++h) {
-        const int64_t nt_ = std::min(tile, t1 - a);
-        plan.items.push_back({a, nt_, h, h + 1, 0, P.token_ctx[a + nt_ - 1], -1});
+        const int64_t n = std::min(tile, t1 - a);
+        plan.items.push_back({a, n, h, h + 1, 0, P.token_ctx[a + n - 1], -1});
       }
   }
   std::stable_sort(plan.items.begin(), plan.items.end(), [](const Item& a, const Item& b) { return a.cost() > b.cost(); });
@@ -229,7 +232,7 @@ void run_attention(const Problem& P, int nt) {
     const Item& it = plan.items[i];
     if (it.part >= 0) return attend_decode(P, K, it, parts[it.part]);
     State st(round16(it.rows(P)) * (it.h1 - it.h0), P.D);      // rows rounded up for attend_tile
-    if (it.nt == 1) attend_decode(P, K, it, st); else attend_tile(P, K, it, st);
+    if (it.nt == 1) attend_decode(P, K, it, st); else attend_tile(P, K, it, st);   // a 1-token tile too
     write_item(P, it, st);
   });
   const int64_t merges = plan.merges.size();
@@ -258,13 +261,14 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle
                                            const paddle::Tensor& token_seq, const paddle::Tensor& token_ctx,
                                            float scale, int64_t block_size, int64_t num_threads) {
   check_inputs(q, k, k_cache, block_tables, token_ctx, block_size);
-  const int nt = pqv::threads(num_threads);
-  write_kv(k, v, slot_mapping, k_cache.data<float>(), v_cache.data<float>(), k_cache.shape()[0], nt);
   auto out = paddle::empty(q.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   const int64_t Hq = q.shape()[1], Hkv = k.shape()[1];
   Problem P{q.data<float>(), out.data<float>(), k_cache.data<float>(), v_cache.data<float>(),
             block_tables.data<int32_t>(), token_seq.data<int32_t>(), token_ctx.data<int32_t>(),
             block_tables.shape()[1], block_size, q.shape()[0], Hq, Hkv, q.shape()[2], Hq / Hkv, scale};
+  // work: multiply-adds of scores + accumulate, or K/V bytes read, whichever is larger
+  const int nt = pqv::threads_for(num_threads, total_positions(P) * P.D * std::max<int64_t>(2 * Hq, 8 * Hkv));
+  write_kv(k, v, slot_mapping, k_cache.data<float>(), v_cache.data<float>(), k_cache.shape()[0], nt);
   run_attention(P, nt);
   return {out};
 }

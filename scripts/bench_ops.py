@@ -38,9 +38,11 @@ def best_seconds(fn, reps):
     return min(times)
 
 
-def row(name, value, unit, limit, stock=None):
+def row(name, measured, unit, stock=None):
+    """measured: (value, limit) as returned by Limit.around."""
+    value, limit = measured
     frac = f"{value / limit:6.1%} of {limit:6.1f}" if limit else ""
-    extra = f"   stock Paddle {stock:8.1f} {unit}  (x{value / stock:.1f})" if stock else ""
+    extra = f"   stock Paddle {stock:8.3g} {unit}  (x{value / stock:.1f})" if stock else ""
     print(f"  {name:<44} {value:8.1f} {unit}  {frac}{extra}", flush=True)
 
 
@@ -60,10 +62,12 @@ class Limit:
 
 
 def dram_limit(nt, reps):
-    """All threads summing a 512 MB buffer, far beyond the 32 MB L3."""
-    buf = paddle.ones([512 * 1024 * 1024 // 4])
+    """All threads summing a 128 MB buffer (4x the 32 MB L3: a pass reuses nothing cached), best of
+    3 * reps passes of a few ms each: as short as the ops' calls, so on a busy machine the probe has
+    the same chance as the op of landing in a quiet moment."""
+    buf = paddle.ones([128 * 1024 * 1024 // 4])
     return Limit(lambda: buf.numel().item() * 4 / best_seconds(lambda: compiled_ops().pqv_read_sum(buf, nt),
-                                                               reps) / 1e9)
+                                                               3 * reps) / 1e9)
 
 
 def gemm_limit(reps):
@@ -106,9 +110,8 @@ def bench_decode_gemv(dram, reps, shapes):
             nbytes = q.numel().item()
             copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
             fn = cycled(lambda i: weight_only_linear(x, *copies[i], None, algo, group, exact), len(copies))
-            gbs, bw = dram.around(lambda: rate(nbytes, fn, reps))
             path = "fp32 x" if exact else "int8 x VNNI"
-            row(f"{algo} ({path}) {k}x{n}", gbs, "GB/s", bw, stock)
+            row(f"{algo} ({path}) {k}x{n}", dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
             del copies
         del w
 
@@ -123,7 +126,7 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
     for name, fn in ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w)),
                      (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb)),
                      (f"weight_only_int8 {m}x{k}x{n}", lambda: weight_only_linear(x, q, s))):
-        row(name, *gemm.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
+        row(name, gemm.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
 
 
 def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=16, seed=0):
@@ -149,8 +152,8 @@ def bench_decode_attention(dram, reps, ctx):
         caches = [(make_cache(), make_cache()) for _ in range(copies_beyond_cache(kv_bytes))]
         run = lambda f: cycled(lambda i: f(q, k, v, *caches[i], meta, d ** -0.5), len(caches))
         stock = rate(kv_bytes, run(paged_attention_ref), max(1, reps // 2))
-        gbs, bw = dram.around(lambda: rate(kv_bytes, run(paged_attention), reps))
-        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}", gbs, "GB/s", bw, stock)
+        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}",
+            dram.around(lambda: rate(kv_bytes, run(paged_attention), reps)), "GB/s", stock)
         del caches
 
 
@@ -168,9 +171,8 @@ def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
         flops = 4 * m * m / 2 * d * hq
         rep = lambda x: paddle.repeat_interleave(x, hq // hkv, axis=1).unsqueeze(0)     # (1, m, Hq, D)
         stock = rate(flops, stock_causal_sdpa(q.unsqueeze(0), rep(k), rep(v), d ** -0.5), 1)
-        gflops, peak = gemm.around(lambda: rate(flops, lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5),
-                                                max(1, reps // 2)))
-        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gflops, "GFLOP/s", peak, stock)
+        ours = lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5)
+        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gemm.around(lambda: rate(flops, ours, max(1, reps // 2))), "GFLOP/s", stock)
 
 
 def bench_elementwise(dram, reps, m=512, hidden=2048, inter=11008):
@@ -184,12 +186,12 @@ def bench_elementwise(dram, reps, m=512, hidden=2048, inter=11008):
     xr = [(paddle.randn([m, hidden]), paddle.randn([m, hidden])) for _ in range(copies_beyond_cache(nbytes))]
     stock = rate(nbytes, cycled(lambda i: rms_norm_ref(xr[i][0], w, 1e-6, xr[i][1]), len(xr)), reps)
     fn = cycled(lambda i: rms_norm(xr[i][0], w, 1e-6, xr[i][1]), len(xr))
-    row(f"add+rms_norm {m}x{hidden}", *dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
+    row(f"add+rms_norm {m}x{hidden}", dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
     nbytes = 3 * m * inter * 4
     gus = [paddle.randn([m, 2 * inter]) for _ in range(copies_beyond_cache(nbytes))]
     stock = rate(nbytes, cycled(lambda i: swiglu_ref(gus[i]), len(gus)), reps)
     fn = cycled(lambda i: swiglu(gus[i]), len(gus))
-    row(f"swiglu {m}x{2 * inter}", *dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
+    row(f"swiglu {m}x{2 * inter}", dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock)
 
 
 def main():
