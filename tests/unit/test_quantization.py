@@ -9,6 +9,7 @@ import paddle
 import pytest
 
 from paddle_qwenvl.models import load_model
+from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.quantization import QuantConfig, make_quant_config, save_quantized
 from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
@@ -128,8 +129,24 @@ def test_bad_options_are_rejected(kwargs, message):
 def test_quantizing_in_row_chunks_gives_the_whole_matrix_result(monkeypatch, algo):
     from paddle_qwenvl.ops import weight_only_linear as wol
     w = paddle.to_tensor(np.random.default_rng(0).standard_normal((37, 128)).astype("float32"))
-    whole = wol.quantize_weight(w, algo, 64)
+    whole = wol.quantize_weight_ref(w, algo, 64)
     monkeypatch.setattr(wol, "QUANTIZE_CHUNK", 5 * 128)           # 5 rows at a time, 8 chunks
-    chunked = wol.quantize_weight(w, algo, 64)
+    chunked = wol.quantize_weight_ref(w, algo, 64)
     for a, b in zip(whole, chunked):
         assert a.shape == b.shape and np.array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
+@pytest.mark.parametrize("shape, group", [((37, 128), 64), ((300, 1536), 128), ((8, 3584), 128)])
+def test_compiled_int4_quantization_matches_the_reference(shape, group):
+    from paddle_qwenvl.ops.weight_only_linear import dequantize_weight, quantize_weight, quantize_weight_ref
+    rng = np.random.default_rng(1)
+    w = paddle.to_tensor((rng.standard_normal(shape) * rng.uniform(0.01, 1, (shape[0], 1))).astype("float32"))
+    q, s = quantize_weight(w, "weight_only_int4", group)
+    q_ref, s_ref = quantize_weight_ref(w, "weight_only_int4", group)
+    assert q.dtype == paddle.uint8 and q.shape == q_ref.shape and s.shape == s_ref.shape
+    same = np.isclose(s.numpy(), s_ref.numpy(), rtol=1e-6)
+    assert same.mean() >= 0.99                  # other scales only where two ratios nearly tie
+    group_err = lambda q, s: ((dequantize_weight(q, s, "weight_only_int4", group) - w).numpy() ** 2).reshape(
+        shape[0], -1, group).sum(-1)
+    np.testing.assert_allclose(group_err(q, s), group_err(q_ref, s_ref), rtol=1e-4, atol=1e-9)
