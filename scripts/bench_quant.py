@@ -53,7 +53,8 @@ def run_worker(model_dir: Path, label: str, quant_type: str, everything: bool, n
            "--new_tokens", str(new_tokens)] + (["--everything"] if everything else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if out.returncode:
-        raise RuntimeError(f"{label} worker failed:\n{out.stderr[-3000:]}")
+        how = "killed (out of memory?)" if out.returncode == -9 else f"exit status {out.returncode}"
+        raise RuntimeError(f"{label} worker failed, {how}:\n{out.stderr[-3000:]}")
     row = dict(json.loads(out.stdout.strip().splitlines()[-1]), setting=label)
     print(f"  done: {label}: {json.dumps(row)}", file=sys.stderr, flush=True)   # kept if a later one fails
     return row
