@@ -55,6 +55,33 @@ def peak_resident_bytes() -> int:
     return _status_bytes("VmHWM")
 
 
+class PeakAnonymous:
+    """Context manager sampling RssAnon (this process's own memory: heap, tensors) every `interval`
+    seconds; `.peak` is the highest seen. VmHWM also counts file pages mapped while reading
+    safetensors shards (page cache the kernel can drop), up to a whole shard while it is open."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak = interval, 0
+
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while True:
+            self.peak = max(self.peak, _status_bytes("RssAnon"))
+            if self._stop.wait(self.interval):
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_bytes("RssAnon"))
+
+
 def decode_weight_bytes(model) -> int:
     """Bytes of weights one decode step reads: every decoder linear (float or quantized) and
     the lm_head (or the tied embedding matrix); embeddings are read one row per token."""
