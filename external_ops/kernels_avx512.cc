@@ -117,7 +117,8 @@ namespace {
 
 // r[i] = sum of the 16 lanes of a[i]: a transpose-and-add tree, ~3 instructions per sum
 // instead of ~8 for a separate horizontal reduction of each vector.
-__m512 reduce16(const __m512 a[16]) {
+// Always inlined: as a call, its 16 inputs went through the stack (measured ~5% of decode).
+inline __attribute__((always_inline)) __m512 reduce16(const __m512 a[16]) {
   __m512 b[8], c[4];
   for (int i = 0; i < 8; ++i)
     b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
