@@ -69,7 +69,7 @@ std::vector<paddle::Tensor> QuantizeInt4(const paddle::Tensor& w, int64_t group,
   const float* src = w.data<float>();
   uint8_t* qp = q.data<uint8_t>();
   float* sp = scales.data<float>();
-#pragma omp parallel for num_threads(pqv::threads(num_threads))
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 4 * N * K))
   for (int64_t n = 0; n < N; ++n) quantize_row(src + n * K, K, group, ratios, qp + n * (K / 2), sp + n * (K / group));
   return {q, scales};
 }
