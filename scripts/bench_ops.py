@@ -72,9 +72,9 @@ def dram_limit(nt, reps):
                                                                3 * reps) / 1e9)
 
 
-def gemm_limit(reps):
-    """oneDNN fp32 2048^3 GEMM."""
-    x, w = paddle.randn([2048, 2048]), paddle.randn([2048, 2048])
+def gemm_limit(reps, weight_dtype="float32"):
+    """oneDNN 2048^3 GEMM, fp32 activations, fp32 or bf16 weights."""
+    x, w = paddle.randn([2048, 2048]), paddle.randn([2048, 2048]).astype(weight_dtype)
     return Limit(lambda: 2 * 2048 ** 3 / best_seconds(lambda: linear(x, w), reps) / 1e9)
 
 
@@ -119,16 +119,17 @@ def bench_decode_gemv(dram, reps, shapes):
 
 
 def bench_prefill_gemm(gemm, reps, m, k, n):
-    print(f"prefill GEMM M={m} (GFLOP/s; limit = oneDNN fp32 2048^3 around the row)")
+    print(f"prefill GEMM M={m} (GFLOP/s; limit = oneDNN 2048^3 with the row's weight dtype, around the row)")
+    gemm_bf16 = gemm_limit(reps, "bfloat16")
     x, w = paddle.randn([m, k]), paddle.randn([n, k]) * 0.02
     flops = 2 * m * n * k
     stock = rate(flops, lambda: paddle.matmul(x, w, transpose_y=True), reps)
     wb = w.astype("bfloat16")
     q, s = quantize_weight(w, "weight_only_int8")
-    for name, fn in ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w)),
-                     (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb)),
-                     (f"weight_only_int8 {m}x{k}x{n}", lambda: weight_only_linear(x, q, s))):
-        row(name, gemm.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
+    for name, fn, limit in ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w), gemm),
+                            (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb), gemm_bf16),
+                            (f"weight_only_int8 {m}x{k}x{n}", lambda: weight_only_linear(x, q, s), gemm)):
+        row(name, limit.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
 
 
 def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=16, seed=0):
@@ -175,7 +176,7 @@ def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
         rep = lambda x: paddle.repeat_interleave(x, hq // hkv, axis=1).unsqueeze(0)     # (1, m, Hq, D)
         stock = rate(flops, stock_causal_sdpa(q.unsqueeze(0), rep(k), rep(v), d ** -0.5), 1)
         ours = lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5)
-        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gemm.around(lambda: rate(flops, ours, max(1, reps // 2))), "GFLOP/s", stock)
+        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gemm.around(lambda: rate(flops, ours, max(3, reps // 2))), "GFLOP/s", stock)
 
 
 def bench_elementwise(dram, reps, m=512, hidden=2048, inter=11008):
