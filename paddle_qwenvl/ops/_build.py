@@ -97,7 +97,7 @@ def _build():
                 return load(NAME, sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
                             extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
             except Exception as exc:
-                raise RuntimeError(f"{exc}\n{_last_lines(output)}") from exc
+                raise RuntimeError(f"{exc}\n{_build_errors(output)}") from exc
 
 
 @contextlib.contextmanager
@@ -128,10 +128,13 @@ def _paddle_output_swallowed():
             ext_log.setLevel(level)
 
 
-def _last_lines(output, n=20) -> str:
+def _build_errors(output, n=20) -> str:
+    """The compiler's `error:` lines (the first n; later ones are mostly the linker missing the
+    objects that failed), else the last n lines of the build output."""
     output.seek(0)
     lines = output.read().decode(errors="replace").splitlines()
-    return "\n".join(lines[-n:])
+    errors = [line for line in lines if "error:" in line]
+    return "\n".join(errors[:n] or lines[-n:])
 
 
 def disabled() -> bool:
@@ -154,6 +157,16 @@ def build_info() -> dict:
     import paddle
     avx512, onednn = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
     return {"avx512": bool(avx512), "onednn": bool(onednn)}
+
+
+def kernel_applies(x) -> bool:
+    """Whether a wrapper should call the compiled op on x: the library is loaded and x is float32
+    and not empty. Under paddle.jit.to_static shapes are symbolic (x.size is a graph value), so the
+    emptiness test and the wrappers' shape checks run in dygraph only."""
+    import paddle
+    if compiled_ops() is None or x.dtype != paddle.float32:
+        return False
+    return not paddle.in_dynamic_mode() or x.size > 0
 
 
 @functools.lru_cache(maxsize=None)

@@ -2,7 +2,7 @@
 import paddle
 import paddle.nn.functional as F
 
-from ._build import compiled_ops
+from ._build import compiled_ops, kernel_applies
 from .threads import num_threads
 
 
@@ -14,7 +14,6 @@ def swiglu_ref(gate_up):
 def swiglu(gate_up):
     if gate_up.ndim != 2 or gate_up.shape[1] % 2:
         raise ValueError(f"gate_up must be (M, 2I) = [gate | up]; got {gate_up.shape}")
-    ops = compiled_ops()
-    if ops is None or gate_up.dtype != paddle.float32 or gate_up.shape[0] == 0:
+    if not kernel_applies(gate_up):
         return swiglu_ref(gate_up)
-    return ops.pqv_swiglu(gate_up, num_threads())
+    return compiled_ops().pqv_swiglu(gate_up, num_threads())

@@ -7,7 +7,7 @@ x, residual (..., H); w (H,). float32 runs the compiled kernel; other dtypes the
 """
 import paddle
 
-from ._build import compiled_ops
+from ._build import compiled_ops, kernel_applies
 from .threads import num_threads
 
 
@@ -25,10 +25,11 @@ def _check(x, w, residual):
 
 
 def rms_norm(x, w, eps: float, residual=None):
-    _check(x, w, residual)
-    ops = compiled_ops()
-    if ops is None or x.dtype != paddle.float32 or x.size == 0:
+    if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
+        _check(x, w, residual)
+    if not kernel_applies(x):
         return rms_norm_ref(x, w, eps, residual)
+    ops = compiled_ops()
     if w.dtype != paddle.float32:
         w = w.astype("float32")
     if residual is None:

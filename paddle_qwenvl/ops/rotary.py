@@ -6,7 +6,7 @@ op serves q and k of the decoder and the vision tower.
 """
 import paddle
 
-from ._build import compiled_ops
+from ._build import compiled_ops, kernel_applies
 from .threads import num_threads
 
 
@@ -19,15 +19,19 @@ def apply_rotary_ref(x, cos, sin):
     return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
 
 
-def apply_rotary(x, cos, sin):
+def _check(x, cos, sin):
     if x.ndim != 3 or x.shape[2] % 2 or list(cos.shape) != [x.shape[0], x.shape[2]] or cos.shape != sin.shape:
         raise ValueError(f"x must be (T, H, D) with even D and cos/sin (T, D); got {x.shape}, {cos.shape}, {sin.shape}")
-    ops = compiled_ops()
-    if ops is None or x.dtype != paddle.float32 or x.shape[0] == 0:
+
+
+def apply_rotary(x, cos, sin):
+    if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
+        _check(x, cos, sin)
+    if not kernel_applies(x):
         return apply_rotary_ref(x, cos, sin)
     if cos.dtype != paddle.float32:
         cos, sin = cos.astype("float32"), sin.astype("float32")
-    return ops.pqv_rotary(x, cos, sin, num_threads())
+    return compiled_ops().pqv_rotary(x, cos, sin, num_threads())
 
 
 def apply_rotary_qk(q, k, cos, sin):

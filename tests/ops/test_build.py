@@ -33,3 +33,31 @@ def test_cache_dir_follows_env_and_source_hash(tmp_path, monkeypatch):
     src.write_text("int b;")
     assert first.parent == tmp_path
     assert _build._cache_dir([src], ["-O3"], []) != first
+
+
+@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+def test_cached_load_prints_nothing():
+    assert _build.compiled_ops() is not None            # built (or loaded) here first
+    code = "from paddle_qwenvl.ops._build import compiled_ops; assert compiled_ops() is not None"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no compiler")
+def test_failed_build_reports_the_compiler_error(tmp_path, monkeypatch, caplog):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.cc").write_text("int broken( {\n")
+    monkeypatch.setattr(_build, "SRC_DIR", src)
+    monkeypatch.setenv("PADDLE_QWENVL_OPS_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level("WARNING"):
+        assert _build.compiled_ops.__wrapped__() is None          # uncached: a fresh attempt
+    assert "broken.cc" in caplog.text and "error" in caplog.text
+
+
+def test_unknown_kernel_choice_is_an_error(monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_KERNELS", "avx2")
+    monkeypatch.delenv("PADDLE_QWENVL_DISABLE_OPS", raising=False)
+    with pytest.raises(ValueError, match="PADDLE_QWENVL_KERNELS='avx2'"):
+        _build.compiled_ops.__wrapped__()

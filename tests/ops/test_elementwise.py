@@ -46,6 +46,19 @@ def test_rotary_matches_reference(tokens, heads, d):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_other_dtypes_run_the_references():
+    """float64 (no compiled kernel) goes through the references and keeps its dtype."""
+    x, res, w = (a.astype("float64") for a in (t(3, 8), t(3, 8), t(8)))
+    out, new_res = rms_norm(x, w, 1e-6, res)
+    assert out.dtype == new_res.dtype == paddle.float64
+    np.testing.assert_array_equal(out.numpy(), rms_norm_ref(x, w, 1e-6, res)[0].numpy())
+    gate_up = t(2, 8).astype("float64")
+    assert swiglu(gate_up).dtype == paddle.float64
+    np.testing.assert_array_equal(swiglu(gate_up).numpy(), swiglu_ref(gate_up).numpy())
+    q, cos, sin = t(2, 3, 4).astype("float64"), t(2, 4).astype("float64"), t(2, 4).astype("float64")
+    np.testing.assert_array_equal(apply_rotary(q, cos, sin).numpy(), apply_rotary_ref(q, cos, sin).numpy())
+
+
 def test_bad_shapes_raise():
     with pytest.raises(ValueError, match="gate_up"):
         swiglu(t(2, 3))

@@ -1,0 +1,50 @@
+"""The op tests' key cases again under the run-time switches the library reads once per process
+(hence subprocesses):
+  PADDLE_QWENVL_KERNELS=portable     kernels_portable.cc instead of the AVX512 / VNNI kernels
+  PADDLE_QWENVL_WORK_PER_THREAD=0    every op at the full thread count, however small the shape
+                                     (by default the small test shapes run on one thread)
+Paged attention's portable run lives in test_paged_attention.py.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paddle_qwenvl.ops._build import compiled_ops
+
+HERE = Path(__file__).parent
+needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
+
+
+def run_op_tests(env: dict, files, deselect: str):
+    """pytest on `files` (minus tests matching `deselect`) in a fresh process with `env` added."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *[str(HERE / f) for f in files],
+           "-k", f"not ({deselect})"]
+    done = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and " skipped" not in done.stdout, done.stdout[-500:]
+
+
+@needs_ops
+def test_portable_switch_turns_the_avx512_kernels_off():
+    code = "from paddle_qwenvl.ops._build import build_info; print(build_info()['avx512'])"
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PADDLE_QWENVL_KERNELS="portable"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+@needs_ops
+def test_portable_kernels_match_references():
+    """int8/int4 GEMV (exact path: the portable kernels have no int8-activation variant, so the VNNI
+    bound test, which asserts a nonzero int8 error, is left out), RMSNorm(+residual), SwiGLU, rotary."""
+    run_op_tests({"PADDLE_QWENVL_KERNELS": "portable"},
+                 ["test_elementwise.py", "test_weight_only_linear.py"], "vnni_path")
+
+
+@needs_ops
+def test_every_op_matches_references_on_all_threads():
+    """3 threads on any shape: uneven row splits of the GEMV, norms, swiglu, rotary, linear."""
+    run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
+                 ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py"], "portable")
