@@ -15,10 +15,6 @@ class TiedQuantizedEmbedding(nn.Layer):
         super().__init__()
         self._head = (lm_head,)     # a tuple, not a sublayer: its buffers are saved once, as lm_head's
 
-    @property
-    def num_embeddings(self) -> int:
-        return self._head[0].out_features
-
     def forward(self, ids):
         """ids int64 (...) -> (..., hidden) float32, each row as the lm_head dequantizes it."""
         head = self._head[0]
