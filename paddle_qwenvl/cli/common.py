@@ -31,23 +31,9 @@ def set_up_runtime(threads: Optional[int] = None) -> int:
     import paddle
     count = threads or num_threads()
     paddle.base.core.set_num_threads(count)
-    _load_compiled_ops()
-    return count
-
-
-def _load_compiled_ops() -> None:
-    """Build (first run) or load our C++ kernels now, with stdout pointed at stderr: Paddle prints
-    "Compiling user custom op ..." on stdout, which would corrupt `run --json` output."""
     from ..ops._build import compiled_ops
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        compiled_ops()
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
+    compiled_ops()            # build or load now; its chatter is kept off stdout (run --json)
+    return count
 
 
 def resolve_dtype(dtype: str) -> str:
