@@ -6,6 +6,11 @@
 
 namespace pqv {
 
+// Decode GEMVs software-prefetch this many bytes ahead in their weight stream. Measured on
+// 2048x11008 and 11008x2048 int8 (2 threads, weights past L3): 1 KB ahead reached 60-85% of the
+// DRAM read probe, 4 KB 90-100%, 8 KB 97-105% in both bandwidth regimes; 16 KB no better.
+constexpr int64_t kWeightPrefetch = 8192;
+
 // y (M, N) = x (M, K) @ dequant(w)^T * scale[n] + bias[n]; w int8 (N, K); bias may be null.
 struct Int8Gemv {
   const float* x; const int8_t* w; const float* scales; const float* bias; float* y;
