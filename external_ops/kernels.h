@@ -48,13 +48,11 @@ void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 // Attention inner loops over R query rows (decode: the G heads of one token that share a kv head;
 // prefill: a tile of tokens x those G heads), q (R, D) contiguous and already scaled.
 // K / V rows are given as n row pointers (D floats each; scattered over the cache blocks).
-// Prefetch: n rows of `bytes` bytes each that the caller reads next (a later chunk). The kernels
-// prefetch them in small pieces spread over their arithmetic, so the DRAM requests overlap the
-// compute instead of queueing up in one burst. n = 0: nothing to prefetch.
-struct Prefetch {
-  const float* const* rows;
-  int64_t n, bytes;
-};
+// ahead (decode; nullptr: none): one row pointer per K/V row of the call, the row that will be
+// read `distance` positions later. Reading row j, the kernel prefetches ahead[j] line by line
+// in step (one prefetch per 64 bytes read, only on its first pass over the rows), so the DRAM
+// requests are spread over the arithmetic at a fixed distance ahead, at the cost of one
+// instruction per line.
 // Decode (row-major scores s (R, lds), R = G rows of one token):
 // scores:       s[r * lds + j] = q[r] . k[j]                      r < R, j < n
 // softmax_step: one row's chunk of n <= 32 scores s folded into its running max *m and sum *l:
@@ -69,12 +67,12 @@ struct Prefetch {
 // The AVX512 variants need D % 16 == 0; the portable ones take any D.
 struct AttnKernels {
   void (*scores)(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds,
-                 Prefetch pf);
+                 const float* const* ahead);
   float (*softmax_step)(float* s, int64_t n, float* m, float* l);
   void (*scores_t)(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st);
   void (*softmax_t)(float* st, int64_t n, int64_t Rp, const int32_t* valid, float* m, float* l, float* alpha);
   void (*accumulate)(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
-                     const float* const* v, int64_t n, int64_t D, Prefetch pf);
+                     const float* const* v, int64_t n, int64_t D, const float* const* ahead);
 };
 extern const AttnKernels kAttnAvx512;
 extern const AttnKernels kAttnPortable;

@@ -58,7 +58,7 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
 
 // The portable attention kernels ignore the prefetch hint.
 static void scores_portable(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s,
-                            int64_t lds, Prefetch) {
+                            int64_t lds, const float* const*) {
   for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.f;
@@ -68,7 +68,7 @@ static void scores_portable(const float* q, int64_t R, const float* const* k, in
 }
 
 static void accumulate_portable(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
-                                const float* const* v, int64_t n, int64_t D, Prefetch) {
+                                const float* const* v, int64_t n, int64_t D, const float* const*) {
   for (int64_t r = 0; r < R; ++r) {
     float* a = acc + r * D;
     for (int64_t d = 0; d < D; ++d) a[d] *= alpha[r];

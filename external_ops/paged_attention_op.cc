@@ -4,8 +4,8 @@
 //     read through the block table.
 // Work items (make_plan):
 //  - a decode token (its sequence has one query token): all kv heads at once (attend_decode), so
-//    each cache block is read as one contiguous (block_size * Hkv * D) stream, the next chunk's
-//    rows prefetched while the current one is computed; long contexts are split over positions
+//    each cache block is read as one contiguous (block_size * Hkv * D) stream, the rows
+//    kPrefetchAhead positions ahead prefetched as each row is read; long contexts are split over positions
 //    (flash-decoding) so every thread has several items, the partial softmax states merged at the end;
 //  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
 //    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
@@ -25,9 +25,10 @@ constexpr int64_t kChunk = 32;           // positions scored before one softmax 
 constexpr int64_t kMinSplitLen = 256;    // shortest position range worth its own decode work item
 constexpr int64_t kItemsPerThread = 4;   // decode splits aim at this many items per thread (shared cores)
 constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a prefill tile
-// Chunks ahead whose K/V rows a decode item prefetches (to L1). Measured: 1 beats 0 (~3x), 2, 4
-// and prefetching to L2 (_MM_HINT_T1) at 1, 2 or 4 chunks ahead.
-constexpr int64_t kPrefetchChunks = 1;
+// Positions ahead whose K/V rows a decode item prefetches (to L1), row by row as it reads
+// (kernels.h, `ahead`). Measured (2 threads, 4096 positions, Hkv 2 and 4, D 128): no prefetch
+// ~45% of the DRAM probe, 8 ahead ~75%, 16-32 ahead 85-95%, 24 best.
+constexpr int64_t kPrefetchAhead = 24;
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -89,33 +90,30 @@ void softmax_rows(const Problem& P, const pqv::AttnKernels& K, const Item& it, i
   }
 }
 
-// Row pointers of the chunk at slots[i0, i0 + n) into `cache` for kv head h (h = 0 and all heads'
-// bytes for prefetching: a slot's rows of all kv heads are one contiguous Hkv * D stretch).
+// Row pointers of kv head h at slots[i0, i0 + n) into `cache`; positions past the item's end
+// repeat its last row (for prefetch pointers).
 void chunk_rows(const Problem& P, const std::vector<int64_t>& slots, int64_t i0, int64_t n, const float* cache,
                 int64_t h, const float** rows) {
-  for (int64_t j = 0; j < n; ++j) rows[j] = cache + (slots[i0 + j] * P.Hkv + h) * P.D;
+  const int64_t last = static_cast<int64_t>(slots.size()) - 1;
+  for (int64_t j = 0; j < n; ++j) rows[j] = cache + (slots[std::min(i0 + j, last)] * P.Hkv + h) * P.D;
 }
 
 void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), D = P.D, heads = it.h1 - it.h0, len = it.p1 - it.p0;
-  const bool prefetch = heads == P.Hkv;      // an all-heads item streams whole slots: prefetch them
   const std::vector<float> qs = gather_queries(P, it);
   const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1);
   std::vector<float> s(R * kChunk), alpha(R);
   const float *krows[kChunk], *vrows[kChunk], *kahead[kChunk], *vahead[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
-    const int64_t n = std::min(kChunk, len - c0), a0 = c0 + kPrefetchChunks * kChunk;
-    const int64_t na = prefetch ? std::clamp<int64_t>(len - a0, 0, kChunk) : 0;
-    chunk_rows(P, slots, a0, na, P.kc, 0, kahead);
-    chunk_rows(P, slots, a0, na, P.vc, 0, vahead);
+    const int64_t n = std::min(kChunk, len - c0);
     for (int64_t hi = 0; hi < heads; ++hi) {
       chunk_rows(P, slots, c0, n, P.kc, it.h0 + hi, krows);
       chunk_rows(P, slots, c0, n, P.vc, it.h0 + hi, vrows);
-      const int64_t a = na * hi / heads, b = na * (hi + 1) / heads;     // this head's share of the prefetch
-      K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, {kahead + a, b - a, P.Hkv * D * 4});
+      chunk_rows(P, slots, c0 + kPrefetchAhead, n, P.kc, it.h0 + hi, kahead);
+      chunk_rows(P, slots, c0 + kPrefetchAhead, n, P.vc, it.h0 + hi, vahead);
+      K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, kahead);
       softmax_rows(P, K, it, it.p0 + c0, n, hi, s.data(), alpha.data(), st);
-      K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D,
-                   {vahead + a, b - a, P.Hkv * D * 4});
+      K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D, vahead);
     }
   }
 }
@@ -139,7 +137,7 @@ void attend_tile(const Problem& P, const pqv::AttnKernels& K, const Item& it, St
     chunk_rows(P, slots, c0, n, P.vc, it.h0, vrows);
     K.scores_t(qt.data(), Rp, krows, n, D, sT.data());
     K.softmax_t(sT.data(), n, Rp, valid.data(), st.m.data(), st.l.data(), alpha.data());
-    K.accumulate(st.acc.data(), alpha.data(), sT.data(), 1, Rp, R, vrows, n, D, {nullptr, 0, 0});
+    K.accumulate(st.acc.data(), alpha.data(), sT.data(), 1, Rp, R, vrows, n, D, nullptr);
   }
 }
 
@@ -176,7 +174,8 @@ void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Te
   const int64_t* slot = slots.data<int64_t>();
   for (int64_t t = 0; t < T; ++t)
     PD_CHECK(slot[t] >= -1 && slot[t] < num_slots, "slot_mapping value out of range of the cache");
-#pragma omp parallel for num_threads(nt)
+  // a decode step writes a few KB: only a prefill's worth is split over threads
+#pragma omp parallel for num_threads(pqv::threads_for(nt, 2 * T * row * 4))
   for (int64_t t = 0; t < T; ++t) {
     if (slot[t] < 0) continue;                                 // -1: padding token, nothing to store
     std::copy_n(k.data<float>() + t * row, row, kc + slot[t] * row);
@@ -236,7 +235,7 @@ void run_attention(const Problem& P, int nt) {
     write_item(P, it, st);
   });
   const int64_t merges = plan.merges.size();
-#pragma omp parallel for num_threads(nt)
+#pragma omp parallel for num_threads(pqv::threads_for(nt, plan.parts * P.Hq * P.D * 4))
   for (int64_t i = 0; i < merges * P.Hq; ++i) {
     const auto& mg = plan.merges[i / P.Hq];
     write_merged(P, mg[0], i % P.Hq, &parts[mg[1]], mg[2]);
