@@ -34,7 +34,7 @@ inline void int8_row(const Int8Gemv& p, int64_t m, int64_t n) {
     for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 64 <= K; k += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + k + kWeightPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + k + kWeightsAhead), _MM_HINT_T0);
     for (int j = 0; j < 4; ++j) {
       const __m512 wv = load_i8x16(w + k + 16 * j);
       for (int i = 0; i < MR; ++i)
@@ -74,7 +74,7 @@ inline void int4_row(const Int4Gemv& p, const float* xsum, int64_t m, int64_t n)
       for (int j = 0; j < 4; ++j) gacc[i][j] = _mm512_setzero_ps();
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t k = (g * chunks + c) * 64;
-      _mm_prefetch(reinterpret_cast<const char*>(wr + k / 2 + kWeightPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wr + k / 2 + kWeightsAhead / 2), _MM_HINT_T0);
       __m512 w[4];
       unpack_int4x64(wr + k / 2, w);
       for (int i = 0; i < MR; ++i)

@@ -24,7 +24,7 @@ inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) 
   __m512 acc0[MR], acc1[MR];
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
   auto block = [&](int64_t b, __m512* acc) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + b * 64 + kWeightPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + b * 64 + kWeightsAhead), _MM_HINT_T0);
     const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(w + b * 64), flip);
     for (int i = 0; i < MR; ++i) {
       const __m512i x = _mm512_loadu_si512(xq.q + (m + i) * K + b * 64);
@@ -69,7 +69,7 @@ inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_
   __m512 acc0[MR], acc1[MR];
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
   auto group = [&](int64_t g, __m512* acc) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + g * 64 + kWeightPrefetch), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + g * 64 + kWeightsAhead / 2), _MM_HINT_T0);
     const __m512i raw = _mm512_loadu_si512(w + g * 64);
     const __m512i lo = _mm512_and_si512(raw, mask);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
@@ -101,7 +101,7 @@ inline void int4_row_g64(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t
   __m256 acc0[MR], acc1[MR];
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm256_setzero_ps();
   auto group = [&](int64_t g, __m256* acc) {
-    if (g % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + g * 32 + kWeightPrefetch), _MM_HINT_T0);
+    if (g % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + g * 32 + kWeightsAhead / 2), _MM_HINT_T0);
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 32));
     const __m256i lo = _mm256_and_si256(raw, mask);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);

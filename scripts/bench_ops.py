@@ -20,7 +20,7 @@ import paddle
 import paddle.nn.functional as F
 
 from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
-from paddle_qwenvl.ops._build import build_info, compiled_ops
+from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
 from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
@@ -132,9 +132,10 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
         row(name, limit.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
 
 
-def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=16, seed=0):
-    """num_seqs sequences of ctx cached tokens, the last q_len of them new this step; blocks
-    scattered over a shuffled pool. Returns q, k, v, make_cache, meta."""
+def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=64, seed=0):
+    """num_seqs sequences of ctx cached tokens, the last q_len of them new this step; blocks of the
+    engine's default size (EngineConfig.block_size = 64) scattered over a shuffled pool, as in a
+    server that has run for a while. Returns q, k, v, make_cache, meta."""
     rng = np.random.default_rng(seed)
     blocks = (ctx + block_size - 1) // block_size
     tables = rng.permutation(num_seqs * blocks).reshape(num_seqs, blocks).astype(np.int32)
@@ -216,6 +217,9 @@ def main():
     paddle.base.core.set_num_threads(nt)                     # stock Paddle ops get the same threads
     reps = 3 if args.quick else 7
     print(f"threads={nt}  build={build_info()}  (limits are probed around each row)")
+    # a script run from scripts/ imports whichever paddle_qwenvl is installed, which may not be
+    # this checkout (`pip install -e .` makes it so): say which kernels are being measured
+    print(f"kernels built from {SRC_DIR}")
     dram, gemm = dram_limit(nt, reps), gemm_limit(reps)
     if "gemv" in only:
         bench_decode_gemv(dram, reps, [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)]))
