@@ -50,7 +50,7 @@ void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 // prefill: a tile of tokens x those G heads), q (R, D) contiguous and already scaled.
 // K / V rows are given as n row pointers (D floats each; scattered over the cache blocks).
 // ahead (decode; nullptr: none): one row pointer per K/V row of the call, the row that will be
-// read `distance` positions later. Reading row j, the kernel prefetches ahead[j] line by line
+// read a fixed number of positions later (kPrefetchAhead in paged_attention_op.cc). Reading row j, the kernel prefetches ahead[j] line by line
 // in step (one prefetch per 64 bytes read, only on its first pass over the rows), so the DRAM
 // requests are spread over the arithmetic at a fixed distance ahead, at the cost of one
 // instruction per line.

@@ -5,8 +5,9 @@
 // Work items (make_plan):
 //  - a decode token (its sequence has one query token): all kv heads at once (attend_decode), so
 //    each cache block is read as one contiguous (block_size * Hkv * D) stream, the rows
-//    kPrefetchAhead positions ahead prefetched as each row is read; long contexts are split over positions
-//    (flash-decoding) so every thread has several items, the partial softmax states merged at the end;
+//    kPrefetchAhead positions ahead prefetched as each row is read; long contexts are split
+//    over positions (flash-decoding) so every thread has several items, the partial softmax
+//    states merged at the end;
 //  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
 //    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
 //    Compute-bound: each K/V row loaded serves every row of the tile.
@@ -26,8 +27,9 @@ constexpr int64_t kMinSplitLen = 256;    // shortest position range worth its ow
 constexpr int64_t kItemsPerThread = 4;   // decode splits aim at this many items per thread (shared cores)
 constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a prefill tile
 // Positions ahead whose K/V rows a decode item prefetches (to L1), row by row as it reads
-// (kernels.h, `ahead`). Measured (2 threads, 4096 positions, Hkv 2 and 4, D 128): no prefetch
-// ~45% of the DRAM probe, 8 ahead ~75%, 16-32 ahead 85-95%, 24 best.
+// (kernels.h, `ahead`). Measured through the op (2 threads, 4096 positions, 1 and 4 sequences,
+// Hkv 2 and 4, D 128), fraction of the DRAM read probe: none 40-52%, 8 ahead 51-65%, 24 ahead
+// 50-67%, 48 ahead 47-58%.
 constexpr int64_t kPrefetchAhead = 24;
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
