@@ -12,6 +12,14 @@ namespace pqv {
 // 92-97%, 8 KB 83-92%; int4 1 KB 73-87%, 2 KB 78-89%, 4 KB 76-89%, 8 KB 60-77%.
 constexpr int64_t kWeightsAhead = 4096;
 
+// Dense decode GEMV: y (M, N) = x (M, K) @ w^T + bias[n]; w (N, K) float32, or bfloat16 bits
+// (uint16) when bf16; bias may be null. AVX512 only: callers without it use oneDNN or Paddle.
+struct DenseGemv {
+  const float* x; const void* w; bool bf16; const float* bias; float* y;
+  int64_t M, N, K;
+};
+void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1);
+
 // y (M, N) = x (M, K) @ dequant(w)^T * scale[n] + bias[n]; w int8 (N, K); bias may be null.
 struct Int8Gemv {
   const float* x; const int8_t* w; const float* scales; const float* bias; float* y;

@@ -16,6 +16,11 @@
 namespace pqv {
 namespace {
 
+// Fully unrolls a loop over a register block. Without it GCC kept the block's accumulator arrays
+// (e.g. 16 __m512) in memory around the loops (a memset to zero them, spills before reduce16):
+// the decode scores ran at 70% of the speed they have with it.
+#define PQV_UNROLL _Pragma("GCC unroll 16")
+
 inline __m512 load_i8x16(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
@@ -95,6 +100,62 @@ inline void int4_row(const Int4Gemv& p, const float* xsum, int64_t m, int64_t n)
 
 }  // namespace
 
+namespace {
+
+// 16 weights of a row as fp32: float32 directly, bf16 by moving the bits up (exact).
+template <bool BF16>
+inline __m512 load_w16(const void* w, int64_t k, __mmask16 mask = 0xFFFF) {
+  if constexpr (BF16) {
+    const __m256i h = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(w) + k);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(w) + k);
+  }
+}
+
+// MR activation rows against dense weight row n: one sequential stream, 4 partial sums per row.
+template <int MR, bool BF16>
+inline void dense_row(const DenseGemv& p, int64_t m, int64_t n) {
+  const int64_t K = p.K, esize = BF16 ? 2 : 4;
+  const char* wr = static_cast<const char*>(p.w) + n * K * esize;
+  __m512 acc[MR][4];
+  PQV_UNROLL for (int i = 0; i < MR; ++i)
+    PQV_UNROLL for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    PQV_UNROLL for (int l = 0; l < esize; ++l)        // 64 weights = esize lines
+      _mm_prefetch(wr + (k + kWeightsAhead) * esize + 64 * l, _MM_HINT_T0);
+    PQV_UNROLL for (int j = 0; j < 4; ++j) {
+      const __m512 wv = load_w16<BF16>(wr, k + 16 * j);
+      PQV_UNROLL for (int i = 0; i < MR; ++i)
+        acc[i][j] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p.x + (m + i) * K + k + 16 * j), acc[i][j]);
+    }
+  }
+  for (; k < K; k += 16) {                            // tail: masked 16-wide steps
+    const __mmask16 mask = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    const __m512 wv = load_w16<BF16>(wr, k, mask);
+    PQV_UNROLL for (int i = 0; i < MR; ++i)
+      acc[i][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, p.x + (m + i) * K + k), acc[i][0]);
+  }
+  PQV_UNROLL for (int i = 0; i < MR; ++i)
+    p.y[(m + i) * p.N + n] = reduce4(acc[i]) + (p.bias ? p.bias[n] : 0.f);
+}
+
+template <bool BF16>
+void dense_rows(const DenseGemv& p, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= p.M; m += 4) dense_row<4, BF16>(p, m, n);
+    for (; m < p.M; ++m) dense_row<1, BF16>(p, m, n);
+  }
+}
+
+}  // namespace
+
+void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1) {
+  if (p.bf16) dense_rows<true>(p, n0, n1); else dense_rows<false>(p, n0, n1);
+}
+
 void int8_gemv_avx512(const Int8Gemv& p, int64_t n0, int64_t n1) {
   for (int64_t n = n0; n < n1; ++n) {
     int64_t m = 0;
@@ -112,11 +173,6 @@ void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t 
 }
 
 namespace {
-
-// Fully unrolls a loop over a register block. Without it GCC kept the block's accumulator arrays
-// (e.g. 16 __m512) in memory around the loops (a memset to zero them, spills before reduce16):
-// the decode scores ran at 70% of the speed they have with it.
-#define PQV_UNROLL _Pragma("GCC unroll 16")
 
 // r[i] = sum of the 16 lanes of a[i]: a transpose-and-add tree, ~3 instructions per sum
 // instead of ~8 for a separate horizontal reduction of each vector.

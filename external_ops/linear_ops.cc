@@ -1,15 +1,41 @@
-// Dense linear through oneDNN: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
-// bf16 weights run a bf16 x bf16 GEMM (x is rounded to bf16 here) with fp32 accumulation.
+// Dense linear: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
+// Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV, one sequential weight stream per thread
+// (oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21 on one
+// thread). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
+// rounded values in fp32), products accumulate in fp32.
 // The result has x's dtype; bf16 x needs bf16 w (the wrapper casts). pqv_build_info reports what this build can do.
 #include <algorithm>
 #include <vector>
 
 #include "common.h"
 #include "dnnl_gemm.h"
+#include "kernels.h"
 
 namespace {
 
 using paddle::DataType;
+
+constexpr int64_t kGemvRows = 16;     // as weight_only_ops.cc: from this many rows on, a GEMM
+
+// y = x @ w^T + bias for a few fp32 rows, rows of w split over threads.
+void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* bias, float* y, bool w_bf16,
+                int nt) {
+  const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
+  std::vector<float> xr;
+  const float* xp = x.data<float>();
+  if (w_bf16) {                                   // the same bf16 x as the GEMM path
+    xr.resize(M * K);
+    for (int64_t i = 0; i < M * K; ++i) xr[i] = pqv::bf16_to_f32(pqv::f32_to_bf16(xp[i]));
+    xp = xr.data();
+  }
+  const pqv::DenseGemv p{xp, w.data(), w_bf16, bias, y, M, N, K};
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b, e;
+    pqv::split_range(N, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
+    if (b < e) pqv::dense_gemv_avx512(p, b, e);
+  }
+}
 
 std::vector<uint16_t> to_bf16(const float* x, int64_t n, int nt) {
   std::vector<uint16_t> out(n);
@@ -22,13 +48,17 @@ std::vector<uint16_t> to_bf16(const float* x, int64_t n, int nt) {
 
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
                                    const paddle::optional<paddle::Tensor>& bias, int64_t num_threads) {
-  PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
   const bool x_bf16 = x.dtype() == DataType::BFLOAT16, w_bf16 = w.dtype() == DataType::BFLOAT16;
   const int64_t bytes = 4 * (M * K + M * N) + (w_bf16 ? 2 : 4) * N * K;
   const int nt = pqv::threads_for(num_threads, std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
+  if (M < kGemvRows && !x_bf16 && pqv::has_avx512()) {
+    dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, nt);
+    return {y};
+  }
+  PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
   PD_CHECK(w_bf16 || !x_bf16, "bf16 x with fp32 w: cast x to float32 first (oneDNN has no f32 x f32 -> bf16)");
   std::vector<uint16_t> xb;
   const void* a = x.data();

@@ -8,6 +8,7 @@ from ..layers.attention_metadata import AttentionMetadata
 from ..layers.embedding import TiedQuantizedEmbedding
 from ..layers.linear import make_linear
 from ..layers.norm import LayerNorm
+from ..ops.linear import linear
 from .text import Qwen2Model
 from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin, frame_cu_seqlens, vision_rotary
 
@@ -87,7 +88,7 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def compute_logits(self, hidden):
         if hasattr(self, "lm_head"):
             return self.lm_head(hidden)
-        return paddle.matmul(hidden, self.model.embed_tokens.weight, transpose_y=True)
+        return linear(hidden, self.model.embed_tokens.weight)      # tied: the embedding table
 
 
 def _as_grid_list(grid_thw) -> list:

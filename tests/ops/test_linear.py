@@ -1,4 +1,4 @@
-"""Dense linear through oneDNN vs the paddle.matmul reference."""
+"""Dense linear (oneDNN GEMM; our GEMV below 16 rows) vs the paddle.matmul reference."""
 import numpy as np
 import paddle
 import pytest
@@ -7,7 +7,9 @@ from paddle_qwenvl.ops._build import build_info
 from paddle_qwenvl.ops.linear import linear, linear_ref
 
 needs_onednn = pytest.mark.skipif(not build_info()["onednn"], reason="built without oneDNN")
-SHAPES = [(1, 7, 5), (3, 33, 70), (17, 130, 256), (64, 257, 1000), (130, 96, 128)]
+# below 16 rows the decode GEMV: K tails (5, 70, 130), 4-row blocks (4, 15), rows over 2 threads
+SHAPES = [(1, 7, 5), (3, 33, 70), (4, 50, 130), (15, 20, 64), (2, 1100, 512),
+          (17, 130, 256), (64, 257, 1000), (130, 96, 128)]
 
 
 def _data(m, n, k, seed=0):
