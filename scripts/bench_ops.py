@@ -105,6 +105,8 @@ def bench_decode_gemv(dram, reps, shapes):
         stock_copies = [w.clone() for _ in range(copies_beyond_cache(n * k * 4))]
         stock = rate(n * k * 4, cycled(lambda i: paddle.matmul(x, stock_copies[i], transpose_y=True),
                                        len(stock_copies)), reps)
+        fn = cycled(lambda i: linear(x, stock_copies[i]), len(stock_copies))
+        row(f"dense fp32 (linear) {k}x{n}", dram.around(lambda: rate(n * k * 4, fn, reps)), "GB/s", stock)
         del stock_copies
         for algo, group, exact in (("weight_only_int8", 128, True), ("weight_only_int8", 128, False),
                                    ("weight_only_int4", 128, False)):
