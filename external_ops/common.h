@@ -79,6 +79,17 @@ inline void split_range(int64_t n, int t, int nt, int64_t* begin, int64_t* end) 
   *end = *begin + per + (t < rem ? 1 : 0);
 }
 
+// fn(b, e) over contiguous ranges [b, e) of [0, n), one per thread (GEMV weight rows).
+template <typename F>
+void parallel_rows(int64_t n, int nt, F fn) {
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t b, e;
+    split_range(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
+    if (b < e) fn(b, e);
+  }
+}
+
 // fn(i) for i in [0, n), handed out one at a time to nt threads (items of uneven cost).
 // Not `omp for schedule(dynamic)`: GCC's GOMP dynamic-loop entry points, served by Paddle's
 // libiomp5, skipped iterations here (outputs left unwritten on the first call).

@@ -29,12 +29,7 @@ void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* b
     xp = xr.data();
   }
   const pqv::DenseGemv p{xp, w.data(), w_bf16, bias, y, M, N, K};
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t b, e;
-    pqv::split_range(N, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
-    if (b < e) pqv::dense_gemv_avx512(p, b, e);
-  }
+  pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::dense_gemv_avx512(p, b, e); });
 }
 
 std::vector<uint16_t> to_bf16(const float* x, int64_t n, int nt) {

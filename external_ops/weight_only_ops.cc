@@ -15,17 +15,6 @@ namespace {
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
 constexpr int64_t kTileRows = 256;     // weight rows dequantized per GEMM
 
-// Runs fn(n0, n1) over contiguous row ranges of [0, n), one per thread.
-template <typename F>
-void parallel_rows(int64_t n, int nt, F fn) {
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t b, e;
-    pqv::split_range(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
-    if (b < e) fn(b, e);
-  }
-}
-
 // x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
 struct QuantXBuffers {
   std::vector<int8_t> q;
@@ -54,7 +43,7 @@ void tile_gemm(const float* x, float* y, const float* bias, int64_t M, int64_t N
   std::vector<float> tile(kTileRows * K);
   for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, N - n0);
-    parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile.data()); });
+    pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile.data()); });
     pqv::Gemm g{x, tile.data(), bias ? bias + n0 : nullptr, y + n0, pqv::Dt::f32, pqv::Dt::f32, M, rows, K, N};
     pqv::dnnl_gemm(g, nt);
   }
@@ -79,11 +68,11 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
     });
   } else if (pqv::has_avx512() && !exact && K % 64 == 0) {
     QuantXBuffers xq(p.x, M, K, 64, false);
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
   } else if (pqv::has_avx512()) {
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_avx512(p, b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_avx512(p, b, e); });
   } else {
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_portable(p, b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_portable(p, b, e); });
   }
   return {y};
 }
@@ -114,15 +103,15 @@ std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle
     });
   } else if (pqv::has_avx512() && !exact) {
     QuantXBuffers xq(p.x, M, K, group_size, true);
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_vnni(p, xq.view(), b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_vnni(p, xq.view(), b, e); });
   } else if (pqv::has_avx512()) {
     std::vector<float> xp(M * K), xsum(M * G);
     pqv::int4_prepare(p.x, M, K, group_size, xp.data(), xsum.data());
     pqv::Int4Gemv q = p;
     q.x = xp.data();
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_avx512(q, xsum.data(), b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_avx512(q, xsum.data(), b, e); });
   } else {
-    parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_portable(p, b, e); });
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_portable(p, b, e); });
   }
   return {y};
 }
