@@ -49,6 +49,8 @@ CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size
     ([1, 1, 1], [33, 64, 65], 7, 7, 80, 32),          # MHA, D not a multiple of 16, block edges
     ([40], [40], 2, 2, 128, 256),                     # block larger than the sequence
     ([1, 1, 1, 1], [4096, 4000, 17, 1], 28, 4, 128, 16),   # decode batch, 7B shape, uneven contexts
+    ([1, 1], [300, 77], 40, 8, 128, 16),              # GQA 5 (Qwen2.5-VL-32B): a 5-row score block
+    ([1, 1], [200, 33], 16, 2, 128, 16),              # GQA 8 (Qwen2.5-VL-3B): two 4-row passes
 ]
 
 # Prefill tiles (query runs > 1): tolerance rtol=1e-4, atol=2e-5 as above (fp32 throughout; the
