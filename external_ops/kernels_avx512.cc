@@ -252,7 +252,7 @@ void scores_avx512(const float* q, int64_t R, const float* const* k, int64_t n, 
   }
 }
 
-// RB (<= 6) rows x DC (<= 4) 16-float chunks of acc stay in registers over all n rows of v, from
+// RB (<= 8) rows x DC (<= 4; 3 past 6 rows) 16-float chunks of acc stay in registers over all n rows of v, from
 // column d0: each v vector is loaded once per RB rows and each p once per DC chunks.
 template <int RB, int DC>
 void accumulate_block(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, const float* const* v,
@@ -275,28 +275,31 @@ void accumulate_block(float* acc, const float* alpha, const float* p, int64_t pr
     PQV_UNROLL for (int c = 0; c < DC; ++c) _mm512_storeu_ps(acc + r * D + d0 + 16 * c, a[r][c]);
 }
 
+// DC = 4 chunks per block up to 6 rows, 3 for 7 or 8 (RB * DC accumulators + DC v vectors + a
+// broadcast within the 32 registers).
 template <int RB>
 void accumulate_rows(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, const float* const* v,
                      int64_t n, int64_t D, const float* const* ahead) {
-  for (int64_t d0 = 0; d0 < D; d0 += 64) {
-    switch (std::min<int64_t>(4, (D - d0) / 16)) {
+  constexpr int64_t kMaxDC = RB <= 6 ? 4 : 3;
+  for (int64_t d0 = 0; d0 < D; d0 += 16 * kMaxDC) {
+    switch (std::min<int64_t>(kMaxDC, (D - d0) / 16)) {
       case 1: accumulate_block<RB, 1>(acc, alpha, p, pr, pj, v, n, D, d0, ahead); break;
       case 2: accumulate_block<RB, 2>(acc, alpha, p, pr, pj, v, n, D, d0, ahead); break;
       case 3: accumulate_block<RB, 3>(acc, alpha, p, pr, pj, v, n, D, d0, ahead); break;
-      default: accumulate_block<RB, 4>(acc, alpha, p, pr, pj, v, n, D, d0, ahead); break;
+      default: accumulate_block<RB, kMaxDC>(acc, alpha, p, pr, pj, v, n, D, d0, ahead); break;
     }
   }
 }
 
-// Rows in ceil(R / 6) groups of near-equal size (7 rows: 4 + 3, not 6 + 1: a 1-row pass loads a
+// Rows in ceil(R / 8) groups of near-equal size (9 rows: 5 + 4, not 8 + 1: a 1-row pass loads a
 // v vector per FMA); the first group's pass over v prefetches `ahead`.
 void accumulate_avx512(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
                        const float* const* v, int64_t n, int64_t D, const float* const* ahead) {
   using Fn = void (*)(float*, const float*, const float*, int64_t, int64_t, const float* const*, int64_t, int64_t,
                       const float* const*);
-  static const Fn by_rows[6] = {accumulate_rows<1>, accumulate_rows<2>, accumulate_rows<3>,
-                                accumulate_rows<4>, accumulate_rows<5>, accumulate_rows<6>};
-  const int64_t groups = (R + 5) / 6;
+  static const Fn by_rows[8] = {accumulate_rows<1>, accumulate_rows<2>, accumulate_rows<3>, accumulate_rows<4>,
+                                accumulate_rows<5>, accumulate_rows<6>, accumulate_rows<7>, accumulate_rows<8>};
+  const int64_t groups = (R + 7) / 8;
   for (int64_t g = 0, r0 = 0; g < groups; ++g, ahead = nullptr) {
     const int64_t r1 = R * (g + 1) / groups;
     by_rows[r1 - r0 - 1](acc + r0 * D, alpha + r0, p + r0 * pr, pr, pj, v, n, D, ahead);
