@@ -252,8 +252,9 @@ void scores_avx512(const float* q, int64_t R, const float* const* k, int64_t n, 
   }
 }
 
-// RB (<= 8) rows x DC (<= 4; 3 past 6 rows) 16-float chunks of acc stay in registers over all n rows of v, from
-// column d0: each v vector is loaded once per RB rows and each p once per DC chunks.
+// RB (<= 8) rows x DC (<= 4; <= 3 past 6 rows) 16-float chunks of acc stay in registers over all
+// n rows of v, from column d0: each v vector is loaded once per RB rows and each p once per DC
+// chunks.
 template <int RB, int DC>
 void accumulate_block(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, const float* const* v,
                       int64_t n, int64_t D, int64_t d0, const float* const* ahead) {
