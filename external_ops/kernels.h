@@ -40,6 +40,12 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
 void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t n1);
 void int4_gemv_portable(const Int4Gemv& p, int64_t n0, int64_t n1);
 
+// Weight-only prefill tiles in bf16 (kernels_bf16.cc; callers check has_fast_bf16()): one weight
+// row to K bf16 values. int8: q itself, exact (the caller applies the per-channel scale to the
+// GEMM's output); int4 (K % 32 == 0): (q - 8) * its group's scale, rounded to nearest even.
+void int8_row_bf16(const int8_t* w, int64_t K, uint16_t* out);
+void int4_row_bf16(const uint8_t* w, const float* scales, int64_t K, int64_t group, uint16_t* out);
+
 // VNNI decode path: activations quantized per row and per block (int8, symmetric; block 64 for
 // int8 weights, block = group for int4; block % 16 == 0 and <= 256), then vpdpbusd on the raw weight bytes.
 struct QuantX {

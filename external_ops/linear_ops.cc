@@ -32,13 +32,6 @@ void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* b
   pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::dense_gemv_avx512(p, b, e); });
 }
 
-std::vector<uint16_t> to_bf16(const float* x, int64_t n, int nt) {
-  std::vector<uint16_t> out(n);
-#pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = pqv::f32_to_bf16(x[i]);
-  return out;
-}
-
 }  // namespace
 
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
@@ -57,7 +50,7 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
   PD_CHECK(w_bf16 || !x_bf16, "bf16 x with fp32 w: cast x to float32 first (oneDNN has no f32 x f32 -> bf16)");
   std::vector<uint16_t> xb;
   const void* a = x.data();
-  if (w_bf16 && !x_bf16) a = (xb = to_bf16(x.data<float>(), M * K, nt)).data();
+  if (w_bf16 && !x_bf16) a = (xb = pqv::to_bf16(x.data<float>(), M * K, nt)).data();
   const pqv::Dt in = w_bf16 ? pqv::Dt::bf16 : pqv::Dt::f32, out = x_bf16 ? pqv::Dt::bf16 : pqv::Dt::f32;
   pqv::Gemm g{a, w.data(), bias ? bias->data<float>() : nullptr, y.data(), in, out, M, N, K, N};
   pqv::dnnl_gemm(g, nt);
@@ -82,11 +75,12 @@ PD_BUILD_OP(pqv_linear)
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));
 
-// [has AVX512+VNNI kernels, has oneDNN] as int32; the input is ignored (ops need one).
+// [has AVX512+VNNI kernels, has oneDNN, has native bf16] as int32; the input is ignored (ops need one).
 std::vector<paddle::Tensor> BuildInfo(const paddle::Tensor&) {
-  auto out = paddle::empty({2}, DataType::INT32, paddle::CPUPlace());
+  auto out = paddle::empty({3}, DataType::INT32, paddle::CPUPlace());
   out.data<int32_t>()[0] = pqv::has_avx512();
   out.data<int32_t>()[1] = pqv::dnnl_available();
+  out.data<int32_t>()[2] = pqv::has_fast_bf16();
   return {out};
 }
 

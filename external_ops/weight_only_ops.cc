@@ -2,8 +2,10 @@
 // Decode (few rows): a GEMV that streams the quantized weights once (memory-bound). By default
 // it quantizes x per 64-wide block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
 // (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
-// Prefill (many rows, oneDNN present): dequantize 256 weight rows at a time to fp32 and run a
-// oneDNN GEMM on the tile (compute-bound; the tile stays in L2/L3).
+// Prefill (many rows, oneDNN present): dequantize 256 weight rows at a time and run a oneDNN GEMM
+// on the tile (compute-bound; the tile stays in L2/L3). bf16_prefill and a CPU with native bf16:
+// x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -36,17 +38,61 @@ void check_x(const paddle::Tensor& x, int64_t K) {
   PD_CHECK(x.shape().size() == 2 && x.shape()[1] == K, "x must be (M, K) with K = weight in_features");
 }
 
-// Dequantize rows [n0, n0 + rows) into tile (rows, K) fp32 and run one oneDNN GEMM into y[:, n0:].
-template <typename Dequant>
-void tile_gemm(const float* x, float* y, const float* bias, int64_t M, int64_t N, int64_t K, int nt,
+// Dequantize rows [n0, n0 + rows) into a tile (rows, K) of T (float, or bf16 bits: uint16_t) and
+// run one oneDNN GEMM of x (M, K), same T, against it into y[:, n0:], for every tile.
+template <typename T, typename Dequant>
+void tile_gemm(const T* x, float* y, const float* bias, int64_t M, int64_t N, int64_t K, int nt,
                Dequant dequant) {
-  std::vector<float> tile(kTileRows * K);
+  const pqv::Dt dt = std::is_same<T, float>::value ? pqv::Dt::f32 : pqv::Dt::bf16;
+  std::vector<T> tile(kTileRows * K);
   for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, N - n0);
     pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile.data()); });
-    pqv::Gemm g{x, tile.data(), bias ? bias + n0 : nullptr, y + n0, pqv::Dt::f32, pqv::Dt::f32, M, rows, K, N};
+    pqv::Gemm g{x, tile.data(), bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N};
     pqv::dnnl_gemm(g, nt);
   }
+}
+
+// Prefill of int8 weights: tiles hold q itself (exact in bf16 too), then y = y * scale[n] + bias[n].
+void int8_prefill(const pqv::Int8Gemv& p, bool bf16, int nt) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  if (bf16) {
+    const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
+    tile_gemm(xb.data(), p.y, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+      for (int64_t r = b; r < e; ++r) pqv::int8_row_bf16(p.w + (n0 + r) * K, K, tile + r * K);
+    });
+  } else {
+    tile_gemm(p.x, p.y, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+      for (int64_t r = b; r < e; ++r)
+        for (int64_t k = 0; k < K; ++k) tile[r * K + k] = p.w[(n0 + r) * K + k];
+    });
+  }
+  pqv::parallel_rows(M, nt, [&](int64_t b, int64_t e) {
+    for (int64_t m = b; m < e; ++m)
+      for (int64_t n = 0; n < N; ++n) p.y[m * N + n] = p.y[m * N + n] * p.scales[n] + (p.bias ? p.bias[n] : 0.f);
+  });
+}
+
+void int4_prefill(const pqv::Int4Gemv& p, bool bf16, int nt) {
+  const int64_t M = p.M, N = p.N, K = p.K, G = K / p.group;
+  if (bf16) {
+    const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
+    tile_gemm(xb.data(), p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+      for (int64_t r = b; r < e; ++r)
+        pqv::int4_row_bf16(p.w + (n0 + r) * (K / 2), p.scales + (n0 + r) * G, K, p.group, tile + r * K);
+    });
+    return;
+  }
+  tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+    for (int64_t r = b; r < e; ++r) {
+      const uint8_t* w = p.w + (n0 + r) * (K / 2);
+      const float* s = p.scales + (n0 + r) * G;
+      for (int64_t j = 0; j < K / 2; ++j) {
+        tile[r * K + 2 * j] = ((w[j] & 0x0F) - 8) * s[2 * j / p.group];
+        tile[r * K + 2 * j + 1] = ((w[j] >> 4) - 8) * s[2 * j / p.group];
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -54,7 +100,7 @@ void tile_gemm(const float* x, float* y, const float* bias, int64_t M, int64_t N
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,
-                                           int64_t num_threads) {
+                                           bool bf16_prefill, int64_t num_threads) {
   const int64_t N = qweight.shape()[0], K = qweight.shape()[1], M = x.shape()[0];
   check_x(x, K);
   PD_CHECK(qweight.dtype() == paddle::DataType::INT8, "qweight must be int8 (N, K)");
@@ -62,10 +108,7 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
   pqv::Int8Gemv p{x.data<float>(), qweight.data<int8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(), M, N, K};
   const int nt = pqv::threads_for(num_threads, M * N * K);   // >= the weight bytes
   if (M >= kPrefillRows && pqv::dnnl_available()) {
-    tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
-      for (int64_t r = b; r < e; ++r)
-        for (int64_t k = 0; k < K; ++k) tile[r * K + k] = p.w[(n0 + r) * K + k] * p.scales[n0 + r];
-    });
+    int8_prefill(p, bf16_prefill && pqv::has_fast_bf16(), nt);
   } else if (pqv::has_avx512() && !exact && K % 64 == 0) {
     QuantXBuffers xq(p.x, M, K, 64, false);
     pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
@@ -80,7 +123,7 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
 std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, int64_t group_size,
-                                           bool exact, int64_t num_threads) {
+                                           bool exact, bool bf16_prefill, int64_t num_threads) {
   const int64_t N = qweight.shape()[0], K = qweight.shape()[1] * 2, M = x.shape()[0];
   check_x(x, K);
   PD_CHECK(qweight.dtype() == paddle::DataType::UINT8, "int4 qweight must be uint8 (N, K/2)");
@@ -91,16 +134,7 @@ std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle
   const int nt = pqv::threads_for(num_threads, M * N * K);
   const int64_t G = K / group_size;
   if (M >= kPrefillRows && pqv::dnnl_available()) {
-    tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
-      for (int64_t r = b; r < e; ++r) {
-        const uint8_t* w = p.w + (n0 + r) * (K / 2);
-        const float* s = p.scales + (n0 + r) * G;
-        for (int64_t j = 0; j < K / 2; ++j) {
-          tile[r * K + 2 * j] = ((w[j] & 0x0F) - 8) * s[2 * j / group_size];
-          tile[r * K + 2 * j + 1] = ((w[j] >> 4) - 8) * s[2 * j / group_size];
-        }
-      }
-    });
+    int4_prefill(p, bf16_prefill && pqv::has_fast_bf16(), nt);
   } else if (pqv::has_avx512() && !exact) {
     QuantXBuffers xq(p.x, M, K, group_size, true);
     pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_vnni(p, xq.view(), b, e); });
@@ -130,7 +164,7 @@ std::vector<paddle::DataType> WeightOnlyDtype(const paddle::DataType&, const pad
 PD_BUILD_OP(pqv_weight_only_int8)
     .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "num_threads: int64_t"})
+    .Attrs({"exact: bool", "bf16_prefill: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(WeightOnlyInt8))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));
@@ -138,7 +172,7 @@ PD_BUILD_OP(pqv_weight_only_int8)
 PD_BUILD_OP(pqv_weight_only_int4)
     .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"group_size: int64_t", "exact: bool", "num_threads: int64_t"})
+    .Attrs({"group_size: int64_t", "exact: bool", "bf16_prefill: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(WeightOnlyInt4))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));

@@ -127,10 +127,16 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
     flops = 2 * m * n * k
     stock = rate(flops, lambda: paddle.matmul(x, w, transpose_y=True), reps)
     wb = w.astype("bfloat16")
-    q, s = quantize_weight(w, "weight_only_int8")
-    for name, fn, limit in ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w), gemm),
-                            (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb), gemm_bf16),
-                            (f"weight_only_int8 {m}x{k}x{n}", lambda: weight_only_linear(x, q, s), gemm)):
+    q8, q4 = quantize_weight(w, "weight_only_int8"), quantize_weight(w, "weight_only_int4", 128)
+    # weight-only prefill computes in bf16 where the CPU has it (build_info()['bf16']), else fp32
+    wo_limit, wo_dtype = (gemm_bf16, "bf16") if build_info()["bf16"] else (gemm, "fp32")
+    rows = ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w), gemm),
+            (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb), gemm_bf16),
+            (f"weight_only_int8 ({wo_dtype}) {m}x{k}x{n}", lambda: weight_only_linear(x, *q8), wo_limit),
+            (f"weight_only_int4 ({wo_dtype}) {m}x{k}x{n}",
+             lambda: weight_only_linear(x, *q4, algo="weight_only_int4"), wo_limit),
+            (f"weight_only_int8 exact (fp32) {m}x{k}x{n}", lambda: weight_only_linear(x, *q8, exact=True), gemm))
+    for name, fn, limit in rows:
         row(name, limit.around(lambda: rate(flops, fn, reps)), "GFLOP/s", stock)
 
 

@@ -150,13 +150,14 @@ def _check_kernel_choice() -> None:
 
 @functools.lru_cache(maxsize=None)
 def build_info() -> dict:
-    """What the loaded library can do: {'avx512': bool, 'onednn': bool}; all False without it."""
+    """What the loaded library can do: {'avx512': bool, 'onednn': bool, 'bf16': bool}; all False
+    without it. 'bf16': the CPU computes in bf16 natively, so weight-only prefill may use it."""
     ops = compiled_ops()
     if ops is None:
-        return {"avx512": False, "onednn": False}
+        return {"avx512": False, "onednn": False, "bf16": False}
     import paddle
-    avx512, onednn = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
-    return {"avx512": bool(avx512), "onednn": bool(onednn)}
+    avx512, onednn, bf16 = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
+    return {"avx512": bool(avx512), "onednn": bool(onednn), "bf16": bool(bf16)}
 
 
 def kernel_applies(x) -> bool:

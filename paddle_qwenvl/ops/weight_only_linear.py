@@ -14,7 +14,12 @@ dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=
 what scripts/bench_ops.py measured here (2 threads, weights from DRAM): int8 with K <= 4096 ->
 fp32 x (x fits L1; 90-105% of DRAM bandwidth, VNNI was not faster); int8 with larger K -> VNNI
 (the fp32 path fell to 35-67% once x left L1); int4 -> VNNI (the fp32 path is compute-bound
-unpacking nibbles). Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN fp32 GEMM.
+unpacking nibbles). Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN GEMM on
+them: in bf16 (x and the tile rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16
+kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless exact=True, else in fp32. int8
+tiles hold q itself (exact in bf16) and the per-channel scale is applied to the product; int4
+tiles round q * scale. Deviation from the dequantized math: at most sum_k |x_k w_k| * 2**-8 for
+int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
 import paddle
 
@@ -139,20 +144,24 @@ def _check(x, qweight, scales, bias, algo, group_size):
 def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None):
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
-    exact: keep decode activations in fp32 (True) or quantize them to int8 for VNNI (False);
-    None picks per shape as the module docstring says.
+    exact: True keeps the activations in fp32 everywhere (the dequantized math up to summation
+    order). False quantizes decode activations to int8 for VNNI. Either False or None lets prefill
+    compute in bf16 where the CPU has it; None picks the decode path per shape as the module
+    docstring says.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
     ops = compiled_ops()
     if ops is None:
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)
+    bf16_prefill = exact is not True
     if exact is None:
         exact = algo == "weight_only_int8" and x.shape[1] <= EXACT_MAX_K
     xf = x.astype("float32")
     b = None if bias is None else bias.astype("float32")
     if algo == "weight_only_int8":
-        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, num_threads())
+        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, num_threads())
     else:
-        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, num_threads())
+        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill,
+                                      num_threads())
     return y.astype(x.dtype)

@@ -14,13 +14,15 @@ def test_ops_build_and_load_here():
     assert _build.compiled_ops() is not None, "external_ops failed to build: see the warning in the log"
     info = _build.build_info()
     with open("/proc/cpuinfo") as f:
-        has_vnni = "avx512_vnni" in f.read()
+        cpuinfo = f.read()
+    has_vnni = "avx512_vnni" in cpuinfo
     assert info["avx512"] == has_vnni
+    assert info["bf16"] == (has_vnni and "avx512_bf16" in cpuinfo)
 
 
 def test_disable_switch_falls_back_to_references():
     code = ("from paddle_qwenvl.ops._build import compiled_ops, build_info;"
-            "assert compiled_ops() is None; assert build_info() == {'avx512': False, 'onednn': False}")
+            "assert compiled_ops() is None; assert build_info() == {'avx512': False, 'onednn': False, 'bf16': False}")
     env = dict(os.environ, PADDLE_QWENVL_DISABLE_OPS="1")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 

@@ -3,7 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.ops._build import compiled_ops
+from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.ops.weight_only_linear import (dequantize_weight, quantize_weight, weight_only_linear,
                                                   weight_only_linear_ref)
 
@@ -76,6 +76,28 @@ def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k):
     bound = _int8_activation_bound(x, dequantize_weight(q, s, algo, group), block)
     assert (np.abs(out - ref) <= bound).all()
     assert np.abs(out - ref).max() > 0          # it really took the int8-activation path
+
+
+def _bf16_bound(x, w_deq, algo):
+    """The bf16 prefill's worst case: each product x_k * w_k off by at most a factor 2**-8 (int8:
+    x rounded to bf16, q exact) or about 2**-7 (int4: x and q * scale both rounded)."""
+    u = 2.0 ** -8 if algo == "weight_only_int8" else 2.0 ** -7 + 2.0 ** -16
+    return np.abs(x.numpy()) @ np.abs(w_deq.numpy()).T * u + 1e-4
+
+
+@pytest.mark.skipif(not build_info()["onednn"], reason="prefill GEMM needs oneDNN")
+@pytest.mark.parametrize("algo,group", CASES)
+@pytest.mark.parametrize("m,n,k", [s for s in SHAPES if s[0] >= 16])
+def test_default_prefill_is_within_the_bf16_bound(algo, group, m, n, k):
+    x, w, b = _data(m, n, k)
+    q, s = quantize_weight(w, algo, group)
+    ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
+    out = weight_only_linear(x, q, s, b, algo, group).numpy()
+    assert (np.abs(out - ref) <= _bf16_bound(x, dequantize_weight(q, s, algo, group), algo)).all()
+    if build_info()["bf16"]:
+        assert np.abs(out - ref).max() > 1e-3            # it really computed in bf16
+    else:
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
 @needs_ops
