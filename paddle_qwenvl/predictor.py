@@ -4,15 +4,17 @@ import os
 import time
 from typing import Iterator, List, Optional, Union
 
+import paddle
+
 from .engine.inputs import PromptInputs
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .models import load_model
+from .models.registry import DTYPES as SUPPORTED_DTYPES
 from .processing import Processor
 from .quantization import make_quant_config
 from .sampling import SamplingParams
 
-SUPPORTED_DTYPES = ("float32",)
 
 
 class Predictor:
@@ -31,6 +33,11 @@ class Predictor:
         # used when generate()/stream() get no sampling: what HF generate() would do
         self.default_sampling = default_sampling or SamplingParams(temperature=0.0)
 
+    @property
+    def dtype(self) -> str:
+        """"bfloat16" when the float weights are held in bf16 (from_pretrained(dtype=...)), else "float32"."""
+        return "bfloat16" if any(p.dtype == paddle.bfloat16 for p in self.model.parameters()) else "float32"
+
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
                         max_model_len: int = 4096, block_size: int = 64, kv_cache_memory: int = 1 << 30,
@@ -39,6 +46,8 @@ class Predictor:
                         **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
+        dtype: "float32", or "bfloat16" to hold the float linear weights and embedding tables in
+        bf16 (half the memory and decode bytes; sums stay fp32, see models.registry.load_model).
         quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;
         quant_group_size 64/128 for int4; quantize_vision / quantize_lm_head extend it to those).
         A directory written by save_quantized() loads already quantized, with no quant_type.
@@ -50,11 +59,11 @@ class Predictor:
         """
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
-                             "(checkpoints in bfloat16 are converted on load)")
+                             "(float16 checkpoints load as float32 or bfloat16)")
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        model = load_model(model_dir, quant=quant, progress=progress)
+        model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))

@@ -48,7 +48,7 @@ def describe(args, predictor, images) -> str:
     threads = args.threads or num_threads()
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
             f"{threads} thread(s); "
-            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype float32; quant {describe_quant(predictor)}; "
+            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype {predictor.dtype}; quant {describe_quant(predictor)}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
 
 

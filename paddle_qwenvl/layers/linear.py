@@ -1,12 +1,14 @@
 """Linear layers with HF weight layout (out_features, in_features): y = x @ W^T + b.
 
-`Linear` holds float32 weights; `WeightOnlyLinear` holds int8 / int4 weights quantized as they
-are loaded (`load_weight`), so the float32 matrix never lives in the model.
+`Linear` holds float32 weights, or bfloat16 ones after `to_bfloat16()`; `WeightOnlyLinear` holds
+int8 / int4 weights quantized as they are loaded (`load_weight`), so the float32 matrix never
+lives in the model.
 """
 import dataclasses
 
 import paddle
 import paddle.nn as nn
+from paddle.base.framework import EagerParamBase
 
 from ..ops.linear import linear
 from ..ops.weight_only_linear import quantize_weight, weight_only_linear
@@ -25,6 +27,11 @@ class Linear(nn.Layer):
         shape = x.shape
         y = linear(x.reshape([-1, self.in_features]), self.weight, self.bias)   # oneDNN when built
         return y.reshape(shape[:-1] + [self.out_features])
+
+    def to_bfloat16(self):
+        """Hold the weight in bfloat16 (half the bytes); `ops.linear` then rounds x to bf16 and
+        sums in fp32. The bias stays float32."""
+        self.weight = EagerParamBase.from_tensor(self.weight.astype("bfloat16"), trainable=False)
 
 
 class WeightOnlyLinear(nn.Layer):
@@ -66,3 +73,13 @@ def make_linear(in_features: int, out_features: int, bias: bool = True, quant=No
     if quant.quant_type == "weight_only_int4" and in_features % quant.group_size:
         quant = dataclasses.replace(quant, quant_type="weight_only_int8")
     return WeightOnlyLinear(in_features, out_features, bias, quant)
+
+
+def bfloat16_weights(model: nn.Layer) -> None:
+    """Every float `Linear` weight and embedding table of `model` to bfloat16, in place. Norms,
+    biases, activations and the KV cache stay float32; quantized layers are left as they are."""
+    for layer in model.sublayers(include_self=True):
+        if isinstance(layer, Linear):
+            layer.to_bfloat16()
+        elif isinstance(layer, nn.Embedding):
+            layer.weight = EagerParamBase.from_tensor(layer.weight.astype("bfloat16"), trainable=False)

@@ -64,7 +64,8 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     get_video_features = get_image_features
 
     def embed_tokens(self, input_ids):
-        return self.model.embed_tokens(input_ids)
+        x = self.model.embed_tokens(input_ids)
+        return x if x.dtype == paddle.float32 else x.astype("float32")    # a bfloat16 table
 
     def embed_inputs(self, input_ids, image_embeds=None, video_embeds=None):
         """Token embeddings (T, hidden) with image/video pad tokens replaced by vision features, in order."""

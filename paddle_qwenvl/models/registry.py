@@ -2,6 +2,7 @@
 import paddle.nn as nn
 
 from ..config import ModelConfig
+from ..layers.linear import bfloat16_weights
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
 
@@ -33,12 +34,19 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None):
     return model
 
 
-def load_model(model_dir, quant=None, progress: bool = True):
+DTYPES = ("float32", "bfloat16")
+
+
+def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32"):
     """Build the model for `model_dir` and load its safetensors weights (float32 compute).
 
     quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
     carries its own and needs none (a different one is an error).
+    dtype: "bfloat16" keeps the float linear weights and embedding tables in bfloat16 (half the
+    memory and half the bytes a decode step reads); activations, norms and the KV cache stay float32.
     """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
     from ..quantization import saved_quant_config
     from ..weights import load_weights
     config = ModelConfig.from_dir(model_dir)
@@ -48,4 +56,6 @@ def load_model(model_dir, quant=None, progress: bool = True):
                          f"load it without quant_type or with the same settings (got {quant.to_dict()})")
     model = build_model(config, random_init=False, quant=saved or quant)
     load_weights(model, model_dir, progress=progress)
+    if dtype == "bfloat16":
+        bfloat16_weights(model)
     return model

@@ -88,8 +88,9 @@ def test_chat_keeps_the_conversation(cli, tiny_models):
 def test_bench_reports_every_stage(cli, tiny_models, tmp_path):
     report = tmp_path / "bench.json"
     result = cli("bench", "--model", tiny_models["qwen2_5_vl"], "--max-new-tokens", 4, "--warmup", 1,
-                 "--repeat", 2, "--json", report)
+                 "--repeat", 2, "--json", report, "--dtype", "bfloat16")
     assert result.returncode == 0, result.stderr
+    assert "dtype bfloat16;" in result.stdout
     for stage in ("vision", "prefill", "decode", "end-to-end", "peak memory", "VmHWM"):
         assert stage in result.stdout
     data = json.loads(report.read_text())

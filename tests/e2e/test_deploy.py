@@ -8,13 +8,13 @@ from .conftest import assert_clean_error
 def test_image_with_paddlemix_flags(deploy, tiny_models):
     result = deploy("qwen2_5_vl", "--model_name_or_path", tiny_models["qwen2_5_vl"], "--media_type", "image",
                     "--question", "Describe this image.", "--min_length", 6, "--max_length", 6, "--top_k", 1,
-                    "--top_p", 0.9, "--temperature", 0.7, "--repetition_penalty", 1.05, "--dtype", "bfloat16",
+                    "--top_p", 0.9, "--temperature", 0.7, "--repetition_penalty", 1.05, "--dtype", "float16",
                     "--block_attn", "--append_attn", "True", "--inference_model", "True",
                     "--output_via_mq", "False", "--llm_mode", "static")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Final output_text:\n")
     assert "output_tokens_len: 6, finish_reason: length" in result.stderr
-    for note in ("--dtype bfloat16", "--block_attn", "--append_attn", "--inference_model", "--output_via_mq",
+    for note in ("--dtype float16", "--block_attn", "--append_attn", "--inference_model", "--output_via_mq",
                  "--llm_mode static: a static-graph mode is not available yet"):
         assert f"note: {note}" in result.stderr
 

@@ -111,6 +111,14 @@ def test_weight_only_int8_predictor_generates(model_dir):
     assert len(out.token_ids) == 4 and out.finish_reason == "length"
 
 
+def test_bfloat16_predictor_generates_from_images_and_video(model_dir):
+    predictor = Predictor.from_pretrained(model_dir, dtype="bfloat16", max_model_len=256, block_size=16,
+                                          kv_cache_memory=1 << 21, progress=False)
+    assert predictor.dtype == "bfloat16"
+    outs = predictor.generate(MESSAGES[2:], SamplingParams(temperature=0, max_new_tokens=4, ignore_eos=True))
+    assert [len(o.token_ids) for o in outs] == [4, 4]
+
+
 def test_bad_request_shape_rejected(predictor):
     with pytest.raises(TypeError, match="a request is a list of chat messages or a dict with 'prompt'"):
         predictor.generate([MESSAGES[0], "just a string"])

@@ -1,4 +1,5 @@
-"""Weight-only int8/int4: agreement with float32, quantized checkpoints, options and errors.
+"""Weight-only int8/int4 and bfloat16 weights: agreement with float32, quantized checkpoints,
+options and errors.
 
 The random checkpoints here are residual-dominated (token embeddings N(0, 1), other weights
 N(0, 0.02)), as trained decoders are; with all weights of one scale a random decoder has nearly
@@ -11,6 +12,7 @@ import paddle
 import pytest
 
 import paddle_qwenvl.layers.linear as linear_layers
+from paddle_qwenvl.benchmarking import decode_weight_bytes
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.ops.weight_only_linear import weight_only_linear
 from paddle_qwenvl.ops._build import compiled_ops
@@ -73,6 +75,25 @@ def test_bf16_prefill_keeps_int4_agreement(mid_dir, fp32_logits, monkeypatch):
     monkeypatch.setattr(linear_layers, "weight_only_linear", functools.partial(weight_only_linear, exact=True))
     top1_fp32, cos_fp32 = agreement(fp32_logits, prompt_logits(model))
     assert abs(top1 - top1_fp32) <= 0.01 and abs(cos - cos_fp32) <= 1e-4
+
+
+def test_bfloat16_weights_agree_with_fp32(mid_dir, fp32_logits):
+    model = load_model(mid_dir, progress=False, dtype="bfloat16")
+    top1, cos = agreement(fp32_logits, prompt_logits(model))
+    assert top1 >= 0.99 and cos >= 0.9999          # measured here: 0.997, 0.999994
+
+
+def test_bfloat16_holds_linears_and_embeddings_in_bf16(mid_dir):
+    fp32 = load_model(mid_dir, progress=False)
+    model = load_model(mid_dir, progress=False, dtype="bfloat16")
+    layer = model.model.layers[0]
+    assert layer.mlp.gate_up_proj.weight.dtype == paddle.bfloat16
+    assert model.lm_head.weight.dtype == paddle.bfloat16 and model.model.embed_tokens.weight.dtype == paddle.bfloat16
+    assert model.visual.blocks[0].attn.qkv.weight.dtype == paddle.bfloat16
+    assert layer.self_attn.qkv_proj.bias.dtype == paddle.float32 and layer.input_layernorm.weight.dtype == paddle.float32
+    assert decode_weight_bytes(model) * 2 == decode_weight_bytes(fp32)
+    with pytest.raises(ValueError, match="dtype 'float16' is not supported"):
+        load_model(mid_dir, progress=False, dtype="float16")
 
 
 def test_int8_of_everything_agrees_on_a_tied_checkpoint(tmp_path):
