@@ -2,8 +2,8 @@
 
     python scripts/bench_vs_hf.py --preset qwen2-vl-2b [--num_layers 8] [--threads 2] [--json out.json]
 
-Both sides run the same image + question in fp32, greedy, exactly --max_new_tokens tokens (EOS
-masked until then on both), with the same number of threads, each in its own subprocess (so each
+Both sides run the same image + question in fp32 (ours with bf16 weights under --dtype bfloat16),
+greedy, exactly --max_new_tokens tokens (EOS masked until then on both), with the same number of threads, each in its own subprocess (so each
 side's peak memory is its own and one side's 9 GB are freed before the other loads). Printed per
 stage: seconds on each side and how many times better ours is (> 1: ours is faster / smaller). Then the decode roofline: decoding
 one token reads every decoder and lm_head weight once, so tokens/s cannot exceed
@@ -39,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--image", default=None, help="default: the bundled demo image, resized to --image_size")
     p.add_argument("--image_size", default="448x336", help="WxH the image is resized to (448x336: 768 patches, 192 vision tokens)")
     p.add_argument("--quant_type", default=None, help="our side only: weight_only_int8 / weight_only_int4")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="our side only: bfloat16 holds the float weights in bf16")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per side (after one warm-up)")
     p.add_argument("--skip_hf", action="store_true", help="our side only")
     p.add_argument("--json", default=None, metavar="PATH", help="write all results as JSON")
@@ -70,7 +72,8 @@ def run_ours(args) -> dict:
     from paddle_qwenvl.sampling import SamplingParams
     set_up_runtime(args.threads)
     start = time.perf_counter()
-    predictor = load_predictor(args.model_dir, dict(quant_type=args.quant_type), max_model_len=2048)
+    predictor = load_predictor(args.model_dir, dict(quant_type=args.quant_type), dtype=args.dtype,
+                               max_model_len=2048)
     load = time.perf_counter() - start
     messages = [{"role": "user", "content": [{"type": "image", "image": args.image},
                                              {"type": "text", "text": QUESTION}]}]
@@ -235,7 +238,7 @@ def run_side(side: str, args, model_dir, image) -> dict:
     """One side in a fresh process; its result is the last line of its stdout (JSON)."""
     cmd = [sys.executable, __file__, "--side", side, "--model_dir", str(model_dir), "--image", image,
            "--threads", str(args.threads), "--max_new_tokens", str(args.max_new_tokens),
-           "--repeat", str(args.repeat)] + (["--quant_type", args.quant_type] if args.quant_type else [])
+           "--repeat", str(args.repeat), "--dtype", args.dtype] + (["--quant_type", args.quant_type] if args.quant_type else [])
     env = dict(os.environ, PADDLE_QWENVL_NUM_THREADS=str(args.threads), PADDLE_QWENVL_QUIET="1")
     print(f"running {side} ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -264,7 +267,7 @@ def report(result: dict) -> str:
         lines.append(f"{label:<20}{ours[key]:>10.3f}" + (f"{h:>10.3f}{factor:>10.2f}x" if hf else ""))
     r = result["roofline"]
     lines += [f"roofline: {r['weight_gb_per_token']:.2f} GB of weights read per decode token "
-              f"({'ours: ' + result['quant_type'] + ' decoder, fp32 lm_head' if result['quant_type'] else 'fp32'}); bandwidth "
+              f"(ours: {ours_weights(result)}); bandwidth "
               f"{r['numpy_gb_s']:.1f} GB/s (numpy sum, 1 thread), {r['torch_gb_s']:.1f} GB/s (torch sum, "
               f"{result['threads']} threads) -> at most {r['limit_tokens_per_s']:.2f} tokens/s",
               f"ours reaches {100 * r['ours_fraction']:.0f}% of that limit"
@@ -280,10 +283,17 @@ def add_rates(side: dict) -> None:
     side["peak_memory_gib"] = side["peak_memory_bytes"] / 2 ** 30
 
 
-def roofline(model_dir, ours: dict, hf, quant_type, numpy_gb_s: float, torch_gb_s: float) -> dict:
-    bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, 4.0)
+def ours_weights(result: dict) -> str:
+    """e.g. 'weight_only_int8 decoder, bfloat16 lm_head' or 'float32'."""
+    quant, dtype = result["quant_type"], result.get("dtype", "float32")
+    return f"{quant} decoder, {dtype} lm_head" if quant else dtype
+
+
+def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, torch_gb_s: float) -> dict:
+    float_bytes = 2.0 if dtype == "bfloat16" else 4.0
+    bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, float_bytes)
     bandwidth = numpy_gb_s if math.isnan(torch_gb_s) else max(numpy_gb_s, torch_gb_s)     # nan: no torch
-    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight)     # lm_head stays fp32 when quantized
+    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight, float_bytes)    # lm_head stays float
     limit = bandwidth * 1e9 / weight_bytes
     hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, 4.0)
     return dict(weight_gb_per_token=weight_bytes / 1e9, numpy_gb_s=numpy_gb_s, torch_gb_s=torch_gb_s,
@@ -302,8 +312,8 @@ def orchestrate(args) -> dict:
     layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
     return dict(preset=args.model_dir or args.preset, num_layers=layers,
                 threads=args.threads, image_size=args.image_size, max_new_tokens=args.max_new_tokens,
-                repeat=args.repeat, quant_type=args.quant_type, model_dir=str(model_dir), ours=ours, hf=hf,
-                roofline=roofline(model_dir, ours, hf, args.quant_type, numpy_bandwidth(),
+                repeat=args.repeat, quant_type=args.quant_type, dtype=args.dtype, model_dir=str(model_dir),
+                ours=ours, hf=hf, roofline=roofline(model_dir, ours, hf, args.quant_type, args.dtype, numpy_bandwidth(),
                                   torch_bandwidth(args.threads)),
                 date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                 load_average=os.getloadavg())

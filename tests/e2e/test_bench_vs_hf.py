@@ -26,6 +26,7 @@ def test_decode_weight_bytes_of_qwen2_vl_2b(tmp_path):
     params = 28 * per_layer + 151936 * 1536                    # + lm_head (tied to the embedding)
     assert params == 1_543_569_408
     assert load_script().decode_weight_bytes(tmp_path, 4.0) == params * 4
+    assert load_script().decode_weight_bytes(tmp_path, 2.0, 2.0) == params * 2     # --dtype bfloat16
 
 
 @pytest.mark.slow
