@@ -74,11 +74,12 @@ def target_of(name: str) -> Tuple[str, int, int]:
 def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Set[str]:
     """Copy every checkpoint tensor into the model; returns the target names loaded.
 
-    Float tensors arrive as float32; a quantized layer quantizes its weight on arrival, so only one
-    float tensor is held at a time. A checkpoint tensor with no target, a target with no tensor, or
+    Float tensors arrive as float32, or bfloat16 for a bfloat16 parameter (load_model(dtype=...));
+    a quantized layer quantizes its weight on arrival, so only one float tensor is held at a time. A checkpoint tensor with no target, a target with no tensor, or
     a shape mismatch raises, naming the tensor.
     """
     targets = loading_targets(model)
+    bf16 = {n for n, p in model.named_parameters() if p.dtype == paddle.bfloat16}
     renames = _tied_renames(model)
     pending: Dict[str, list] = {}
     loaded: Set[str] = set()
@@ -91,7 +92,9 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
             raise KeyError(f"checkpoint tensor {name!r} has no matching parameter in "
                            f"{type(model).__name__} (is the config.json architecture right?)")
         parts = pending.setdefault(target, [None] * count)
-        parts[index] = tensor.astype("float32") if tensor.dtype in _FLOATS else tensor
+        if tensor.dtype in _FLOATS:
+            tensor = tensor.astype("bfloat16" if target in bf16 else "float32")
+        parts[index] = tensor
         if all(p is not None for p in parts):
             value = paddle.concat(parts, axis=0) if count > 1 else parts[0]
             targets[target](value, name)

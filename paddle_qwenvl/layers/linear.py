@@ -1,37 +1,56 @@
 """Linear layers with HF weight layout (out_features, in_features): y = x @ W^T + b.
 
-`Linear` holds float32 weights, or bfloat16 ones after `to_bfloat16()`; `WeightOnlyLinear` holds
-int8 / int4 weights quantized as they are loaded (`load_weight`), so the float32 matrix never
-lives in the model.
+`Linear` holds float32 weights, or bfloat16 ones when built inside `float_weight_dtype("bfloat16")`;
+`WeightOnlyLinear` holds int8 / int4 weights quantized as they are loaded (`load_weight`), so the
+float32 matrix never lives in the model.
 """
+import contextlib
 import dataclasses
 
 import paddle
 import paddle.nn as nn
-from paddle.base.framework import EagerParamBase
 
 from ..ops.linear import linear
 from ..ops.weight_only_linear import quantize_weight, weight_only_linear
 
 _INIT = nn.initializer.Normal(mean=0.0, std=0.02)
+_weight_dtype = ["float32"]     # what float_weight_dtype() set for the model being built
+
+
+@contextlib.contextmanager
+def float_weight_dtype(dtype: str):
+    """Float linear weights and embedding tables created inside are `dtype` ("float32" or
+    "bfloat16"), so a bf16 model never allocates a float32 copy. Norms and biases stay float32.
+    bf16 weights: `ops.linear` rounds x to bf16 and sums in fp32."""
+    saved, _weight_dtype[0] = _weight_dtype[0], dtype
+    try:
+        yield
+    finally:
+        _weight_dtype[0] = saved
+
+
+def make_embedding(num_embeddings: int, dim: int) -> nn.Embedding:
+    """nn.Embedding whose table has the dtype of float_weight_dtype() (lookups return it too)."""
+    saved = paddle.get_default_dtype()
+    paddle.set_default_dtype(_weight_dtype[0])
+    try:
+        return nn.Embedding(num_embeddings, dim)
+    finally:
+        paddle.set_default_dtype(saved)
 
 
 class Linear(nn.Layer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = self.create_parameter([out_features, in_features], default_initializer=_INIT)
+        self.weight = self.create_parameter([out_features, in_features], dtype=_weight_dtype[0],
+                                            default_initializer=_INIT)
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
 
     def forward(self, x):
         shape = x.shape
         y = linear(x.reshape([-1, self.in_features]), self.weight, self.bias)   # oneDNN when built
         return y.reshape(shape[:-1] + [self.out_features])
-
-    def to_bfloat16(self):
-        """Hold the weight in bfloat16 (half the bytes); `ops.linear` then rounds x to bf16 and
-        sums in fp32. The bias stays float32."""
-        self.weight = EagerParamBase.from_tensor(self.weight.astype("bfloat16"), trainable=False)
 
 
 class WeightOnlyLinear(nn.Layer):
@@ -74,12 +93,3 @@ def make_linear(in_features: int, out_features: int, bias: bool = True, quant=No
         quant = dataclasses.replace(quant, quant_type="weight_only_int8")
     return WeightOnlyLinear(in_features, out_features, bias, quant)
 
-
-def bfloat16_weights(model: nn.Layer) -> None:
-    """Every float `Linear` weight and embedding table of `model` to bfloat16, in place. Norms,
-    biases, activations and the KV cache stay float32; quantized layers are left as they are."""
-    for layer in model.sublayers(include_self=True):
-        if isinstance(layer, Linear):
-            layer.to_bfloat16()
-        elif isinstance(layer, nn.Embedding):
-            layer.weight = EagerParamBase.from_tensor(layer.weight.astype("bfloat16"), trainable=False)

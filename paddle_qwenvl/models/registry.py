@@ -2,7 +2,7 @@
 import paddle.nn as nn
 
 from ..config import ModelConfig
-from ..layers.linear import bfloat16_weights
+from ..layers.linear import float_weight_dtype
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
 
@@ -19,15 +19,17 @@ def model_class(config: ModelConfig):
     return MODEL_CLASSES[config.architecture]
 
 
-def build_model(config: ModelConfig, random_init: bool = True, quant=None):
+def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype: str = "float32"):
     """The model in eval mode: weights uniform in +-0.03 (norms 1), or zeros to be loaded over.
 
     quant: a QuantConfig; its linear layers then hold int8/int4 buffers, never float weights.
+    dtype: of the float linear weights and embedding tables (see load_model).
     """
     init = nn.initializer.Uniform(-0.03, 0.03) if random_init else nn.initializer.Constant(0.0)
     nn.initializer.set_global_initializer(init, nn.initializer.Constant(0.0))
     try:
-        model = model_class(config)(config, quant)
+        with float_weight_dtype(dtype):
+            model = model_class(config)(config, quant)
     finally:
         nn.initializer.set_global_initializer(None)
     model.eval()
@@ -54,8 +56,6 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
     if saved and quant and quant != saved:
         raise ValueError(f"{model_dir} holds weights already quantized as {saved.to_dict()}; "
                          f"load it without quant_type or with the same settings (got {quant.to_dict()})")
-    model = build_model(config, random_init=False, quant=saved or quant)
+    model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype)
     load_weights(model, model_dir, progress=progress)
-    if dtype == "bfloat16":
-        bfloat16_weights(model)
     return model

@@ -5,6 +5,7 @@ import paddle.nn as nn
 from ..config import TextConfig
 from ..layers.attention import Attention
 from ..layers.attention_metadata import AttentionMetadata
+from ..layers.linear import make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from ..layers.rotary import MRotaryEmbedding
@@ -37,7 +38,7 @@ class Qwen2Model(nn.Layer):
     def __init__(self, cfg: TextConfig, quant=None, embed_tokens: nn.Layer = None):
         super().__init__()
         # embed_tokens: given when tied to a quantized lm_head (layers/embedding.py)
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size) if embed_tokens is None else embed_tokens
+        self.embed_tokens = make_embedding(cfg.vocab_size, cfg.hidden_size) if embed_tokens is None else embed_tokens
         self.layers = nn.LayerList([DecoderLayer(cfg, quant) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = MRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
