@@ -106,6 +106,6 @@ extern const RowKernels kRowAvx512;
 extern const RowKernels kRowPortable;
 
 // Sum of all floats in [p, p + n): the DRAM read-bandwidth probe.
-float sum_avx512(const float* p, int64_t n);
+float sum_avx512(const float* p, int64_t n, int streams);
 
 }  // namespace pqv

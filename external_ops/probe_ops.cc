@@ -1,11 +1,13 @@
-// pqv_read_sum: sums a large float32 buffer with all threads. scripts/bench_ops.py times it to
+// pqv_read_sum: sums a large float32 buffer with all threads, each thread's part read as `streams`
+// side-by-side streams (AVX512; the portable loop reads one). scripts/bench_ops.py times it to
 // measure the DRAM read bandwidth that the memory-bound kernels are judged against.
 #include <vector>
 
 #include "common.h"
 #include "kernels.h"
 
-std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t num_threads) {
+std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t streams, int64_t num_threads) {
+  PD_CHECK(streams >= 1 && streams <= 16, "streams must be 1..16");
   const float* p = buf.data<float>();
   const int64_t n = buf.numel();
   const int nt = pqv::threads_for(num_threads, 4 * n);
@@ -17,7 +19,7 @@ std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t num_threa
     pqv::split_range(n, t, omp_get_num_threads(), &b, &e);
     float s = 0.f;
     if (pqv::has_avx512()) {
-      s = pqv::sum_avx512(p + b, e - b);
+      s = pqv::sum_avx512(p + b, e - b, static_cast<int>(streams));
     } else {
       for (int64_t i = b; i < e; ++i) s += p[i];
     }
@@ -33,5 +35,5 @@ std::vector<paddle::Tensor> ReadSum(const paddle::Tensor& buf, int64_t num_threa
 PD_BUILD_OP(pqv_read_sum)
     .Inputs({"buf"})
     .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"streams: int64_t", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(ReadSum));

@@ -63,13 +63,19 @@ class Limit:
         return value, limit
 
 
+PROBE_STREAMS = (1, 4, 8)   # streams per thread the read probe tries; the limit is the fastest
+
+
 def dram_limit(nt, reps):
-    """All threads summing a 128 MB buffer (4x the 32 MB L3: a pass reuses nothing cached), best of
-    3 * reps passes of a few ms each: as short as the ops' calls, so on a busy machine the probe has
-    the same chance as the op of landing in a quiet moment."""
+    """All threads summing a 128 MB buffer (a pass reuses nothing cached), best of 3 * reps passes
+    of a few ms each: as short as the ops' calls, so on a busy machine the probe has the same chance
+    as the op of landing in a quiet moment. Each thread reads its part as 1, 4 and 8 streams side by
+    side (more misses in flight: on the 2026-12-01 Intel machine 4-8 streams read 26-31 GB/s where 1
+    read ~20 and MKL's GEMV 27); the limit is the fastest."""
     buf = paddle.ones([128 * 1024 * 1024 // 4])
-    return Limit(lambda: buf.numel().item() * 4 / best_seconds(lambda: compiled_ops().pqv_read_sum(buf, nt),
-                                                               3 * reps) / 1e9)
+    read = lambda streams: compiled_ops().pqv_read_sum(buf, streams, nt)
+    return Limit(lambda: max(buf.numel().item() * 4 / best_seconds(lambda: read(s), 3 * reps) / 1e9
+                             for s in PROBE_STREAMS))
 
 
 def gemm_limit(reps, weight_dtype="float32"):
@@ -78,9 +84,20 @@ def gemm_limit(reps, weight_dtype="float32"):
     return Limit(lambda: 2 * 2048 ** 3 / best_seconds(lambda: linear(x, w), reps) / 1e9)
 
 
-def copies_beyond_cache(nbytes, cache_bytes=128 << 20):
-    """How many operand copies to cycle through so that every call reads from DRAM, not L3."""
-    return max(1, -(-cache_bytes // nbytes))
+def l3_bytes(default=32 << 20):
+    """This CPU's last-level cache, from sysfs ("107520K"), else `default`."""
+    try:
+        text = open("/sys/devices/system/cpu/cpu0/cache/index3/size").read().strip()
+        return int(text[:-1]) << {"K": 10, "M": 20}[text[-1]]
+    except (OSError, ValueError, KeyError):
+        return default
+
+
+def copies_beyond_cache(nbytes):
+    """How many operand copies to cycle through so that every call reads from DRAM, not L3: at least
+    128 MB and 3x the L3 in all (an L3 that is not strictly LRU keeps part of a cycle only a little
+    larger than itself: stock GEMV rows with 2 x 90 MB copies read faster than the DRAM probe)."""
+    return max(1, -(-max(128 << 20, 3 * l3_bytes()) // nbytes))
 
 
 def cycled(fn_of_copy, count):
@@ -108,6 +125,10 @@ def bench_decode_gemv(dram, reps, shapes):
         fn = cycled(lambda i: linear(x, stock_copies[i]), len(stock_copies))
         row(f"dense fp32 (linear) {k}x{n}", dram.around(lambda: rate(n * k * 4, fn, reps)), "GB/s", stock)
         del stock_copies
+        bf16 = [w.astype("bfloat16") for _ in range(copies_beyond_cache(n * k * 2))]
+        fn = cycled(lambda i: linear(x, bf16[i]), len(bf16))
+        row(f"dense bf16 (linear) {k}x{n}", dram.around(lambda: rate(n * k * 2, fn, reps)), "GB/s", stock)
+        del bf16
         for algo, group, exact in (("weight_only_int8", 128, True), ("weight_only_int8", 128, False),
                                    ("weight_only_int4", 128, False)):
             q, s = quantize_weight(w, algo, group)
