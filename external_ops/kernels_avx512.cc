@@ -53,6 +53,31 @@ inline void int8_row(const Int8Gemv& p, int64_t m, int64_t n) {
   }
 }
 
+// M = 1 against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
+inline void int8_row4(const Int8Gemv& p, const int64_t* ns) {
+  const int64_t K = p.K;
+  const int8_t* w[4];
+  __m512 acc[4][2];
+  for (int r = 0; r < 4; ++r) {
+    w[r] = p.w + ns[r] * K;
+    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    if (k % 64 == 0)
+      for (int r = 0; r < 4; ++r) _mm_prefetch(reinterpret_cast<const char*>(w[r] + k + kWeightsAhead / 4), _MM_HINT_T0);
+    for (int j = 0; j < 2; ++j) {
+      const __m512 xv = _mm512_loadu_ps(p.x + k + 16 * j);
+      for (int r = 0; r < 4; ++r) acc[r][j] = _mm512_fmadd_ps(load_i8x16(w[r] + k + 16 * j), xv, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+    for (int64_t t = k; t < K; ++t) s += p.x[t] * w[r][t];
+    p.y[ns[r]] = s * p.scales[ns[r]] + (p.bias ? p.bias[ns[r]] : 0.f);
+  }
+}
+
 // 32 packed bytes -> 64 weights as four fp32 vectors, in the order of the permuted x chunk.
 inline void unpack_int4x64(const uint8_t* p, __m512 w[4]) {
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -150,13 +175,52 @@ void dense_rows(const DenseGemv& p, int64_t n0, int64_t n1) {
   }
 }
 
+// M = 1 against the 4 weight rows ns (rows_in_four_streams in kernels.h).
+template <bool BF16>
+inline void dense_row4(const DenseGemv& p, const int64_t* ns) {
+  const int64_t K = p.K, esize = BF16 ? 2 : 4;
+  const char* wr[4];
+  PQV_UNROLL for (int r = 0; r < 4; ++r) wr[r] = static_cast<const char*>(p.w) + ns[r] * K * esize;
+  __m512 acc[4][2];
+  PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    PQV_UNROLL for (int r = 0; r < 4; ++r)
+      PQV_UNROLL for (int l = 0; l < esize / 2; ++l)
+        _mm_prefetch(wr[r] + (k + kWeightsAhead / 4) * esize + 64 * l, _MM_HINT_T0);
+    PQV_UNROLL for (int j = 0; j < 2; ++j) {
+      const __m512 xv = _mm512_loadu_ps(p.x + k + 16 * j);
+      PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][j] = _mm512_fmadd_ps(load_w16<BF16>(wr[r], k + 16 * j), xv, acc[r][j]);
+    }
+  }
+  for (; k < K; k += 16) {
+    const __mmask16 mask = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
+    const __m512 xv = _mm512_maskz_loadu_ps(mask, p.x + k);
+    PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(load_w16<BF16>(wr[r], k, mask), xv, acc[r][0]);
+  }
+  PQV_UNROLL for (int r = 0; r < 4; ++r)
+    p.y[ns[r]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + (p.bias ? p.bias[ns[r]] : 0.f);
+}
+
 }  // namespace
 
 void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1) {
-  if (p.bf16) dense_rows<true>(p, n0, n1); else dense_rows<false>(p, n0, n1);
+  if (p.M == 1 && p.bf16)
+    rows_in_four_streams(n0, n1, [&](const int64_t* ns) { dense_row4<true>(p, ns); },
+                         [&](int64_t n) { dense_row<1, true>(p, 0, n); });
+  else if (p.M == 1)
+    rows_in_four_streams(n0, n1, [&](const int64_t* ns) { dense_row4<false>(p, ns); },
+                         [&](int64_t n) { dense_row<1, false>(p, 0, n); });
+  else if (p.bf16)
+    dense_rows<true>(p, n0, n1);
+  else
+    dense_rows<false>(p, n0, n1);
 }
 
 void int8_gemv_avx512(const Int8Gemv& p, int64_t n0, int64_t n1) {
+  if (p.M == 1)
+    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int8_row4(p, ns); },
+                                [&](int64_t n) { int8_row<1>(p, 0, n); });
   for (int64_t n = n0; n < n1; ++n) {
     int64_t m = 0;
     for (; m + 4 <= p.M; m += 4) int8_row<4>(p, m, n);

@@ -45,6 +45,30 @@ inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) 
   }
 }
 
+// M = 1 against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
+inline void int8_row4(const Int8Gemv& p, const QuantX& xq, const int64_t* ns) {
+  const int64_t K = p.K, B = K / 64;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const int8_t* w[4];
+  __m512 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    w[r] = p.w + ns[r] * K;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const __m512i x = _mm512_loadu_si512(xq.q + b * 64);
+    const __m512 s = _mm512_set1_ps(xq.scale[b]);
+    for (int r = 0; r < 4; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w[r] + b * 64 + kWeightsAhead / 4), _MM_HINT_T0);
+      const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(w[r] + b * 64), flip);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x)), s, acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    p.y[ns[r]] = (_mm512_reduce_add_ps(acc[r]) - 128.f * xq.off_total[0]) * p.scales[ns[r]] +
+                 (p.bias ? p.bias[ns[r]] : 0.f);
+}
+
 // sum_i a[i] * b[i] over n floats (int4 rows: the weight scales against x's block offsets).
 inline float dot(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
@@ -90,6 +114,32 @@ inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_
   for (int i = 0; i < MR; ++i)
     p.y[(m + i) * p.N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[i], acc1[i])) -
                              8.f * dot(ws, xq.off + (m + i) * G, G) + (p.bias ? p.bias[n] : 0.f);
+}
+
+// M = 1, group 128, against the 4 int4 weight rows ns (rows_in_four_streams in kernels.h).
+inline void int4_row4_g128(const Int4Gemv& p, const QuantX& xq, const int64_t* ns) {
+  const int64_t K = p.K, G = K / 128;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  const uint8_t* w[4];
+  const float* ws[4];
+  __m512 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    w[r] = p.w + ns[r] * (K / 2);
+    ws[r] = p.scales + ns[r] * G;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512i x0 = _mm512_loadu_si512(xq.q + g * 128), x1 = _mm512_loadu_si512(xq.q + g * 128 + 64);
+    for (int r = 0; r < 4; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w[r] + g * 64 + kWeightsAhead / 8), _MM_HINT_T0);
+      const __m512i raw = _mm512_loadu_si512(w[r] + g * 64);
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(raw, mask), x0);
+      d = _mm512_dpbusd_epi32(d, _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask), x1);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(ws[r][g] * xq.scale[g]), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    p.y[ns[r]] = _mm512_reduce_add_ps(acc[r]) - 8.f * dot(ws[r], xq.off, G) + (p.bias ? p.bias[ns[r]] : 0.f);
 }
 
 template <int MR>
@@ -166,6 +216,9 @@ void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool
 }
 
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
+  if (p.M == 1)
+    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int8_row4(p, xq, ns); },
+                                [&](int64_t n) { int8_row<1>(p, xq, 0, n); });
   for (int64_t n = n0; n < n1; ++n) {
     int64_t m = 0;
     for (; m + 4 <= p.M; m += 4) int8_row<4>(p, xq, m, n);
@@ -174,6 +227,9 @@ void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 }
 
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
+  if (p.M == 1 && p.group == 128)
+    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int4_row4_g128(p, xq, ns); },
+                                [&](int64_t n) { int4_row_g128<1>(p, xq, 0, n); });
   for (int64_t n = n0; n < n1; ++n) {
     int64_t m = 0;
     if (p.group == 128) {
