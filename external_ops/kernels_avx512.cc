@@ -175,46 +175,60 @@ void dense_rows(const DenseGemv& p, int64_t n0, int64_t n1) {
   }
 }
 
-// M = 1 against the 4 weight rows ns (rows_in_four_streams in kernels.h).
-template <bool BF16>
-inline void dense_row4(const DenseGemv& p, const int64_t* ns) {
-  const int64_t K = p.K, esize = BF16 ? 2 : 4;
+// MR activation rows against the 4 weight rows ns (rows_in_four_streams in kernels.h); one row
+// gets 2 accumulators per weight row (enough FMA chains), more rows 1 each (registers).
+template <int MR, bool BF16>
+inline void dense_row4(const DenseGemv& p, int64_t m, const int64_t* ns) {
+  constexpr int J = MR == 1 ? 2 : 1;
+  const int64_t K = p.K, esize = BF16 ? 2 : 4, lines = std::max<int64_t>(1, 16 * J * esize / 64);
   const char* wr[4];
   PQV_UNROLL for (int r = 0; r < 4; ++r) wr[r] = static_cast<const char*>(p.w) + ns[r] * K * esize;
-  __m512 acc[4][2];
-  PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  __m512 acc[4][MR][J];
+  PQV_UNROLL for (int r = 0; r < 4; ++r)
+    PQV_UNROLL for (int i = 0; i < MR; ++i)
+      PQV_UNROLL for (int j = 0; j < J; ++j) acc[r][i][j] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
+  for (; k + 16 * J <= K; k += 16 * J) {
     PQV_UNROLL for (int r = 0; r < 4; ++r)
-      PQV_UNROLL for (int l = 0; l < esize / 2; ++l)
-        _mm_prefetch(wr[r] + (k + kWeightsAhead / 4) * esize + 64 * l, _MM_HINT_T0);
-    PQV_UNROLL for (int j = 0; j < 2; ++j) {
-      const __m512 xv = _mm512_loadu_ps(p.x + k + 16 * j);
-      PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][j] = _mm512_fmadd_ps(load_w16<BF16>(wr[r], k + 16 * j), xv, acc[r][j]);
+      for (int64_t l = 0; l < lines; ++l) _mm_prefetch(wr[r] + (k + kWeightsAhead / 4) * esize + 64 * l, _MM_HINT_T0);
+    PQV_UNROLL for (int j = 0; j < J; ++j) {
+      __m512 xv[MR];
+      PQV_UNROLL for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_ps(p.x + (m + i) * K + k + 16 * j);
+      PQV_UNROLL for (int r = 0; r < 4; ++r) {
+        const __m512 wv = load_w16<BF16>(wr[r], k + 16 * j);
+        PQV_UNROLL for (int i = 0; i < MR; ++i) acc[r][i][j] = _mm512_fmadd_ps(wv, xv[i], acc[r][i][j]);
+      }
     }
   }
   for (; k < K; k += 16) {
     const __mmask16 mask = K - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (K - k)) - 1);
-    const __m512 xv = _mm512_maskz_loadu_ps(mask, p.x + k);
-    PQV_UNROLL for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(load_w16<BF16>(wr[r], k, mask), xv, acc[r][0]);
+    PQV_UNROLL for (int r = 0; r < 4; ++r) {
+      const __m512 wv = load_w16<BF16>(wr[r], k, mask);
+      PQV_UNROLL for (int i = 0; i < MR; ++i)
+        acc[r][i][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(mask, p.x + (m + i) * K + k), acc[r][i][0]);
+    }
   }
   PQV_UNROLL for (int r = 0; r < 4; ++r)
-    p.y[ns[r]] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + (p.bias ? p.bias[ns[r]] : 0.f);
+    PQV_UNROLL for (int i = 0; i < MR; ++i) {
+      __m512 a = acc[r][i][0];
+      PQV_UNROLL for (int j = 1; j < J; ++j) a = _mm512_add_ps(a, acc[r][i][j]);
+      p.y[(m + i) * p.N + ns[r]] = _mm512_reduce_add_ps(a) + (p.bias ? p.bias[ns[r]] : 0.f);
+    }
+}
+
+template <bool BF16>
+void dense_rows4(const DenseGemv& p, int64_t n0, int64_t n1) {
+  rows_in_four_streams(n0, n1, [&](const int64_t* ns) {
+    int64_t m = 0;
+    for (; m + 4 <= p.M; m += 4) dense_row4<4, BF16>(p, m, ns);
+    for (; m < p.M; ++m) dense_row4<1, BF16>(p, m, ns);
+  }, [&](int64_t n) { dense_rows<BF16>(p, n, n + 1); });
 }
 
 }  // namespace
 
 void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1) {
-  if (p.M == 1 && p.bf16)
-    rows_in_four_streams(n0, n1, [&](const int64_t* ns) { dense_row4<true>(p, ns); },
-                         [&](int64_t n) { dense_row<1, true>(p, 0, n); });
-  else if (p.M == 1)
-    rows_in_four_streams(n0, n1, [&](const int64_t* ns) { dense_row4<false>(p, ns); },
-                         [&](int64_t n) { dense_row<1, false>(p, 0, n); });
-  else if (p.bf16)
-    dense_rows<true>(p, n0, n1);
-  else
-    dense_rows<false>(p, n0, n1);
+  if (p.bf16) dense_rows4<true>(p, n0, n1); else dense_rows4<false>(p, n0, n1);
 }
 
 void int8_gemv_avx512(const Int8Gemv& p, int64_t n0, int64_t n1) {
