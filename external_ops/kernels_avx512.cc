@@ -53,29 +53,41 @@ inline void int8_row(const Int8Gemv& p, int64_t m, int64_t n) {
   }
 }
 
-// M = 1 against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
-inline void int8_row4(const Int8Gemv& p, const int64_t* ns) {
+// MR activation rows against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h); one
+// row gets 2 accumulators per weight row, more rows 1 each.
+template <int MR>
+inline void int8_row4(const Int8Gemv& p, int64_t m, const int64_t* ns) {
+  constexpr int J = MR == 1 ? 2 : 1;
   const int64_t K = p.K;
   const int8_t* w[4];
-  __m512 acc[4][2];
-  for (int r = 0; r < 4; ++r) {
+  __m512 acc[4][MR][J];
+  PQV_UNROLL for (int r = 0; r < 4; ++r) {
     w[r] = p.w + ns[r] * K;
-    acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    PQV_UNROLL for (int i = 0; i < MR; ++i)
+      PQV_UNROLL for (int j = 0; j < J; ++j) acc[r][i][j] = _mm512_setzero_ps();
   }
   int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
+  for (; k + 16 * J <= K; k += 16 * J) {
     if (k % 64 == 0)
-      for (int r = 0; r < 4; ++r) _mm_prefetch(reinterpret_cast<const char*>(w[r] + k + kWeightsAhead / 4), _MM_HINT_T0);
-    for (int j = 0; j < 2; ++j) {
-      const __m512 xv = _mm512_loadu_ps(p.x + k + 16 * j);
-      for (int r = 0; r < 4; ++r) acc[r][j] = _mm512_fmadd_ps(load_i8x16(w[r] + k + 16 * j), xv, acc[r][j]);
+      PQV_UNROLL for (int r = 0; r < 4; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(w[r] + k + kWeightsAhead / 4), _MM_HINT_T0);
+    PQV_UNROLL for (int j = 0; j < J; ++j) {
+      __m512 xv[MR];
+      PQV_UNROLL for (int i = 0; i < MR; ++i) xv[i] = _mm512_loadu_ps(p.x + (m + i) * K + k + 16 * j);
+      PQV_UNROLL for (int r = 0; r < 4; ++r) {
+        const __m512 wv = load_i8x16(w[r] + k + 16 * j);
+        PQV_UNROLL for (int i = 0; i < MR; ++i) acc[r][i][j] = _mm512_fmadd_ps(wv, xv[i], acc[r][i][j]);
+      }
     }
   }
-  for (int r = 0; r < 4; ++r) {
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-    for (int64_t t = k; t < K; ++t) s += p.x[t] * w[r][t];
-    p.y[ns[r]] = s * p.scales[ns[r]] + (p.bias ? p.bias[ns[r]] : 0.f);
-  }
+  for (int r = 0; r < 4; ++r)
+    for (int i = 0; i < MR; ++i) {
+      __m512 a = acc[r][i][0];
+      PQV_UNROLL for (int j = 1; j < J; ++j) a = _mm512_add_ps(a, acc[r][i][j]);
+      float s = _mm512_reduce_add_ps(a);
+      for (int64_t t = k; t < K; ++t) s += p.x[(m + i) * K + t] * w[r][t];
+      p.y[(m + i) * p.N + ns[r]] = s * p.scales[ns[r]] + (p.bias ? p.bias[ns[r]] : 0.f);
+    }
 }
 
 // 32 packed bytes -> 64 weights as four fp32 vectors, in the order of the permuted x chunk.
@@ -232,14 +244,16 @@ void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1) {
 }
 
 void int8_gemv_avx512(const Int8Gemv& p, int64_t n0, int64_t n1) {
-  if (p.M == 1)
-    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int8_row4(p, ns); },
-                                [&](int64_t n) { int8_row<1>(p, 0, n); });
-  for (int64_t n = n0; n < n1; ++n) {
+  auto one_row = [&](int64_t n) {
     int64_t m = 0;
     for (; m + 4 <= p.M; m += 4) int8_row<4>(p, m, n);
     for (; m < p.M; ++m) int8_row<1>(p, m, n);
-  }
+  };
+  rows_in_four_streams(n0, n1, [&](const int64_t* ns) {
+    int64_t m = 0;
+    for (; m + 4 <= p.M; m += 4) int8_row4<4>(p, m, ns);
+    for (; m < p.M; ++m) int8_row4<1>(p, m, ns);
+  }, one_row);
 }
 
 void int4_gemv_avx512(const Int4Gemv& p, const float* xsum, int64_t n0, int64_t n1) {

@@ -45,28 +45,34 @@ inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) 
   }
 }
 
-// M = 1 against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
-inline void int8_row4(const Int8Gemv& p, const QuantX& xq, const int64_t* ns) {
+// MR activation rows against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
+template <int MR>
+inline void int8_row4(const Int8Gemv& p, const QuantX& xq, int64_t m, const int64_t* ns) {
   const int64_t K = p.K, B = K / 64;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const int8_t* w[4];
-  __m512 acc[4];
+  __m512 acc[4][MR];
   for (int r = 0; r < 4; ++r) {
     w[r] = p.w + ns[r] * K;
-    acc[r] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i) acc[r][i] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < B; ++b) {
-    const __m512i x = _mm512_loadu_si512(xq.q + b * 64);
-    const __m512 s = _mm512_set1_ps(xq.scale[b]);
+    __m512i u[4];
     for (int r = 0; r < 4; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(w[r] + b * 64 + kWeightsAhead / 4), _MM_HINT_T0);
-      const __m512i u = _mm512_xor_si512(_mm512_loadu_si512(w[r] + b * 64), flip);
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x)), s, acc[r]);
+      u[r] = _mm512_xor_si512(_mm512_loadu_si512(w[r] + b * 64), flip);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m512i x = _mm512_loadu_si512(xq.q + (m + i) * K + b * 64);
+      const __m512 s = _mm512_set1_ps(xq.scale[(m + i) * B + b]);
+      for (int r = 0; r < 4; ++r)
+        acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[r], x)), s, acc[r][i]);
     }
   }
   for (int r = 0; r < 4; ++r)
-    p.y[ns[r]] = (_mm512_reduce_add_ps(acc[r]) - 128.f * xq.off_total[0]) * p.scales[ns[r]] +
-                 (p.bias ? p.bias[ns[r]] : 0.f);
+    for (int i = 0; i < MR; ++i)
+      p.y[(m + i) * p.N + ns[r]] = (_mm512_reduce_add_ps(acc[r][i]) - 128.f * xq.off_total[m + i]) * p.scales[ns[r]] +
+                                   (p.bias ? p.bias[ns[r]] : 0.f);
 }
 
 // sum_i a[i] * b[i] over n floats (int4 rows: the weight scales against x's block offsets).
@@ -216,14 +222,16 @@ void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool
 }
 
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
-  if (p.M == 1)
-    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int8_row4(p, xq, ns); },
-                                [&](int64_t n) { int8_row<1>(p, xq, 0, n); });
-  for (int64_t n = n0; n < n1; ++n) {
+  auto one_row = [&](int64_t n) {
     int64_t m = 0;
     for (; m + 4 <= p.M; m += 4) int8_row<4>(p, xq, m, n);
     for (; m < p.M; ++m) int8_row<1>(p, xq, m, n);
-  }
+  };
+  rows_in_four_streams(n0, n1, [&](const int64_t* ns) {
+    int64_t m = 0;
+    for (; m + 4 <= p.M; m += 4) int8_row4<4>(p, xq, m, ns);
+    for (; m < p.M; ++m) int8_row4<1>(p, xq, m, ns);
+  }, one_row);
 }
 
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
