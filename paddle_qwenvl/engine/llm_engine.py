@@ -187,6 +187,7 @@ class LLMEngine:
         live = dict.fromkeys(ids)                 # an ordered set
         try:
             while live:
+                time.sleep(0)     # between steps, let threads waiting on the lock add their requests
                 for out in self._collect(live):
                     if out.finished:
                         live.pop(out.request_id)
