@@ -3,11 +3,12 @@
 //  2. every query token t attends causally to the first token_ctx[t] positions of its sequence,
 //     read through the block table.
 // Work items (make_plan):
-//  - a decode token (its sequence has one query token): all kv heads at once (attend_decode), so
-//    each cache block is read as one contiguous (block_size * Hkv * D) stream, the rows
-//    kPrefetchAhead positions ahead prefetched as each row is read; long contexts are split
-//    over positions (flash-decoding) so every thread has several items, the partial softmax
-//    states merged at the end;
+//  - a decode token (its sequence has one query token): all kv heads at once (attend_decode); its
+//    positions are read as kDecodeStreams interleaved sequential streams (the online softmax does
+//    not care about order), and each phase prefetches what the next one reads (scores: this
+//    chunk's V rows; accumulate: the next K rows), so K and V stream side by side; long contexts
+//    are split over positions (flash-decoding) so every thread has several items, the partial
+//    softmax states merged at the end;
 //  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
 //    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
 //    Compute-bound: each K/V row loaded serves every row of the tile.
@@ -26,11 +27,11 @@ constexpr int64_t kChunk = 32;           // positions scored before one softmax 
 constexpr int64_t kMinSplitLen = 256;    // shortest position range worth its own decode work item
 constexpr int64_t kItemsPerThread = 4;   // decode splits aim at this many items per thread (shared cores)
 constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a prefill tile
-// Positions ahead whose K/V rows a decode item prefetches (to L1), row by row as it reads
-// (kernels.h, `ahead`). Measured through the op (2 threads, 4096 positions, 1 and 4 sequences,
-// Hkv 2 and 4, D 128), fraction of the DRAM read probe: none 40-52%, 8 ahead 51-65%, 24 ahead
-// 50-67%, 48 ahead 47-58%.
-constexpr int64_t kPrefetchAhead = 24;
+// Sequential streams a decode item reads its positions in: position ranges of equal length,
+// taken one row from each in turn. With a single stream the hardware prefetcher runs too few
+// lines ahead to hide DRAM latency behind the scores and accumulate arithmetic; more streams put
+// more misses in flight (as the GEMVs' rows_in_four_streams). See docs/kernels.md for figures.
+constexpr int64_t kDecodeStreams = 16;
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
@@ -57,11 +58,21 @@ struct State {
 };
 
 // Slots of positions [p0, p1) of a sequence, read through its block table, cut into chunks of
-// kChunk positions (a chunk may span blocks; the kernels take row pointers).
-std::vector<int64_t> slots_of(const Problem& P, int64_t seq, int64_t p0, int64_t p1) {
+// kChunk positions (a chunk may span blocks; the kernels take row pointers). streams > 1: the
+// range is cut into that many near-equal parts and the slots list takes one position from each
+// part in turn (only for ranges every query row sees whole: a decode item's, never causal).
+std::vector<int64_t> slots_of(const Problem& P, int64_t seq, int64_t p0, int64_t p1, int64_t streams = 1) {
   const int32_t* table = P.tables + seq * P.max_blocks;
-  std::vector<int64_t> slots(p1 - p0);
-  for (int64_t pos = p0; pos < p1; ++pos) slots[pos - p0] = int64_t(table[pos / P.block_size]) * P.block_size + pos % P.block_size;
+  const int64_t len = p1 - p0, S = std::max<int64_t>(1, std::min(streams, len));
+  std::vector<int64_t> slots;
+  slots.reserve(len);
+  for (int64_t i = 0; i < (len + S - 1) / S; ++i)
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t b = len * s / S, e = len * (s + 1) / S;      // part s: positions p0 + [b, e)
+      if (b + i >= e) continue;
+      const int64_t pos = p0 + b + i;
+      slots.push_back(int64_t(table[pos / P.block_size]) * P.block_size + pos % P.block_size);
+    }
   return slots;
 }
 
@@ -103,19 +114,21 @@ void chunk_rows(const Problem& P, const std::vector<int64_t>& slots, int64_t i0,
 void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), D = P.D, heads = it.h1 - it.h0, len = it.p1 - it.p0;
   const std::vector<float> qs = gather_queries(P, it);
-  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1);
+  // every position of a decode item is below its token's context: order is free
+  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1, kDecodeStreams);
   std::vector<float> s(R * kChunk), alpha(R);
-  const float *krows[kChunk], *vrows[kChunk], *kahead[kChunk], *vahead[kChunk];
+  const float *krows[kChunk], *vrows[kChunk], *knext[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t n = std::min(kChunk, len - c0);
     for (int64_t hi = 0; hi < heads; ++hi) {
       chunk_rows(P, slots, c0, n, P.kc, it.h0 + hi, krows);
       chunk_rows(P, slots, c0, n, P.vc, it.h0 + hi, vrows);
-      chunk_rows(P, slots, c0 + kPrefetchAhead, n, P.kc, it.h0 + hi, kahead);
-      chunk_rows(P, slots, c0 + kPrefetchAhead, n, P.vc, it.h0 + hi, vahead);
-      K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, kahead);
+      // the K rows read next: the next head's in this chunk, else the first head's in the next
+      const bool last = hi + 1 == heads;
+      chunk_rows(P, slots, last ? c0 + kChunk : c0, n, P.kc, last ? it.h0 : it.h0 + hi + 1, knext);
+      K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, vrows);
       softmax_rows(P, K, it, it.p0 + c0, n, hi, s.data(), alpha.data(), st);
-      K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D, vahead);
+      K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D, knext);
     }
   }
 }
