@@ -57,23 +57,23 @@ struct State {
   State(int64_t rows, int64_t D) : m(rows, -std::numeric_limits<float>::infinity()), l(rows, 0.f), acc(rows * D, 0.f) {}
 };
 
-// Slots of positions [p0, p1) of a sequence, read through its block table, cut into chunks of
-// kChunk positions (a chunk may span blocks; the kernels take row pointers). streams > 1: the
-// range is cut into that many near-equal parts and the slots list takes one position from each
-// part in turn (only for ranges every query row sees whole: a decode item's, never causal).
-std::vector<int64_t> slots_of(const Problem& P, int64_t seq, int64_t p0, int64_t p1, int64_t streams = 1) {
+// Float offsets (slot * Hkv * D) of the cache rows of positions [p0, p1) of a sequence, read
+// through its block table, cut into chunks of kChunk positions (a chunk may span blocks; the
+// kernels take row pointers). streams > 1: the range is cut into that many near-equal parts and
+// the list takes one position from each part in turn (only for ranges every query row sees
+// whole: a decode item's, never a causal tile's).
+std::vector<int64_t> row_offsets(const Problem& P, int64_t seq, int64_t p0, int64_t p1, int64_t streams = 1) {
   const int32_t* table = P.tables + seq * P.max_blocks;
-  const int64_t len = p1 - p0, S = std::max<int64_t>(1, std::min(streams, len));
-  std::vector<int64_t> slots;
-  slots.reserve(len);
+  const int64_t len = p1 - p0, S = std::max<int64_t>(1, std::min(streams, len)), row = P.Hkv * P.D;
+  std::vector<int64_t> bounds(S + 1), offsets;
+  for (int64_t s = 0; s <= S; ++s) bounds[s] = p0 + len * s / S;            // part s: [bounds[s], bounds[s+1])
+  offsets.reserve(len);
   for (int64_t i = 0; i < (len + S - 1) / S; ++i)
     for (int64_t s = 0; s < S; ++s) {
-      const int64_t b = len * s / S, e = len * (s + 1) / S;      // part s: positions p0 + [b, e)
-      if (b + i >= e) continue;
-      const int64_t pos = p0 + b + i;
-      slots.push_back(int64_t(table[pos / P.block_size]) * P.block_size + pos % P.block_size);
+      const int64_t pos = bounds[s] + i;
+      if (pos < bounds[s + 1]) offsets.push_back((int64_t(table[pos / P.block_size]) * P.block_size + pos % P.block_size) * row);
     }
-  return slots;
+  return offsets;
 }
 
 // qs (heads, R, D): the item's query rows, scaled.
@@ -103,29 +103,30 @@ void softmax_rows(const Problem& P, const pqv::AttnKernels& K, const Item& it, i
   }
 }
 
-// Row pointers of kv head h at slots[i0, i0 + n) into `cache`; positions past the item's end
+// Row pointers of kv head h at offsets[i0, i0 + n) into `cache`; positions past the item's end
 // repeat its last row (for prefetch pointers).
-void chunk_rows(const Problem& P, const std::vector<int64_t>& slots, int64_t i0, int64_t n, const float* cache,
-                int64_t h, const float** rows) {
-  const int64_t last = static_cast<int64_t>(slots.size()) - 1;
-  for (int64_t j = 0; j < n; ++j) rows[j] = cache + (slots[std::min(i0 + j, last)] * P.Hkv + h) * P.D;
+void chunk_rows(const std::vector<int64_t>& offsets, int64_t i0, int64_t n, const float* cache, int64_t h, int64_t D,
+                const float** rows) {
+  const int64_t last = static_cast<int64_t>(offsets.size()) - 1;
+  const float* head = cache + h * D;
+  for (int64_t j = 0; j < n; ++j) rows[j] = head + offsets[std::min(i0 + j, last)];
 }
 
 void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), D = P.D, heads = it.h1 - it.h0, len = it.p1 - it.p0;
   const std::vector<float> qs = gather_queries(P, it);
   // every position of a decode item is below its token's context: order is free
-  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1, kDecodeStreams);
+  const std::vector<int64_t> offsets = row_offsets(P, P.token_seq[it.t0], it.p0, it.p1, kDecodeStreams);
   std::vector<float> s(R * kChunk), alpha(R);
   const float *krows[kChunk], *vrows[kChunk], *knext[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t n = std::min(kChunk, len - c0);
     for (int64_t hi = 0; hi < heads; ++hi) {
-      chunk_rows(P, slots, c0, n, P.kc, it.h0 + hi, krows);
-      chunk_rows(P, slots, c0, n, P.vc, it.h0 + hi, vrows);
+      chunk_rows(offsets, c0, n, P.kc, it.h0 + hi, D, krows);
+      chunk_rows(offsets, c0, n, P.vc, it.h0 + hi, D, vrows);
       // the K rows read next: the next head's in this chunk, else the first head's in the next
       const bool last = hi + 1 == heads;
-      chunk_rows(P, slots, last ? c0 + kChunk : c0, n, P.kc, last ? it.h0 : it.h0 + hi + 1, knext);
+      chunk_rows(offsets, last ? c0 + kChunk : c0, n, P.kc, last ? it.h0 : it.h0 + hi + 1, D, knext);
       K.scores(qs.data() + hi * R * D, R, krows, n, D, s.data(), kChunk, vrows);
       softmax_rows(P, K, it, it.p0 + c0, n, hi, s.data(), alpha.data(), st);
       K.accumulate(st.acc.data() + hi * R * D, alpha.data(), s.data(), kChunk, 1, R, vrows, n, D, knext);
@@ -142,14 +143,14 @@ void attend_tile(const Problem& P, const pqv::AttnKernels& K, const Item& it, St
     const float* src = P.q + ((it.t0 + r / P.G) * P.Hq + it.h0 * P.G + r % P.G) * D;
     for (int64_t d = 0; d < D; ++d) qt[d * Rp + r] = src[d] * P.scale;
   }
-  const std::vector<int64_t> slots = slots_of(P, P.token_seq[it.t0], it.p0, it.p1);
+  const std::vector<int64_t> offsets = row_offsets(P, P.token_seq[it.t0], it.p0, it.p1);
   std::vector<int32_t> valid(Rp, 0);                            // padding columns see nothing
   const float *krows[kChunk], *vrows[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t n = std::min(kChunk, len - c0);
     for (int64_t r = 0; r < R; ++r) valid[r] = std::clamp<int64_t>(P.token_ctx[it.t0 + r / P.G] - it.p0 - c0, 0, n);
-    chunk_rows(P, slots, c0, n, P.kc, it.h0, krows);
-    chunk_rows(P, slots, c0, n, P.vc, it.h0, vrows);
+    chunk_rows(offsets, c0, n, P.kc, it.h0, D, krows);
+    chunk_rows(offsets, c0, n, P.vc, it.h0, D, vrows);
     K.scores_t(qt.data(), Rp, krows, n, D, sT.data());
     K.softmax_t(sT.data(), n, Rp, valid.data(), st.m.data(), st.l.data(), alpha.data());
     K.accumulate(st.acc.data(), alpha.data(), sT.data(), 1, Rp, R, vrows, n, D, nullptr);
