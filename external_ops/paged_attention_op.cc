@@ -25,7 +25,10 @@ namespace {
 
 constexpr int64_t kChunk = 32;           // positions scored before one softmax rescale
 constexpr int64_t kMinSplitLen = 256;    // shortest position range worth its own decode work item
-constexpr int64_t kItemsPerThread = 4;   // decode splits aim at this many items per thread (shared cores)
+// Decode splits aim at this many items per thread: more balance the threads when a core is
+// shared, fewer cost less per item. bench_ops, 2 threads, one sequence of 4096: 1-2 per thread
+// 50-54% of the DRAM probe, 4 49-62%, 8 46%.
+constexpr int64_t kItemsPerThread = 2;
 constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a prefill tile
 // Sequential streams a decode item reads its positions in: position ranges of equal length,
 // taken one row from each in turn. With a single stream the hardware prefetcher runs too few
