@@ -10,11 +10,12 @@ Activations x are (M, K) float32 or bfloat16; the result has x's dtype.
 Decode (M < 16) streams the weights once. exact=True keeps x in fp32 (equal to dequantized
 math up to summation order); exact=False quantizes x to int8 per block (64 for int8 weights,
 group_size for int4, as llama.cpp's q8 activations) and uses AVX512-VNNI, differing from the
-dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) follows
-what scripts/bench_ops.py measured here (2 threads, weights from DRAM): int8 with K <= 4096 ->
-fp32 x (x fits L1; 90-105% of DRAM bandwidth, VNNI was not faster); int8 with larger K -> VNNI
-(the fp32 path fell to 35-67% once x left L1); int4 -> VNNI (the fp32 path is compute-bound
-unpacking nibbles). Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN GEMM on
+dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) is VNNI,
+as scripts/bench_ops.py measured it (2 threads, weights from DRAM, % of the DRAM read probe): on
+the 2026-12-01 Intel machine int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
+11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
+64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
+On the machine of sessions 1-4 fp32 x had matched VNNI for K <= 4096 and was the default there. Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN GEMM on
 them: in bf16 (x and the tile rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16
 kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless exact=True, else in fp32. int8
 tiles hold q itself (exact in bf16) and the per-channel scale is applied to the product; int4
@@ -28,7 +29,6 @@ from .threads import num_threads
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
 GROUP_SIZES = (64, 128)
-EXACT_MAX_K = 4096        # int8 decode keeps x in fp32 while x (4*K bytes) fits L1
 
 
 def _check_algo(algo, group_size):
@@ -145,9 +145,8 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
     exact: True keeps the activations in fp32 everywhere (the dequantized math up to summation
-    order). False quantizes decode activations to int8 for VNNI. Either False or None lets prefill
-    compute in bf16 where the CPU has it; None picks the decode path per shape as the module
-    docstring says.
+    order). False or None (the default) quantize decode activations to int8 for VNNI and let
+    prefill compute in bf16 where the CPU has it.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
@@ -155,8 +154,7 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     if ops is None:
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)
     bf16_prefill = exact is not True
-    if exact is None:
-        exact = algo == "weight_only_int8" and x.shape[1] <= EXACT_MAX_K
+    exact = bool(exact)                           # None: VNNI decode (module docstring)
     xf = x.astype("float32")
     b = None if bias is None else bias.astype("float32")
     if algo == "weight_only_int8":

@@ -67,11 +67,12 @@ def test_exact_path_matches_dequantized_math(algo, group, m, n, k):
 @needs_ops
 @pytest.mark.parametrize("algo,group", CASES)
 @pytest.mark.parametrize("m,n,k", [s for s in SHAPES if s[0] < 16])
-def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k):
+@pytest.mark.parametrize("exact", [False, None])            # None: the default takes this path
+def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k, exact):
     x, w, b = _data(m, n, k)
     q, s = quantize_weight(w, algo, group)
     ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
-    out = weight_only_linear(x, q, s, b, algo, group, exact=False).numpy()
+    out = weight_only_linear(x, q, s, b, algo, group, exact=exact).numpy()
     block = 64 if algo == "weight_only_int8" else group
     bound = _int8_activation_bound(x, dequantize_weight(q, s, algo, group), block)
     assert (np.abs(out - ref) <= bound).all()
