@@ -6,7 +6,7 @@ import paddle.nn as nn
 from ..config import VisionConfig
 from ..layers.activation import get_activation
 from ..layers.linear import make_linear
-from ..layers.vision_attention import block_diagonal_attention
+from ..ops.block_attention import block_attention
 from ..ops.rotary import apply_rotary
 
 
@@ -39,7 +39,7 @@ class VisionAttention(nn.Layer):
         N = x.shape[0]
         q, k, v = self.qkv(x).reshape([N, 3, self.num_heads, self.head_dim]).unbind(axis=1)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        out = block_diagonal_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5)
+        out = block_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5)
         return self.proj(out.reshape([N, -1]))
 
 

@@ -1,0 +1,74 @@
+"""Non-causal attention restricted to blocks along the token axis (the vision towers: one block
+per frame, or per window in Qwen2.5-VL's windowed layers).
+
+block_attention runs on the paged attention kernel (external_ops/paged_attention_op.cc): each
+block is a "sequence" whose tokens all see its whole length (token_ctx = block length), read
+through a block table of block size 1 over a scratch copy of k/v. block_attention_ref is the
+pure-Paddle reference (one batched matmul per distinct block length).
+"""
+from collections import defaultdict
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ._build import compiled_ops
+from .threads import num_threads
+
+
+def _check(q, k, v, cu_seqlens):
+    if q.ndim != 3 or q.shape != k.shape or k.shape != v.shape:
+        raise ValueError(f"q, k, v must all be (N, H, D); got {q.shape}, {k.shape}, {v.shape}")
+    bounds = list(cu_seqlens)
+    if not bounds or bounds[0] != 0 or bounds[-1] != q.shape[0] or any(b < a for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"cu_seqlens must rise from 0 to N={q.shape[0]}; got {bounds}")
+
+
+def block_attention(q, k, v, cu_seqlens, scale: float):
+    """q, k, v (N, H, D) float; cu_seqlens host list [0, ..., N]: tokens attend only within their
+    block. Compiled kernel for float32 when available, else block_attention_ref."""
+    _check(q, k, v, cu_seqlens)
+    ops = compiled_ops()
+    n, heads, dim = q.shape
+    if ops is None or q.dtype != paddle.float32 or n == 0:
+        return block_attention_ref(q, k, v, cu_seqlens, scale)
+    starts, lengths = np.asarray(cu_seqlens[:-1]), np.diff(np.asarray(cu_seqlens))
+    starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    tables = np.zeros((len(starts), lengths.max()), dtype=np.int32)     # block size 1: slot = row
+    for i, (s, length) in enumerate(zip(starts, lengths)):
+        tables[i, :length] = np.arange(s, s + length)
+    token_seq = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
+    token_ctx = np.repeat(lengths.astype(np.int32), lengths)
+    k_scratch, v_scratch = paddle.empty([n, heads, dim]), paddle.empty([n, heads, dim])
+    out, _, _ = ops.pqv_paged_attention(q, k, v, k_scratch, v_scratch, paddle.arange(n, dtype="int64"),
+                                        paddle.to_tensor(tables), paddle.to_tensor(token_seq),
+                                        paddle.to_tensor(token_ctx), float(scale), 1, num_threads())
+    return out
+
+
+def block_attention_ref(q, k, v, cu_seqlens, scale: float):
+    """Pure Paddle: blocks of equal length are batched together, (G, H, L, D) per distinct length L."""
+    by_len = defaultdict(list)
+    for start, end in zip(cu_seqlens[:-1], cu_seqlens[1:]):
+        if end > start:
+            by_len[end - start].append(start)
+    outs, order = [], []
+    for length, starts in by_len.items():
+        idx = (np.asarray(starts)[:, None] + np.arange(length)[None, :]).reshape(-1)
+        order.append(idx)
+        outs.append(_attend(*(_gather_blocks(t, idx, len(starts), length) for t in (q, k, v)), scale))
+    out = paddle.concat(outs, axis=0)                                # blocks in grouped order
+    inverse = np.argsort(np.concatenate(order))
+    return paddle.gather(out, paddle.to_tensor(inverse))
+
+
+def _gather_blocks(t, idx, groups, length):
+    """(N, H, D) -> (G, H, L, D)."""
+    x = paddle.gather(t, paddle.to_tensor(idx)) if len(idx) != t.shape[0] else t
+    return x.reshape([groups, length, t.shape[1], t.shape[2]]).transpose([0, 2, 1, 3])
+
+
+def _attend(q, k, v, scale):
+    probs = F.softmax(paddle.matmul(q, k, transpose_y=True) * scale, axis=-1)
+    out = paddle.matmul(probs, v)                                    # (G, H, L, D)
+    return out.transpose([0, 2, 1, 3]).reshape([-1, q.shape[1], q.shape[3]])
