@@ -2,7 +2,9 @@
 //   pqv_rms_norm(x (M, H), w (H)) -> out
 //   pqv_add_rms_norm(x, residual, w) -> out, new_residual (= x + residual)
 //   pqv_swiglu(gate_up (M, 2I)) -> silu(gate_up[:, :I]) * gate_up[:, I:]
+//   pqv_quick_gelu(x (any shape)) -> x * sigmoid(1.702 x)
 //   pqv_rotary(x (T, H, D), cos (T, D), sin (T, D)) -> x * cos + rotate_half(x) * sin
+#include <algorithm>
 #include <vector>
 
 #include "common.h"
@@ -58,6 +60,19 @@ std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads) {
   return {out};
 }
 
+std::vector<Tensor> QuickGelu(const Tensor& x, int64_t num_threads) {
+  check_f32({&x});
+  constexpr int64_t kPiece = 1 << 14;                          // floats per work piece
+  const int64_t n = x.numel(), pieces = (n + kPiece - 1) / kPiece;
+  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  const float* xp = x.data<float>();
+  float* op = out.data<float>();
+  const pqv::RowKernels& K = row_kernels();
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * n))   // n in, n out
+  for (int64_t i = 0; i < pieces; ++i) K.quick_gelu(xp + i * kPiece, op + i * kPiece, std::min(kPiece, n - i * kPiece));
+  return {out};
+}
+
 std::vector<Tensor> Rotary(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t num_threads) {
   check_f32({&x, &cos, &sin});
   PD_CHECK(x.shape()[2] % 2 == 0 && cos.shape()[1] == x.shape()[2], "rotary needs an even D and cos/sin (T, D)");
@@ -81,6 +96,7 @@ using Shape = std::vector<int64_t>;
 std::vector<Shape> SameShape(const Shape& x, const Shape&) { return {x}; }
 std::vector<Shape> SameShape2(const Shape& x, const Shape&, const Shape&) { return {x, x}; }
 std::vector<Shape> HalfShape(const Shape& x) { return {{x[0], x[1] / 2}}; }
+std::vector<Shape> Same1(const Shape& x) { return {x}; }
 std::vector<Shape> RotaryShape(const Shape& x, const Shape&, const Shape&) { return {x}; }
 std::vector<paddle::DataType> F32(const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
 std::vector<paddle::DataType> F32x2(const paddle::DataType&, const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
@@ -113,6 +129,14 @@ PD_BUILD_OP(pqv_swiglu)
     .Attrs({"num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(Swiglu))
     .SetInferShapeFn(PD_INFER_SHAPE(HalfShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32));
+
+PD_BUILD_OP(pqv_quick_gelu)
+    .Inputs({"x"})
+    .Outputs({"out"})
+    .Attrs({"num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(QuickGelu))
+    .SetInferShapeFn(PD_INFER_SHAPE(Same1))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32));
 
 PD_BUILD_OP(pqv_rotary)

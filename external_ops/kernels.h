@@ -112,11 +112,13 @@ extern const AttnKernels kAttnPortable;
 // rms_norm:     out = x / sqrt(mean(x^2) + eps) * w
 // add_rms_norm: res_out = x + res; out = rms_norm(res_out)
 // silu_mul:     out = silu(g) * u
+// quick_gelu:   out = x * sigmoid(1.702 x)   (Qwen2-VL's vision MLP)
 struct RowKernels {
   void (*rms_norm)(const float* x, const float* w, float* out, int64_t H, float eps);
   void (*add_rms_norm)(const float* x, const float* res, const float* w, float* out, float* res_out, int64_t H,
                        float eps);
   void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
+  void (*quick_gelu)(const float* x, float* out, int64_t n);
 };
 extern const RowKernels kRowAvx512;
 extern const RowKernels kRowPortable;

@@ -530,9 +530,19 @@ void silu_mul_avx512(const float* g, const float* u, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
+void quick_gelu_avx512(const float* x, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), a = _mm512_set1_ps(-1.702f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + i);
+    _mm512_storeu_ps(out + i, _mm512_div_ps(xv, _mm512_add_ps(one, exp512(_mm512_mul_ps(a, xv)))));
+  }
+  for (; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
+}
+
 }  // namespace
 
-const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512};
+const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512, quick_gelu_avx512};
 
 const AttnKernels kAttnAvx512 = {scores_avx512, softmax_step_avx512, scores_t_avx512, softmax_t_avx512,
                                  accumulate_avx512};

@@ -126,7 +126,11 @@ static void silu_mul_portable(const float* g, const float* u, float* out, int64_
   for (int64_t i = 0; i < n; ++i) out[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
 }
 
-const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable};
+static void quick_gelu_portable(const float* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
+}
+
+const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable, quick_gelu_portable};
 
 const AttnKernels kAttnPortable = {scores_portable, softmax_step_portable, scores_t_portable, softmax_t_portable,
                                    accumulate_portable};

@@ -1,10 +1,7 @@
 """Activation functions by their HF config names (the gated SwiGLU is ops/activation.py's swiglu)."""
 import paddle.nn.functional as F
 
-
-def quick_gelu(x):
-    return x * F.sigmoid(1.702 * x)
-
+from ..ops.activation import quick_gelu
 
 ACTIVATIONS = {
     "silu": F.silu,

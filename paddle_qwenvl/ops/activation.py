@@ -1,4 +1,7 @@
-"""SwiGLU on a fused gate/up projection: gate_up (M, 2I) = [gate | up] -> silu(gate) * up (M, I)."""
+"""Fused activations, each beside its Paddle reference:
+    swiglu(gate_up (M, 2I) = [gate | up]) -> silu(gate) * up (M, I)
+    quick_gelu(x) -> x * sigmoid(1.702 x)   (Qwen2-VL's vision MLP; three Paddle ops otherwise)
+"""
 import paddle
 import paddle.nn.functional as F
 
@@ -17,3 +20,13 @@ def swiglu(gate_up):
     if not kernel_applies(gate_up):
         return swiglu_ref(gate_up)
     return compiled_ops().pqv_swiglu(gate_up, num_threads())
+
+
+def quick_gelu_ref(x):
+    return x * F.sigmoid(1.702 * x)
+
+
+def quick_gelu(x):
+    if not kernel_applies(x):
+        return quick_gelu_ref(x)
+    return compiled_ops().pqv_quick_gelu(x, num_threads())

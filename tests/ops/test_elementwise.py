@@ -1,10 +1,10 @@
-"""Fused RMSNorm (+residual), SwiGLU and rotary vs their Paddle references."""
+"""Fused RMSNorm (+residual), SwiGLU, quick_gelu and rotary vs their Paddle references."""
 import numpy as np
 import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import compiled_ops
-from paddle_qwenvl.ops.activation import swiglu, swiglu_ref
+from paddle_qwenvl.ops.activation import quick_gelu, quick_gelu_ref, swiglu, swiglu_ref
 from paddle_qwenvl.ops.norm import rms_norm, rms_norm_ref
 from paddle_qwenvl.ops.rotary import apply_rotary, apply_rotary_ref
 
@@ -36,6 +36,13 @@ def test_swiglu_matches_reference(m, i):
 
 
 @needs_ops
+@pytest.mark.parametrize("shape", [(7,), (3, 17), (40, 5120), (2, 3, 1001)])   # 40x5120: 13 work pieces
+def test_quick_gelu_matches_reference(shape):
+    x = t(*shape, scale=6.0)                        # wide range: exp overflow/underflow paths
+    np.testing.assert_allclose(quick_gelu(x).numpy(), quick_gelu_ref(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@needs_ops
 @pytest.mark.parametrize("tokens,heads,d", [(1, 2, 8), (5, 12, 128), (9, 3, 80)])
 def test_rotary_matches_reference(tokens, heads, d):
     x = t(tokens, heads, d)
@@ -55,6 +62,7 @@ def test_other_dtypes_run_the_references():
     gate_up = t(2, 8).astype("float64")
     assert swiglu(gate_up).dtype == paddle.float64
     np.testing.assert_array_equal(swiglu(gate_up).numpy(), swiglu_ref(gate_up).numpy())
+    np.testing.assert_array_equal(quick_gelu(gate_up).numpy(), quick_gelu_ref(gate_up).numpy())
     q, cos, sin = t(2, 3, 4).astype("float64"), t(2, 4).astype("float64"), t(2, 4).astype("float64")
     np.testing.assert_array_equal(apply_rotary(q, cos, sin).numpy(), apply_rotary_ref(q, cos, sin).numpy())
 
