@@ -20,6 +20,8 @@ import paddle
 from safetensors import safe_open
 from tqdm import tqdm
 
+from .ops.convert import bf16_to_float32
+
 PREFIX_RENAMES = (("model.language_model.", "model."), ("model.visual.", "visual."))
 PACKED = {"q_proj": ("qkv_proj", 0, 3), "k_proj": ("qkv_proj", 1, 3), "v_proj": ("qkv_proj", 2, 3),
           "gate_proj": ("gate_up_proj", 0, 2), "up_proj": ("gate_up_proj", 1, 2)}
@@ -92,11 +94,12 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
             raise KeyError(f"checkpoint tensor {name!r} has no matching parameter in "
                            f"{type(model).__name__} (is the config.json architecture right?)")
         parts = pending.setdefault(target, [None] * count)
-        if tensor.dtype in _FLOATS:
-            tensor = tensor.astype("bfloat16" if target in bf16 else "float32")
         parts[index] = tensor
         if all(p is not None for p in parts):
-            value = paddle.concat(parts, axis=0) if count > 1 else parts[0]
+            # parts joined in the checkpoint's dtype (bf16 in the published ones: half the bytes), then cast once
+            if len({p.dtype for p in parts}) > 1:
+                parts = [_as_param_dtype(p, target in bf16) for p in parts]
+            value = _as_param_dtype(paddle.concat(parts, axis=0) if count > 1 else parts[0], target in bf16)
             targets[target](value, name)
             loaded.add(target)
             del pending[target]
@@ -105,6 +108,16 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
 
 
 _FLOATS = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def _as_param_dtype(t, bf16: bool):
+    """A float checkpoint tensor in its parameter's dtype: bfloat16 for a bf16 parameter, else float32
+    (bf16 -> float32 on the threaded cast); other dtypes (quantized buffers) unchanged."""
+    if t.dtype not in _FLOATS:
+        return t
+    if not bf16 and t.dtype == paddle.bfloat16:
+        return bf16_to_float32(t)
+    return t.astype("bfloat16" if bf16 else "float32")
 
 
 def loading_targets(model) -> Dict[str, Callable]:
@@ -138,7 +151,10 @@ def _assign(layer, attr, value, name):
         raise ValueError(f"checkpoint tensor {name!r} is {value.dtype}, the model expects {current.dtype} "
                          "(was the quantized checkpoint saved with another quant_type?)")
     if isinstance(current, paddle.base.framework.EagerParamBase):
-        current.set_value(value)
+        if current._is_initialized():
+            current.set_value(value)
+        else:                                     # lazy (build_model for loading): take the buffer, no copy
+            value._share_underline_tensor_to(current)
     else:
         setattr(layer, attr, value)
 
