@@ -253,7 +253,8 @@ STAGES = ("preprocess", "vision", "prefill", "decode", "end_to_end", "load")
 
 def report(result: dict) -> str:
     ours, hf = result["ours"], result.get("hf")
-    lines = [f"{result['preset']} ({result['num_layers']} decoder layers), random weights, fp32, "
+    lines = [f"{result['preset']} ({result['num_layers']} decoder layers), random weights, ours {ours_weights(result)}"
+             f"{', HF float32' if hf else ''}, "
              f"{result['threads']} threads, image {result['image_size']}, prompt {ours['prompt_tokens']} tokens, "
              f"{ours['completion_tokens']} new tokens; best of {result['repeat']} run(s) after 1 warm-up",
              f"{'':<20}{'ours':>10}{'HF':>10}{'ours adv.':>11}   (x > 1: ours faster / smaller)"]

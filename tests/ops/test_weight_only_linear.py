@@ -4,8 +4,8 @@ import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import build_info, compiled_ops
-from paddle_qwenvl.ops.weight_only_linear import (dequantize_weight, quantize_weight, weight_only_linear,
-                                                  weight_only_linear_ref)
+from paddle_qwenvl.ops.weight_only_linear import (dequantize_weight, quantize_weight, quantize_weight_ref,
+                                                  weight_only_linear, weight_only_linear_ref)
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 SHAPES = [(1, 37, 256), (1, 130, 2048), (3, 9, 384), (5, 130, 128), (4, 64, 640), (7, 33, 1152),
@@ -43,6 +43,19 @@ def test_quantize_roundtrip_error_is_within_half_a_step(algo, group):
         absmax_step = np.repeat(np.abs(w.reshape(70, -1, group)).max(-1) / 7, group, axis=1)
         plain = np.clip(np.round(w / absmax_step), -8, 7) * absmax_step - w
         assert (err ** 2).sum() <= (plain ** 2).sum() + 1e-6
+
+
+@needs_ops
+def test_compiled_int8_quantizer_equals_the_reference():
+    """Bit for bit, ties included: a row with absmax 127 has scale 1, so x.5 values land on ties
+    (rounded half to even, as paddle.round); an all-zero row gets the 1e-10 floor."""
+    ties = [127.0, 2.5, -2.5, 3.5, 0.5, -0.5, 126.5, -127.0] + [0.0] * 56
+    w = paddle.concat([paddle.to_tensor([ties, [0.0] * 64]), _data(1, 300, 64)[1] * 37])
+    q, s = quantize_weight(w, "weight_only_int8")
+    q_ref, s_ref = quantize_weight_ref(w, "weight_only_int8")
+    np.testing.assert_array_equal(q.numpy(), q_ref.numpy())
+    np.testing.assert_array_equal(s.numpy(), s_ref.numpy())
+    assert q.numpy()[0, :8].tolist() == [127, 2, -2, 4, 0, 0, 126, -127]
 
 
 def test_int4_packing_puts_even_k_in_the_low_nibble():
