@@ -1,7 +1,8 @@
 // Paged attention over the slot-major KV cache (see paddle_qwenvl/layers/attention_metadata.py):
 //  1. writes this step's k/v (T, Hkv, D) into their cache slots, in place;
 //  2. every query token t attends causally to the first token_ctx[t] positions of its sequence,
-//     read through the block table.
+//     read through the block table (given each token its sequence's whole length, this is
+//     non-causal attention: the vision towers' block attention, ops/block_attention.py).
 // Work items (make_plan):
 //  - a decode token (its sequence has one query token): all kv heads at once (attend_decode); its
 //    positions are read as kDecodeStreams interleaved sequential streams (the online softmax does

@@ -89,9 +89,16 @@ def _build():
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:      # one builder at a time per cache entry
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (build_dir / NAME / f"{NAME}.so").exists():
+        built = (build_dir / NAME / f"{NAME}.so").exists()
+        if not built:
             print("paddle-qwenvl: building CPU kernels, ~1 min, once", file=sys.stderr, flush=True)
         with _paddle_output_swallowed() as output:
+            if built:       # the directory is named by a hash of sources and flags: up to date
+                try:        # load() would rerun setup.py in a subprocess first: ~1.2 s per process
+                    from paddle.utils.cpp_extension.extension_utils import _import_module_from_library
+                    return _import_module_from_library(NAME, str(build_dir / NAME), False)
+                except Exception:                    # private API moved, or a broken .so: full path
+                    pass
             try:
                 from paddle.utils.cpp_extension import load   # its import warns about ccache
                 return load(NAME, sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,

@@ -46,6 +46,20 @@ def test_cached_load_prints_nothing():
     assert (done.stdout, done.stderr) == ("", "")
 
 
+@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+def test_cached_load_skips_the_setup_subprocess():
+    """A built cache entry is imported directly: paddle's load() (which reruns setup.py in a
+    subprocess, ~1.2 s per process) is not called."""
+    assert _build.compiled_ops() is not None
+    code = ("import paddle.utils.cpp_extension as ce\n"
+            "def refuse(*a, **k): raise RuntimeError('load() called')\n"
+            "ce.load = refuse\n"
+            "from paddle_qwenvl.ops._build import compiled_ops; assert compiled_ops() is not None")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "load() called" not in done.stderr
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no compiler")
 def test_failed_build_reports_the_compiler_error(tmp_path, monkeypatch, caplog):
     src = tmp_path / "src"
