@@ -148,6 +148,37 @@ inline void int4_row4_g128(const Int4Gemv& p, const QuantX& xq, const int64_t* n
     p.y[ns[r]] = _mm512_reduce_add_ps(acc[r]) - 8.f * dot(ws[r], xq.off, G) + (p.bias ? p.bias[ns[r]] : 0.f);
 }
 
+// M = 1, group 64 (256-bit, 32 packed bytes per group), against the 4 int4 weight rows ns.
+inline void int4_row4_g64(const Int4Gemv& p, const QuantX& xq, const int64_t* ns) {
+  const int64_t K = p.K, G = K / 64;
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const uint8_t* w[4];
+  const float* ws[4];
+  __m256 acc[4];
+  for (int r = 0; r < 4; ++r) {
+    w[r] = p.w + ns[r] * (K / 2);
+    ws[r] = p.scales + ns[r] * G;
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * 64));
+    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.q + g * 64 + 32));
+    for (int r = 0; r < 4; ++r) {
+      if (g % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w[r] + g * 32 + kWeightsAhead / 8), _MM_HINT_T0);
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + g * 32));
+      __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(raw, mask), x0);
+      d = _mm256_dpbusd_epi32(d, _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), x1);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(ws[r][g] * xq.scale[g]), acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+    const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    const float sum = _mm_cvtss_f32(_mm_add_ss(h2, _mm_shuffle_ps(h2, h2, 1)));
+    p.y[ns[r]] = sum - 8.f * dot(ws[r], xq.off, G) + (p.bias ? p.bias[ns[r]] : 0.f);
+  }
+}
+
 template <int MR>
 inline void int4_row_g64(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_t n) {
   const int64_t K = p.K, G = K / 64;
@@ -238,6 +269,9 @@ void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
   if (p.M == 1 && p.group == 128)
     return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int4_row4_g128(p, xq, ns); },
                                 [&](int64_t n) { int4_row_g128<1>(p, xq, 0, n); });
+  if (p.M == 1 && p.group == 64)
+    return rows_in_four_streams(n0, n1, [&](const int64_t* ns) { int4_row4_g64(p, xq, ns); },
+                                [&](int64_t n) { int4_row_g64<1>(p, xq, 0, n); });
   for (int64_t n = n0; n < n1; ++n) {
     int64_t m = 0;
     if (p.group == 128) {
