@@ -3,7 +3,7 @@
   PADDLE_QWENVL_KERNELS=portable     kernels_portable.cc instead of the AVX512 / VNNI kernels
   PADDLE_QWENVL_WORK_PER_THREAD=0    every op at the full thread count, however small the shape
                                      (by default the small test shapes run on one thread)
-Paged attention's portable run lives in test_paged_attention.py.
+Paged attention's own portable run lives in test_paged_attention.py.
 """
 import os
 import subprocess
@@ -38,9 +38,10 @@ def test_portable_switch_turns_the_avx512_kernels_off():
 @needs_ops
 def test_portable_kernels_match_references():
     """int8/int4 GEMV (exact path: the portable kernels have no int8-activation variant, so the VNNI
-    bound test, which asserts a nonzero int8 error, is left out), RMSNorm(+residual), SwiGLU, rotary."""
+    bound test, which asserts a nonzero int8 error, is left out), RMSNorm(+residual), SwiGLU,
+    quick_gelu, rotary, and the vision towers' block attention (the paged kernel's prefill tiles)."""
     run_op_tests({"PADDLE_QWENVL_KERNELS": "portable"},
-                 ["test_elementwise.py", "test_weight_only_linear.py"], "vnni_path")
+                 ["test_elementwise.py", "test_weight_only_linear.py", "test_block_attention.py"], "vnni_path")
 
 
 @needs_ops
