@@ -39,6 +39,16 @@ def make_embedding(num_embeddings: int, dim: int) -> nn.Embedding:
         paddle.set_default_dtype(saved)
 
 
+def on_rows(fn, x, out_features: int):
+    """fn(rows (M, in)) -> (M, out) applied to x (..., in), returning (..., out). A 2-D x (every
+    decoder linear) goes straight through: a reshape is one more Paddle call (~4 us here), and
+    Python-side calls are a good part of a decode step (docs/kernels.md, session 7)."""
+    if x.ndim == 2:
+        return fn(x)
+    shape = x.shape
+    return fn(x.reshape([-1, shape[-1]])).reshape(shape[:-1] + [out_features])
+
+
 class Linear(nn.Layer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -48,9 +58,7 @@ class Linear(nn.Layer):
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
 
     def forward(self, x):
-        shape = x.shape
-        y = linear(x.reshape([-1, self.in_features]), self.weight, self.bias)   # oneDNN when built
-        return y.reshape(shape[:-1] + [self.out_features])
+        return on_rows(lambda rows: linear(rows, self.weight, self.bias), x, self.out_features)
 
 
 class WeightOnlyLinear(nn.Layer):
@@ -75,10 +83,8 @@ class WeightOnlyLinear(nn.Layer):
         self.qweight, self.scales = quantize_weight(weight, self.algo, self.group_size)
 
     def forward(self, x):
-        shape = x.shape
-        y = weight_only_linear(x.reshape([-1, self.in_features]), self.qweight, self.scales, self.bias,
-                               self.algo, self.group_size)
-        return y.reshape(shape[:-1] + [self.out_features])
+        return on_rows(lambda rows: weight_only_linear(rows, self.qweight, self.scales, self.bias, self.algo,
+                                                       self.group_size), x, self.out_features)
 
 
 def make_linear(in_features: int, out_features: int, bias: bool = True, quant=None) -> nn.Layer:

@@ -18,6 +18,6 @@ class GatedMLP(nn.Layer):
         self.down_proj = make_linear(intermediate, hidden, bias, quant)
 
     def forward(self, x):
-        gate_up = self.gate_up_proj(x)
-        h = swiglu(gate_up.reshape([-1, gate_up.shape[-1]]))                 # (M, I)
-        return self.down_proj(h).reshape(x.shape)
+        if x.ndim != 2:                                                     # (..., H) -> (M, H)
+            return self.forward(x.reshape([-1, x.shape[-1]])).reshape(x.shape)
+        return self.down_proj(swiglu(self.gate_up_proj(x)))                  # (M, 2I) -> (M, I) -> (M, H)
