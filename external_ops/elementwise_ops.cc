@@ -3,7 +3,9 @@
 //   pqv_add_rms_norm(x, residual, w) -> out, new_residual (= x + residual)
 //   pqv_swiglu(gate_up (M, 2I)) -> silu(gate_up[:, :I]) * gate_up[:, I:]
 //   pqv_quick_gelu(x (any shape)) -> x * sigmoid(1.702 x)
-//   pqv_rotary(x (T, H, D), cos (T, D), sin (T, D)) -> x * cos + rotate_half(x) * sin
+//   pqv_rotary_qkv(qkv (T, (Hq + 2 Hkv) D), cos (T, D), sin (T, D)) -> q (T, Hq, D), k (T, Hkv, D),
+//     v (T, Hkv, D): the packed projection cut into heads, q and k rotated
+//     (x * cos + rotate_half(x) * sin), v copied. One op where a layer made six Paddle calls.
 #include <algorithm>
 #include <vector>
 
@@ -18,6 +20,15 @@ const pqv::RowKernels& row_kernels() { return pqv::has_avx512() ? pqv::kRowAvx51
 
 void check_f32(std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) PD_CHECK(t->dtype() == paddle::DataType::FLOAT32, "inputs must be float32");
+}
+
+// H heads of D at x rotated into out: x * c + rotate_half(x) * s, rotate_half(x) = [-x2, x1].
+void rotate_heads(const float* x, const float* c, const float* s, float* out, int64_t H, int64_t D) {
+  const int64_t half = D / 2;
+  for (int64_t h = 0; h < H; ++h, x += D, out += D) {
+    for (int64_t d = 0; d < half; ++d) out[d] = x[d] * c[d] - x[d + half] * s[d];
+    for (int64_t d = half; d < D; ++d) out[d] = x[d] * c[d] + x[d - half] * s[d];
+  }
 }
 
 }  // namespace
@@ -73,23 +84,29 @@ std::vector<Tensor> QuickGelu(const Tensor& x, int64_t num_threads) {
   return {out};
 }
 
-std::vector<Tensor> Rotary(const Tensor& x, const Tensor& cos, const Tensor& sin, int64_t num_threads) {
-  check_f32({&x, &cos, &sin});
-  PD_CHECK(x.shape()[2] % 2 == 0 && cos.shape()[1] == x.shape()[2], "rotary needs an even D and cos/sin (T, D)");
-  const int64_t T = x.shape()[0], H = x.shape()[1], D = x.shape()[2], half = D / 2;
-  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
-  const float *xp = x.data<float>(), *cp = cos.data<float>(), *sp = sin.data<float>();
-  float* op = out.data<float>();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * T * (H + 1) * D))
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t h = 0; h < H; ++h) {
-      const float* xi = xp + (t * H + h) * D;
-      float* oi = op + (t * H + h) * D;
-      const float *c = cp + t * D, *s = sp + t * D;
-      for (int64_t d = 0; d < half; ++d) oi[d] = xi[d] * c[d] - xi[d + half] * s[d];
-      for (int64_t d = half; d < D; ++d) oi[d] = xi[d] * c[d] + xi[d - half] * s[d];
-    }
-  return {out};
+std::vector<Tensor> RotaryQkv(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int64_t num_heads,
+                              int64_t num_kv_heads, int64_t num_threads) {
+  check_f32({&qkv, &cos, &sin});
+  const int64_t T = qkv.shape()[0], width = qkv.shape()[1], heads = num_heads + 2 * num_kv_heads;
+  PD_CHECK(num_heads > 0 && num_kv_heads > 0 && width % heads == 0,
+           "qkv width must be (num_heads + 2 * num_kv_heads) * head_dim");
+  const int64_t D = width / heads;
+  PD_CHECK(D % 2 == 0 && cos.shape() == std::vector<int64_t>({T, D}) && sin.shape() == cos.shape(),
+           "rotary needs an even head_dim and cos/sin of shape (T, head_dim)");
+  auto q = paddle::empty({T, num_heads, D}, qkv.dtype(), paddle::CPUPlace());
+  auto k = paddle::empty({T, num_kv_heads, D}, qkv.dtype(), paddle::CPUPlace());
+  auto v = paddle::empty({T, num_kv_heads, D}, qkv.dtype(), paddle::CPUPlace());
+  const float *xp = qkv.data<float>(), *cp = cos.data<float>(), *sp = sin.data<float>();
+  float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
+  const int64_t qw = num_heads * D, kw = num_kv_heads * D;
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * T * (width + D)))
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = xp + t * width;
+    rotate_heads(row, cp + t * D, sp + t * D, qp + t * qw, num_heads, D);
+    rotate_heads(row + qw, cp + t * D, sp + t * D, kp + t * kw, num_kv_heads, D);
+    std::copy_n(row + qw + kw, kw, vp + t * kw);
+  }
+  return {q, k, v};
 }
 
 using Shape = std::vector<int64_t>;
@@ -97,11 +114,14 @@ std::vector<Shape> SameShape(const Shape& x, const Shape&) { return {x}; }
 std::vector<Shape> SameShape2(const Shape& x, const Shape&, const Shape&) { return {x, x}; }
 std::vector<Shape> HalfShape(const Shape& x) { return {{x[0], x[1] / 2}}; }
 std::vector<Shape> Same1(const Shape& x) { return {x}; }
-std::vector<Shape> RotaryShape(const Shape& x, const Shape&, const Shape&) { return {x}; }
+std::vector<Shape> RotaryQkvShape(const Shape& qkv, const Shape&, const Shape&, int64_t num_heads, int64_t num_kv_heads) {
+  const int64_t D = qkv[1] / (num_heads + 2 * num_kv_heads);
+  return {{qkv[0], num_heads, D}, {qkv[0], num_kv_heads, D}, {qkv[0], num_kv_heads, D}};
+}
 std::vector<paddle::DataType> F32(const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
 std::vector<paddle::DataType> F32x2(const paddle::DataType&, const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
-std::vector<paddle::DataType> F32x3(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
-  return {paddle::DataType::FLOAT32};
+std::vector<paddle::DataType> F32x3Three(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
+  return {paddle::DataType::FLOAT32, paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
 }
 std::vector<paddle::DataType> F32x3Two(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
   return {paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
@@ -139,10 +159,10 @@ PD_BUILD_OP(pqv_quick_gelu)
     .SetInferShapeFn(PD_INFER_SHAPE(Same1))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32));
 
-PD_BUILD_OP(pqv_rotary)
-    .Inputs({"x", "cos", "sin"})
-    .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
-    .SetKernelFn(PD_KERNEL(Rotary))
-    .SetInferShapeFn(PD_INFER_SHAPE(RotaryShape))
-    .SetInferDtypeFn(PD_INFER_DTYPE(F32x3));
+PD_BUILD_OP(pqv_rotary_qkv)
+    .Inputs({"qkv", "cos", "sin"})
+    .Outputs({"q", "k", "v"})
+    .Attrs({"num_heads: int64_t", "num_kv_heads: int64_t", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(RotaryQkv))
+    .SetInferShapeFn(PD_INFER_SHAPE(RotaryQkvShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32x3Three));

@@ -2,7 +2,7 @@
 import paddle.nn as nn
 
 from ..ops.paged_attention import paged_attention
-from ..ops.rotary import apply_rotary
+from ..ops.rotary import rotary_qkv
 from .attention_metadata import AttentionMetadata
 from .linear import make_linear
 
@@ -19,10 +19,6 @@ class Attention(nn.Layer):
         self.scale = head_dim ** -0.5
 
     def forward(self, x, cos, sin, meta: AttentionMetadata, kv_cache):
-        T = x.shape[0]
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], axis=-1)
-        q = apply_rotary(q.reshape([T, self.num_heads, self.head_dim]), cos, sin)
-        k = apply_rotary(k.reshape([T, self.num_kv_heads, self.head_dim]), cos, sin)
-        v = v.reshape([T, self.num_kv_heads, self.head_dim])
-        out = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)   # (T, H, D)
-        return self.o_proj(out.reshape([T, self.q_size]))
+        q, k, v = rotary_qkv(self.qkv_proj(x), cos, sin, self.num_heads, self.num_kv_heads)  # (T, heads, D)
+        out = paged_attention(q, k, v, kv_cache[0], kv_cache[1], meta, self.scale)          # (T, H, D)
+        return self.o_proj(out.reshape([x.shape[0], self.q_size]))

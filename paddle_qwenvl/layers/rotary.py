@@ -1,5 +1,5 @@
 """M-RoPE angles for the decoder. Applying them (decoder and vision tower) is ops/rotary.py's
-apply_rotary: x (T, H, D), cos/sin (T, D) -> x * cos + rotate_half(x) * sin."""
+rotary_qkv: each head x of q and k, cos/sin (T, D) -> x * cos + rotate_half(x) * sin."""
 import paddle
 
 

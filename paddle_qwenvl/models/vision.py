@@ -7,7 +7,7 @@ from ..config import VisionConfig
 from ..layers.activation import get_activation
 from ..layers.linear import make_linear
 from ..ops.block_attention import block_attention
-from ..ops.rotary import apply_rotary
+from ..ops.rotary import rotary_qkv
 
 
 class PatchEmbed(nn.Layer):
@@ -37,8 +37,7 @@ class VisionAttention(nn.Layer):
 
     def forward(self, x, cos, sin, cu_seqlens):
         N = x.shape[0]
-        q, k, v = self.qkv(x).reshape([N, 3, self.num_heads, self.head_dim]).unbind(axis=1)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k, v = rotary_qkv(self.qkv(x), cos, sin, self.num_heads, self.num_heads)        # (N, H, D) each
         out = block_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5)
         return self.proj(out.reshape([N, -1]))
 

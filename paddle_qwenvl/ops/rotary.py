@@ -1,8 +1,10 @@
-"""Rotary embedding (rotate-half form, as Qwen2-VL's M-RoPE and vision rotary) on packed tokens.
+"""Rotary embedding (rotate-half form, as Qwen2-VL's M-RoPE and vision rotary) on a packed qkv.
 
-apply_rotary(x (T, H, D), cos (T, D), sin (T, D)) -> x * cos + rotate_half(x) * sin
-cos/sin already carry the M-RoPE section merge (one angle per token and frequency), so the same
-op serves q and k of the decoder and the vision tower.
+rotary_qkv(qkv (T, (Hq + 2 Hkv) D), cos (T, D), sin (T, D), Hq, Hkv) -> q (T, Hq, D), k (T, Hkv, D),
+v (T, Hkv, D): the fused projection's output cut into heads, q and k rotated
+(x * cos + rotate_half(x) * sin), v as it is. cos/sin already carry the M-RoPE section merge (one
+angle per token and frequency), so the same op serves the decoder (GQA) and the vision tower
+(Hkv = Hq). One compiled op where split + 3 reshapes + 2 rotations were six Paddle calls.
 """
 import paddle
 
@@ -16,24 +18,33 @@ def rotate_half(x):
 
 
 def apply_rotary_ref(x, cos, sin):
+    """x (T, H, D), cos/sin (T, D)."""
     return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
 
 
-def _check(x, cos, sin):
-    if x.ndim != 3 or x.shape[2] % 2 or list(cos.shape) != [x.shape[0], x.shape[2]] or cos.shape != sin.shape:
-        raise ValueError(f"x must be (T, H, D) with even D and cos/sin (T, D); got {x.shape}, {cos.shape}, {sin.shape}")
+def rotary_qkv_ref(qkv, cos, sin, num_heads: int, num_kv_heads: int):
+    T, D = qkv.shape[0], qkv.shape[1] // (num_heads + 2 * num_kv_heads)
+    q, k, v = qkv.split([num_heads * D, num_kv_heads * D, num_kv_heads * D], axis=-1)
+    return (apply_rotary_ref(q.reshape([T, num_heads, D]), cos, sin),
+            apply_rotary_ref(k.reshape([T, num_kv_heads, D]), cos, sin), v.reshape([T, num_kv_heads, D]))
 
 
-def apply_rotary(x, cos, sin):
+def _check(qkv, cos, sin, num_heads, num_kv_heads):
+    heads = num_heads + 2 * num_kv_heads
+    if qkv.ndim != 2 or num_heads < 1 or num_kv_heads < 1 or qkv.shape[1] % heads or (qkv.shape[1] // heads) % 2:
+        raise ValueError(f"qkv must be (T, (num_heads + 2 * num_kv_heads) * head_dim) with an even head_dim; got "
+                         f"{qkv.shape} for num_heads={num_heads}, num_kv_heads={num_kv_heads}")
+    if list(cos.shape) != [qkv.shape[0], qkv.shape[1] // heads] or cos.shape != sin.shape:
+        raise ValueError(f"cos and sin must be (T, head_dim) = {[qkv.shape[0], qkv.shape[1] // heads]}; "
+                         f"got {cos.shape}, {sin.shape}")
+
+
+def rotary_qkv(qkv, cos, sin, num_heads: int, num_kv_heads: int):
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
-        _check(x, cos, sin)
-    if not kernel_applies(x):
-        return apply_rotary_ref(x, cos, sin)
+        _check(qkv, cos, sin, num_heads, num_kv_heads)
+    if not kernel_applies(qkv):
+        return rotary_qkv_ref(qkv, cos, sin, num_heads, num_kv_heads)
     if cos.dtype != paddle.float32:
         cos, sin = cos.astype("float32"), sin.astype("float32")
-    return compiled_ops().pqv_rotary(x, cos, sin, num_threads())
-
-
-def apply_rotary_qk(q, k, cos, sin):
-    """Both q (T, Hq, D) and k (T, Hkv, D) with the same cos/sin."""
-    return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    q, k, v = compiled_ops().pqv_rotary_qkv(qkv, cos, sin, num_heads, num_kv_heads, num_threads())
+    return q, k, v

@@ -6,7 +6,7 @@ import pytest
 from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.ops.activation import quick_gelu, quick_gelu_ref, swiglu, swiglu_ref
 from paddle_qwenvl.ops.norm import rms_norm, rms_norm_ref
-from paddle_qwenvl.ops.rotary import apply_rotary, apply_rotary_ref
+from paddle_qwenvl.ops.rotary import rotary_qkv, rotary_qkv_ref
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 rng = np.random.default_rng(0)
@@ -42,15 +42,32 @@ def test_quick_gelu_matches_reference(shape):
     np.testing.assert_allclose(quick_gelu(x).numpy(), quick_gelu_ref(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
-@needs_ops
-@pytest.mark.parametrize("tokens,heads,d", [(1, 2, 8), (5, 12, 128), (9, 3, 80)])
-def test_rotary_matches_reference(tokens, heads, d):
-    x = t(tokens, heads, d)
+def cos_sin(tokens, d):
     angles = t(tokens, d // 2, scale=10.0)
     emb = paddle.concat([angles, angles], axis=-1)
-    cos, sin = emb.cos(), emb.sin()
-    np.testing.assert_allclose(apply_rotary(x, cos, sin).numpy(), apply_rotary_ref(x, cos, sin).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    return emb.cos(), emb.sin()
+
+
+@needs_ops
+@pytest.mark.parametrize("tokens,heads,kv_heads,d", [(1, 2, 1, 8), (5, 12, 2, 128), (9, 3, 3, 80), (4, 28, 4, 128)])
+def test_rotary_qkv_matches_reference(tokens, heads, kv_heads, d):
+    qkv, (cos, sin) = t(tokens, (heads + 2 * kv_heads) * d), cos_sin(tokens, d)
+    for out, ref, h in zip(rotary_qkv(qkv, cos, sin, heads, kv_heads), rotary_qkv_ref(qkv, cos, sin, heads, kv_heads),
+                           (heads, kv_heads, kv_heads)):
+        assert out.shape == [tokens, h, d]
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rotary_qkv_reference_rotates_q_and_k_and_keeps_v():
+    """The reference against the formula on numpy: head h of q is x * cos + [-x2, x1] * sin."""
+    qkv, (cos, sin) = t(3, (2 + 2 * 1) * 6), cos_sin(3, 6)
+    q, k, v = (x.numpy() for x in rotary_qkv_ref(qkv, cos, sin, 2, 1))
+    x, c, s = qkv.numpy(), cos.numpy(), sin.numpy()
+    q1 = x[:, 6:12]                                            # query head 1
+    np.testing.assert_allclose(q[:, 1], q1 * c + np.concatenate([-q1[:, 3:], q1[:, :3]], 1) * s, rtol=1e-6)
+    np.testing.assert_allclose(k[:, 0], x[:, 12:18] * c + np.concatenate([-x[:, 15:18], x[:, 12:15]], 1) * s,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(v[:, 0], x[:, 18:24])
 
 
 def test_other_dtypes_run_the_references():
@@ -63,8 +80,10 @@ def test_other_dtypes_run_the_references():
     assert swiglu(gate_up).dtype == paddle.float64
     np.testing.assert_array_equal(swiglu(gate_up).numpy(), swiglu_ref(gate_up).numpy())
     np.testing.assert_array_equal(quick_gelu(gate_up).numpy(), quick_gelu_ref(gate_up).numpy())
-    q, cos, sin = t(2, 3, 4).astype("float64"), t(2, 4).astype("float64"), t(2, 4).astype("float64")
-    np.testing.assert_array_equal(apply_rotary(q, cos, sin).numpy(), apply_rotary_ref(q, cos, sin).numpy())
+    qkv, cos, sin = t(2, 16).astype("float64"), t(2, 4).astype("float64"), t(2, 4).astype("float64")
+    for out, ref in zip(rotary_qkv(qkv, cos, sin, 2, 1), rotary_qkv_ref(qkv, cos, sin, 2, 1)):
+        assert out.dtype == paddle.float64
+        np.testing.assert_array_equal(out.numpy(), ref.numpy())
 
 
 def test_bad_shapes_raise():
@@ -72,5 +91,7 @@ def test_bad_shapes_raise():
         swiglu(t(2, 3))
     with pytest.raises(ValueError, match="w must be"):
         rms_norm(t(2, 4), t(5), 1e-6)
-    with pytest.raises(ValueError, match="cos/sin"):
-        apply_rotary(t(2, 1, 4), t(2, 3), t(2, 3))
+    with pytest.raises(ValueError, match="cos and sin"):
+        rotary_qkv(t(2, 12), t(2, 3), t(2, 3), 1, 1)
+    with pytest.raises(ValueError, match="num_heads"):
+        rotary_qkv(t(2, 14), t(2, 4), t(2, 4), 2, 1)            # 14 is not (2 + 2) * head_dim

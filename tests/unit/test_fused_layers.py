@@ -2,8 +2,8 @@
 
 Decoder with L layers: the first input norm is a plain RMSNorm; every later norm adds the residual
 first (the residual is carried between layers, as vLLM does), so 1 rms_norm + 2L add_rms_norm,
-L swiglu and 2L rotary (q and k). Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1,
-norm2, merger), D swiglu, 2D rotary.
+L swiglu and L rotary_qkv. Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1, norm2,
+merger), D swiglu, D rotary_qkv.
 """
 from collections import Counter
 
@@ -19,7 +19,7 @@ from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
-FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary")
+FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv")
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_decoder_runs_on_the_fused_ops(tiny_dirs, op_calls):
     with paddle.no_grad():
         prefill_logits(model, PromptInputs(list(range(1, 20))), new_kv_caches(model, 32), 16, 2)
     assert op_calls == {"pqv_rms_norm": 1, "pqv_add_rms_norm": 2 * layers, "pqv_swiglu": layers,
-                        "pqv_rotary": 2 * layers}
+                        "pqv_rotary_qkv": layers}
 
 
 @needs_ops
@@ -49,7 +49,7 @@ def test_qwen2_5_vision_tower_runs_on_the_fused_ops(tiny_dirs, op_calls):
     pixels = paddle.to_tensor(np.random.default_rng(0).standard_normal((64, patch_dim)).astype("float32"))
     with paddle.no_grad():
         model.get_image_features(pixels, [(1, 8, 8)])
-    assert op_calls == {"pqv_rms_norm": 2 * depth + 1, "pqv_swiglu": depth, "pqv_rotary": 2 * depth}
+    assert op_calls == {"pqv_rms_norm": 2 * depth + 1, "pqv_swiglu": depth, "pqv_rotary_qkv": depth}
 
 
 def test_rms_norm_layer_returns_the_summed_residual_when_given_one():
