@@ -22,14 +22,18 @@ def quiet() -> bool:
 
 
 def set_up_runtime(threads: Optional[int] = None) -> int:
-    """Threads for Paddle's own kernels (Paddle sets 1 on import) and MKL's fast path on AMD.
+    """Threads for our compiled ops and Paddle's own kernels (Paddle sets 1 on import), and MKL's
+    fast path on AMD.
 
     MKL reads MKL_DEBUG_CPU_TYPE at its first call, so setting it here, after import, still works.
     Returns the thread count used."""
     os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
-    from ..ops.threads import num_threads
+    from ..ops.threads import num_threads, set_num_threads
     import paddle
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads}: give a positive number of threads")
     count = threads or num_threads()
+    set_num_threads(count)            # our ops, as Paddle's own kernels: --threads binds both
     paddle.base.core.set_num_threads(count)
     from ..ops._build import compiled_ops
     compiled_ops()            # build or load now; its chatter is kept off stdout (run --json)

@@ -2,15 +2,26 @@
 
 Paddle sets OMP_NUM_THREADS=1 on import, which would leave all but one core idle. Every compiled op
 takes an explicit `num_threads` instead, read here:
+    set_num_threads(n)              this process uses n (the CLI's --threads calls it)
     PADDLE_QWENVL_NUM_THREADS=<n>   use n threads (set it lower when several processes share cores)
     unset                           the CPUs this process may run on (sched affinity / cgroup)
 """
 import os
 
 ENV = "PADDLE_QWENVL_NUM_THREADS"
+_chosen = []            # [n] once set_num_threads(n) ran
+
+
+def set_num_threads(n: int) -> None:
+    """From now on every op of this process runs on n threads, whatever the environment says."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"thread count must be a positive integer; got {n!r}")
+    _chosen[:] = [n]
 
 
 def num_threads() -> int:
+    if _chosen:
+        return _chosen[0]
     value = os.environ.get(ENV, "").strip()
     if not value:
         return len(os.sched_getaffinity(0))
