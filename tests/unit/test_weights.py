@@ -97,3 +97,23 @@ def test_sharded_bfloat16_checkpoint_loads_as_rounded_fp32(tmp_path):
     expected = (to_bfloat16_bits(tensors["model.norm.weight"]).astype(np.uint32) << 16).view(np.float32)
     assert np.array_equal(got, expected)
     assert cfg["architectures"] == ["Qwen2VLForConditionalGeneration"]
+
+
+def test_missing_tensor_of_a_quantized_layer_is_named(tiny_dirs, tmp_path):
+    """Quantized layers' buffers are left unwritten while load_model builds the model; a weight the
+    checkpoint lacks must still be an error, not a layer computing with whatever memory held."""
+    from paddle_qwenvl.quantization import QuantConfig
+    path = copy_dir(tiny_dirs["qwen2_vl"], tmp_path / "m")
+    rewrite(path, lambda t: t.pop("model.layers.1.mlp.down_proj.weight"))
+    with pytest.raises(KeyError, match="model.layers.1.mlp.down_proj.weight"):
+        load_model(path, QuantConfig("weight_only_int8"), progress=False)
+
+
+def test_quantized_layer_built_outside_loading_holds_zero_weights():
+    from paddle_qwenvl.layers.linear import WeightOnlyLinear
+    from paddle_qwenvl.quantization import QuantConfig
+    layer = WeightOnlyLinear(64, 8, False, QuantConfig("weight_only_int4", 64))
+    assert not layer.qweight.numpy().any() and (layer.scales.numpy() == 1).all()
+    with paddle.LazyGuard():
+        lazy = WeightOnlyLinear(64, 8, False, QuantConfig("weight_only_int4", 64))
+    assert lazy.qweight.shape == [8, 32] and lazy.scales.shape == [8, 1]
