@@ -18,12 +18,13 @@ def linear_ref(x, w, bias=None):
 
 
 def _check(x, w, bias):
-    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"x must be (M, K) and w (N, K); got {x.shape} and {w.shape}")
+    xs, ws = x.shape, w.shape                         # each .shape is a call into Paddle: read once
+    if len(xs) != 2 or len(ws) != 2 or xs[1] != ws[1]:
+        raise ValueError(f"x must be (M, K) and w (N, K); got {xs} and {ws}")
     if x.dtype not in DTYPES or w.dtype not in DTYPES:
         raise ValueError(f"x and w must be float32 or bfloat16; got {x.dtype}, {w.dtype}")
-    if bias is not None and list(bias.shape) != [w.shape[0]]:
-        raise ValueError(f"bias must be ({w.shape[0]},); got {bias.shape}")
+    if bias is not None and bias.shape != [ws[0]]:
+        raise ValueError(f"bias must be ({ws[0]},); got {bias.shape}")
 
 
 def linear(x, w, bias=None):

@@ -12,14 +12,15 @@ from .threads import num_threads
 
 
 def _check(q, k, v, k_cache, v_cache, meta: AttentionMetadata):
-    if q.ndim != 3 or k.ndim != 3 or k.shape != v.shape:
-        raise ValueError(f"q must be (T, Hq, D) and k, v (T, Hkv, D); got {q.shape}, {k.shape}, {v.shape}")
-    if q.shape[0] != k.shape[0] or q.shape[0] != sum(meta.query_lens):
-        raise ValueError(f"{q.shape[0]} tokens given but query_lens sum to {sum(meta.query_lens)}")
-    if q.shape[1] % k.shape[1]:
-        raise ValueError(f"query heads {q.shape[1]} must be a multiple of kv heads {k.shape[1]}")
-    if k_cache.shape[1:] != k.shape[1:] or v_cache.shape != k_cache.shape:
-        raise ValueError(f"cache {k_cache.shape} does not hold (slots, {k.shape[1]}, {k.shape[2]})")
+    qs, ks, cs = q.shape, k.shape, k_cache.shape     # each .shape is a call into Paddle: read once
+    if len(qs) != 3 or len(ks) != 3 or v.shape != ks:
+        raise ValueError(f"q must be (T, Hq, D) and k, v (T, Hkv, D); got {qs}, {ks}, {v.shape}")
+    if qs[0] != ks[0] or qs[0] != sum(meta.query_lens):
+        raise ValueError(f"{qs[0]} tokens given but query_lens sum to {sum(meta.query_lens)}")
+    if qs[1] % ks[1]:
+        raise ValueError(f"query heads {qs[1]} must be a multiple of kv heads {ks[1]}")
+    if cs[1:] != ks[1:] or v_cache.shape != cs:
+        raise ValueError(f"cache {cs} does not hold (slots, {ks[1]}, {ks[2]})")
 
 
 def context_slots(meta: AttentionMetadata) -> list:
@@ -96,16 +97,12 @@ def _kernel_inputs(meta: AttentionMetadata):
     return cached[1]
 
 
-def _can_use_kernel(q, k_cache):
-    return q.dtype == paddle.float32 and k_cache.dtype == paddle.float32 and q.shape[0] > 0
-
-
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
     """Entry point used by the attention layer: the compiled kernel (external_ops/
     paged_attention_op.cc) for float32 when available, else paged_attention_ref. Same contract:
     writes k/v into their slots in place, returns out (T, Hq, D)."""
     ops = compiled_ops()
-    if ops is None or not _can_use_kernel(q, k_cache):
+    if ops is None or q.dtype != paddle.float32 or k_cache.dtype != paddle.float32 or not sum(meta.query_lens):
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
     _check(q, k, v, k_cache, v_cache, meta)
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)

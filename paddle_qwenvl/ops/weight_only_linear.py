@@ -131,15 +131,16 @@ def weight_only_linear_ref(x, qweight, scales, bias=None, algo="weight_only_int8
 def _check(x, qweight, scales, bias, algo, group_size):
     _check_algo(algo, group_size)
     int8 = algo == "weight_only_int8"
-    n, k = qweight.shape[0], qweight.shape[1] * (1 if int8 else 2)
-    if x.ndim != 2 or x.shape[1] != k:
-        raise ValueError(f"x must be (M, {k}) for this weight; got {x.shape}")
+    qs, xs = qweight.shape, x.shape                   # each .shape is a call into Paddle: read once
+    n, k = qs[0], qs[1] * (1 if int8 else 2)
+    if len(xs) != 2 or xs[1] != k:
+        raise ValueError(f"x must be (M, {k}) for this weight; got {xs}")
     if qweight.dtype != (paddle.int8 if int8 else paddle.uint8):
         raise ValueError(f"{algo} needs qweight of dtype {'int8' if int8 else 'uint8'}; got {qweight.dtype}")
     want = [n] if int8 else [n, k // group_size]
-    if list(scales.shape) != want or scales.dtype != paddle.float32:
+    if scales.shape != want or scales.dtype != paddle.float32:
         raise ValueError(f"scales must be float32 {want}; got {scales.dtype} {scales.shape}")
-    if bias is not None and list(bias.shape) != [n]:
+    if bias is not None and bias.shape != [n]:
         raise ValueError(f"bias must be ({n},); got {bias.shape}")
     if x.dtype not in (paddle.float32, paddle.bfloat16):
         raise ValueError(f"x must be float32 or bfloat16; got {x.dtype}")
