@@ -87,6 +87,7 @@ std::vector<Tensor> QuickGelu(const Tensor& x, int64_t num_threads) {
 std::vector<Tensor> RotaryQkv(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int64_t num_heads,
                               int64_t num_kv_heads, int64_t num_threads) {
   check_f32({&qkv, &cos, &sin});
+  PD_CHECK(qkv.shape().size() == 2, "qkv must be 2-D: (tokens, (num_heads + 2 * num_kv_heads) * head_dim)");
   const int64_t T = qkv.shape()[0], width = qkv.shape()[1], heads = num_heads + 2 * num_kv_heads;
   PD_CHECK(num_heads > 0 && num_kv_heads > 0 && width % heads == 0,
            "qkv width must be (num_heads + 2 * num_kv_heads) * head_dim");
