@@ -9,6 +9,7 @@ import paddle
 from .engine.inputs import PromptInputs
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
+from .memory import keep_freed_memory
 from .models import load_model
 from .models.registry import DTYPES as SUPPORTED_DTYPES
 from .processing import Processor
@@ -61,6 +62,7 @@ class Predictor:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(float16 checkpoints load as float32 or bfloat16)")
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
+        keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
         model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)

@@ -1,0 +1,44 @@
+"""keep_freed_memory: freed tensor buffers are reused instead of page-faulting back in.
+
+Each case runs in a fresh process: the setting is process-wide and cannot be undone."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import resource, sys
+import paddle
+from paddle_qwenvl.memory import keep_freed_memory
+print(keep_freed_memory())
+def step():
+    tensors = [paddle.ones([5 << 20]) for _ in range(3)]     # 3 x 20 MB alive at once, then freed
+    del tensors
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+PAGES_PER_STEP = 3 * (20 << 20) // 4096
+
+
+def faults_per_step(**env):
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=dict(os.environ, **env), capture_output=True,
+                         text=True, check=True).stdout.split()
+    return out[0] == "True", int(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_freed_buffers_are_reused_instead_of_faulting_back_in():
+    kept, faults = faults_per_step()
+    off, faults_off = faults_per_step(PADDLE_QWENVL_KEEP_FREED_MEMORY="0")
+    assert kept and not off
+    assert faults_off > PAGES_PER_STEP // 2           # glibc's defaults: the pages come back fresh
+    assert faults < faults_off // 4
+
+
+def test_user_malloc_settings_are_left_alone():
+    kept, _ = faults_per_step(MALLOC_TRIM_THRESHOLD_="1048576")
+    assert not kept
