@@ -61,6 +61,10 @@ class Linear(nn.Layer):
     def forward(self, x):
         return on_rows(lambda rows: linear(rows, self.weight, self.bias), x, self.out_features)
 
+    def op_weights(self):
+        """(weight, scales or None) as ops.decoder_layer takes them."""
+        return self.weight, None
+
 
 def _buffer(shape, dtype: str, fill):
     """Left unwritten inside paddle.LazyGuard, where load_model builds the model to load over it
@@ -95,6 +99,10 @@ class WeightOnlyLinear(nn.Layer):
     def forward(self, x):
         return on_rows(lambda rows: weight_only_linear(rows, self.qweight, self.scales, self.bias, self.algo,
                                                        self.group_size), x, self.out_features)
+
+    def op_weights(self):
+        """(qweight, scales) as ops.decoder_layer takes them."""
+        return self.qweight, self.scales
 
 
 def make_linear(in_features: int, out_features: int, bias: bool = True, quant=None) -> nn.Layer:

@@ -9,6 +9,7 @@ from ..layers.linear import make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from ..layers.rotary import MRotaryEmbedding
+from ..ops.decoder_layer import decoder_layer, decoder_layer_applies
 
 
 class DecoderLayer(nn.Layer):
@@ -22,7 +23,10 @@ class DecoderLayer(nn.Layer):
 
     def forward(self, x, residual, cos, sin, meta, kv_cache):
         """x (T, hidden): the previous layer's output, not yet added to `residual` (None for the
-        first layer). Returns (mlp output, residual); each add is fused into the next RMSNorm."""
+        first layer). Returns (mlp output, residual); each add is fused into the next RMSNorm.
+        With the compiled ops, the whole layer runs as one op (`as_one_op`)."""
+        if decoder_layer_applies(x):
+            return self.as_one_op(x, residual, cos, sin, meta, kv_cache)
         if residual is None:
             x, residual = self.input_layernorm(x), x
         else:
@@ -30,6 +34,19 @@ class DecoderLayer(nn.Layer):
         x = self.self_attn(x, cos, sin, meta, kv_cache)
         x, residual = self.post_attention_layernorm(x, residual)
         return self.mlp(x), residual
+
+    def as_one_op(self, x, residual, cos, sin, meta, kv_cache):
+        """forward() in one compiled op call (ops/decoder_layer.py): the same kernels, without
+        the Python side of each."""
+        attn, mlp = self.self_attn, self.mlp
+        linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        (qkv, *_), (o, *_), (gate_up, *_), (down, *_) = parts = [layer.op_weights() for layer in linears]
+        weights = [self.input_layernorm.weight, qkv, attn.qkv_proj.bias, o, self.post_attention_layernorm.weight,
+                   gate_up, down]
+        group_size = next((layer.group_size for layer in linears if getattr(layer, "algo", "") == "weight_only_int4"), 0)
+        return decoder_layer(x, residual, weights, [s for _, s in parts if s is not None], cos, sin, meta, kv_cache,
+                             eps=self.input_layernorm.eps, num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads,
+                             scale=attn.scale, group_size=group_size)
 
 
 class Qwen2Model(nn.Layer):

@@ -1,9 +1,11 @@
 """The model layers run on the compiled fused ops: counts of each op per forward pass.
 
-Decoder with L layers: the first input norm is a plain RMSNorm; every later norm adds the residual
-first (the residual is carried between layers, as vLLM does), so 1 rms_norm + 2L add_rms_norm,
-L swiglu and L rotary_qkv. Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1, norm2,
-merger), D swiglu, D rotary_qkv.
+Decoder with L layers, each layer calling the single ops (PADDLE_QWENVL_FUSED_LAYERS=0): the first
+input norm is a plain RMSNorm; every later norm adds the residual first (the residual is carried
+between layers, as vLLM does), so 1 rms_norm + 2L add_rms_norm, L swiglu and L rotary_qkv. By
+default each layer is one pqv_decoder_layer call and only the final norm (with the residual) is
+left. Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1, norm2, merger), D swiglu,
+D rotary_qkv.
 """
 from collections import Counter
 
@@ -19,7 +21,7 @@ from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
-FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv")
+FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv", "pqv_decoder_layer")
 
 
 @pytest.fixture
@@ -32,14 +34,25 @@ def op_calls(monkeypatch):
     return calls
 
 
-@needs_ops
-def test_decoder_runs_on_the_fused_ops(tiny_dirs, op_calls):
+def decoder_op_calls(tiny_dirs, op_calls):
     model = load_model(tiny_dirs["qwen2_5_vl"], progress=False)
-    layers = model.config.text.num_hidden_layers
     with paddle.no_grad():
         prefill_logits(model, PromptInputs(list(range(1, 20))), new_kv_caches(model, 32), 16, 2)
-    assert op_calls == {"pqv_rms_norm": 1, "pqv_add_rms_norm": 2 * layers, "pqv_swiglu": layers,
-                        "pqv_rotary_qkv": layers}
+    return model.config.text.num_hidden_layers, op_calls
+
+
+@needs_ops
+def test_decoder_runs_one_op_per_layer(tiny_dirs, op_calls):
+    layers, calls = decoder_op_calls(tiny_dirs, op_calls)
+    assert calls == {"pqv_decoder_layer": layers, "pqv_add_rms_norm": 1}
+
+
+@needs_ops
+def test_decoder_layers_on_the_single_fused_ops(tiny_dirs, op_calls, monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_FUSED_LAYERS", "0")
+    layers, calls = decoder_op_calls(tiny_dirs, op_calls)
+    assert calls == {"pqv_rms_norm": 1, "pqv_add_rms_norm": 2 * layers, "pqv_swiglu": layers,
+                     "pqv_rotary_qkv": layers}
 
 
 @needs_ops

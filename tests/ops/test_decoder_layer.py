@@ -1,0 +1,85 @@
+"""pqv_decoder_layer (a whole decoder layer in one op) against the same layer calling the single
+ops: the same kernels in the same order, so logits and KV caches must agree bit for bit, for every
+weight kind a layer can hold and for prefill (GEMM) and decode (GEMV) steps."""
+from collections import Counter
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_qwenvl.engine.inputs import PromptInputs
+from paddle_qwenvl.models import load_model
+from paddle_qwenvl.ops import decoder_layer as fused
+from paddle_qwenvl.ops._build import build_info, compiled_ops
+from paddle_qwenvl.quantization import QuantConfig
+from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits, single_sequence_metadata
+
+pytestmark = pytest.mark.skipif(compiled_ops() is None or not build_info()["onednn"],
+                                reason="compiled ops with oneDNN unavailable")
+PROMPT = list(range(3, 22))          # 19 tokens: prefill takes the GEMM paths (>= 16 rows)
+BLOCK = 8
+
+
+@pytest.fixture
+def fused_calls(monkeypatch):
+    calls, ops = Counter(), compiled_ops()
+    real = ops.pqv_decoder_layer
+    monkeypatch.setattr(ops, "pqv_decoder_layer", lambda *a: calls.update(["layer"]) or real(*a))
+    return calls
+
+
+def run_steps(model, steps=3):
+    """Logits of the prompt and of `steps` greedy decode steps, and the final KV caches."""
+    caches = new_kv_caches(model, 4 * BLOCK)
+    with paddle.no_grad():
+        logits, delta = prefill_logits(model, PromptInputs(PROMPT), caches, BLOCK, 4)
+        out = [logits.numpy()]
+        for i in range(steps):
+            pos = len(PROMPT) + i
+            token = int(out[-1][-1].argmax())
+            meta = single_sequence_metadata(pos, 1, BLOCK, 4)
+            hidden = model(model.embed_tokens(paddle.to_tensor([token])),
+                           paddle.full([3, 1], pos + delta, dtype="int64"), meta, caches)
+            out.append(model.compute_logits(hidden).numpy())
+    return out, [(k.numpy(), v.numpy()) for k, v in caches]
+
+
+@pytest.mark.parametrize("dtype,quant", [
+    ("float32", None),
+    ("bfloat16", None),
+    ("float32", QuantConfig("weight_only_int8")),
+    ("float32", QuantConfig("weight_only_int4", 64)),
+    ("bfloat16", QuantConfig("weight_only_int4", 128)),   # 64-wide inputs fall back to int8: mixed scales
+], ids=["fp32", "bf16", "int8", "int4-g64", "int4-g128-mixed"])
+def test_fused_layer_matches_the_single_ops(tiny_dirs, monkeypatch, fused_calls, dtype, quant):
+    model = load_model(tiny_dirs["qwen2_vl"], quant, progress=False, dtype=dtype)
+    layers = model.config.text.num_hidden_layers
+    monkeypatch.setenv(fused.ENV, "0")
+    single_logits, single_caches = run_steps(model)
+    assert fused_calls["layer"] == 0
+    monkeypatch.setenv(fused.ENV, "1")
+    fused_logits, fused_caches = run_steps(model)
+    assert fused_calls["layer"] == 4 * layers                  # prefill + 3 decode steps
+    for a, b in zip(single_logits, fused_logits):
+        np.testing.assert_array_equal(a, b)
+    for (ka, va), (kb, vb) in zip(single_caches, fused_caches):
+        np.testing.assert_array_equal(ka, kb)
+        np.testing.assert_array_equal(va, vb)
+
+
+def test_static_graph_keeps_the_single_ops():
+    x = paddle.randn([2, 8])
+    assert fused.decoder_layer_applies(x)
+    paddle.enable_static()
+    try:
+        assert not fused.decoder_layer_applies(paddle.static.data("x", [2, 8], "float32"))
+    finally:
+        paddle.disable_static()
+
+
+def test_wrong_weight_list_is_named(tiny_dirs):
+    model = load_model(tiny_dirs["qwen2_vl"], progress=False)
+    layer = model.model.layers[0]
+    with pytest.raises(ValueError, match="weights must be 7 tensors"):
+        fused.decoder_layer(paddle.randn([1, 64]), None, [layer.input_layernorm.weight], [], None, None,
+                            None, None, eps=1e-6, num_heads=4, num_kv_heads=2, scale=0.25, group_size=0)
