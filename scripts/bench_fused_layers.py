@@ -5,13 +5,15 @@ the single ops, alternated in one process on a random real-size checkpoint.
 
 One text request, greedy, exactly --max_new_tokens tokens. Each round runs it once per path
 (PADDLE_QWENVL_FUSED_LAYERS=1, then 0); printed: decode tokens/s per round and path, their means
-and ratio, the weight bytes read per token and what that means in GB/s, and whether both paths
-generated the same tokens. The machine's speed drifts between rounds, hence the alternation.
+and ratio, the weight bytes read per token and what that means in GB/s beside the DRAM read
+bandwidth probed before and after (bench_ops.py's probe), and whether both paths generated the
+same tokens. The machine's speed drifts between rounds, hence the alternation.
 """
 import argparse
 import os
 import statistics
 
+from bench_ops import dram_limit
 from bench_vs_hf import cached_checkpoint, decode_weight_bytes
 
 PROMPT = "Write a long story about a cat who learns to sail."
@@ -34,7 +36,9 @@ def main():
     args = parse_args()
     from paddle_qwenvl import Predictor, SamplingParams
     from paddle_qwenvl.cli.common import set_up_runtime
-    set_up_runtime(args.threads)
+    threads = set_up_runtime(args.threads)
+    dram = dram_limit(threads, reps=3)
+    probes = [dram.probe()]
     model_dir = cached_checkpoint(args.preset, args.num_layers)
     predictor = Predictor.from_pretrained(model_dir, dtype=args.dtype, quant_type=args.quant_type, progress=False)
     messages = [{"role": "user", "content": PROMPT}]
@@ -49,11 +53,13 @@ def main():
             tokens[path] = out.token_ids
         print(f"round {r + 1}: one op per layer {speed['1'][-1]:6.2f} tokens/s   single ops {speed['0'][-1]:6.2f}",
               flush=True)
+    probes.append(dram.probe())
     weight_bytes = decode_weight_bytes(model_dir, BYTES[args.quant_type or args.dtype], BYTES[args.dtype])
     fused, single = statistics.mean(speed["1"]), statistics.mean(speed["0"])
     print(f"{args.preset} {args.quant_type or args.dtype}: one op per layer {fused:.2f} tokens/s "
           f"({fused * weight_bytes / 1e9:.1f} GB/s of weights), single ops {single:.2f} "
-          f"({single * weight_bytes / 1e9:.1f} GB/s); x{fused / single:.2f}; same tokens: {tokens['1'] == tokens['0']}")
+          f"({single * weight_bytes / 1e9:.1f} GB/s); x{fused / single:.2f}; same tokens: {tokens['1'] == tokens['0']}\n"
+          f"DRAM read probe before / after: {probes[0]:.1f} / {probes[1]:.1f} GB/s")
 
 
 if __name__ == "__main__":
