@@ -4,12 +4,14 @@ Paddle sets OMP_NUM_THREADS=1 on import, which would leave all but one core idle
 takes an explicit `num_threads` instead, read here:
     set_num_threads(n)              this process uses n (the CLI's --threads calls it)
     PADDLE_QWENVL_NUM_THREADS=<n>   use n threads (set it lower when several processes share cores)
-    unset                           the CPUs this process may run on (sched affinity / cgroup)
+    unset                           the CPUs this process may run on (sched affinity / cgroup),
+                                    asked once per process (every op call reads this knob)
 """
 import os
 
 ENV = "PADDLE_QWENVL_NUM_THREADS"
 _chosen = []            # [n] once set_num_threads(n) ran
+_usable = []            # [the CPU count of this process's affinity] once asked
 
 
 def set_num_threads(n: int) -> None:
@@ -24,7 +26,9 @@ def num_threads() -> int:
         return _chosen[0]
     value = os.environ.get(ENV, "").strip()
     if not value:
-        return len(os.sched_getaffinity(0))
+        if not _usable:
+            _usable.append(len(os.sched_getaffinity(0)))        # a system call: once
+        return _usable[0]
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{ENV}={value!r}: expected a positive integer thread count")
     return int(value)
