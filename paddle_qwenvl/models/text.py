@@ -40,13 +40,12 @@ class DecoderLayer(nn.Layer):
         the Python side of each."""
         attn, mlp = self.self_attn, self.mlp
         linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
-        (qkv, *_), (o, *_), (gate_up, *_), (down, *_) = parts = [layer.op_weights() for layer in linears]
+        (qkv, o, gate_up, down), scales = zip(*(layer.op_weights() for layer in linears))  # scales: None if float
         weights = [self.input_layernorm.weight, qkv, attn.qkv_proj.bias, o, self.post_attention_layernorm.weight,
                    gate_up, down]
-        group_size = next((layer.group_size for layer in linears if getattr(layer, "algo", "") == "weight_only_int4"), 0)
-        return decoder_layer(x, residual, weights, [s for _, s in parts if s is not None], cos, sin, meta, kv_cache,
+        return decoder_layer(x, residual, weights, [s for s in scales if s is not None], cos, sin, meta, kv_cache,
                              eps=self.input_layernorm.eps, num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads,
-                             scale=attn.scale, group_size=group_size)
+                             scale=attn.scale, group_size=max(getattr(layer, "group_size", 0) for layer in linears))
 
 
 class Qwen2Model(nn.Layer):
