@@ -2,8 +2,9 @@
 // Decode (few rows): a GEMV that streams the quantized weights once (memory-bound). By default
 // it quantizes x per 64-wide block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
 // (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
-// Prefill (many rows, oneDNN present): dequantize 256 weight rows at a time and run a oneDNN GEMM
-// on the tile (compute-bound; the tile stays in L2/L3). bf16_prefill and a CPU with native bf16:
+// Prefill (many rows, oneDNN present): dequantize up to 32 MB of weight rows at a time (the whole
+// matrix for a 2B model's MLP) and run one oneDNN GEMM on that tile, so oneDNN blocks the GEMM as
+// it would a dense one (256-row tiles re-read x for every tile). bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
 #include <type_traits>
 #include <vector>
@@ -15,7 +16,7 @@
 namespace {
 
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
-constexpr int64_t kTileRows = 256;     // weight rows dequantized per GEMM
+constexpr int64_t kTileBytes = int64_t(32) << 20;   // dequantized weights per GEMM (at least 256 rows)
 
 // x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
 struct QuantXBuffers {
@@ -44,11 +45,14 @@ template <typename T, typename Dequant>
 void tile_gemm(const T* x, float* y, const float* bias, int64_t M, int64_t N, int64_t K, int nt,
                Dequant dequant) {
   const pqv::Dt dt = std::is_same<T, float>::value ? pqv::Dt::f32 : pqv::Dt::bf16;
-  std::vector<T> tile(kTileRows * K);
-  for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
-    const int64_t rows = std::min(kTileRows, N - n0);
-    pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile.data()); });
-    pqv::Gemm g{x, tile.data(), bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N};
+  const int64_t tile_rows = std::min(N, std::max<int64_t>(256, kTileBytes / (K * int64_t(sizeof(T)))));
+  static thread_local std::vector<T> kept;     // a fresh 32 MB buffer would page-fault in every call
+  if (kept.size() < size_t(tile_rows * K)) kept.resize(tile_rows * K);
+  T* tile = kept.data();                       // this thread's buffer (the workers have their own `kept`)
+  for (int64_t n0 = 0; n0 < N; n0 += tile_rows) {
+    const int64_t rows = std::min(tile_rows, N - n0);
+    pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile); });
+    pqv::Gemm g{x, tile, bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N};
     pqv::dnnl_gemm(g, nt);
   }
 }

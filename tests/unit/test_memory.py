@@ -36,7 +36,9 @@ def test_freed_buffers_are_reused_instead_of_faulting_back_in():
     off, faults_off = faults_per_step(PADDLE_QWENVL_KEEP_FREED_MEMORY="0")
     assert kept and not off
     assert faults_off > PAGES_PER_STEP // 2           # glibc's defaults: the pages come back fresh
-    assert faults < faults_off // 4
+    # 2026-12-01: 15363 faults per step with glibc's defaults, 2048-4096 (in 2 MB steps) with it;
+    # a quarter was too tight a bound (one run in a dozen hit 4096)
+    assert faults < faults_off // 2
 
 
 def test_user_malloc_settings_are_left_alone():
