@@ -32,16 +32,25 @@ dnnl::engine& cpu_engine() {
 std::string key_of(const Gemm& g) {
   return std::to_string(g.M) + "," + std::to_string(g.N) + "," + std::to_string(g.K) + "," +
          std::to_string(g.ldy) + "," + std::to_string(int(g.in_dt)) + std::to_string(int(g.y_dt)) +
-         (g.bias ? "b" : "");
+         (g.bias ? "b" : "") + (g.col_scale ? "s" : "");
 }
+
+memory::desc row_desc(int64_t n) { return memory::desc({1, n}, memory::data_type::f32, tag::ab); }
 
 dnnl::matmul make_matmul(const Gemm& g) {
   memory::desc a({g.M, g.K}, to_dnnl(g.in_dt), tag::ab);
   memory::desc w({g.K, g.N}, to_dnnl(g.in_dt), tag::ba);   // (N, K) row-major == (K, N) "ba"
   memory::desc y({g.M, g.N}, to_dnnl(g.y_dt), memory::dims{g.ldy, 1});
+  if (g.col_scale) {      // oneDNN adds a bias before post-ops, so here both are post-ops: * s, + b
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_mul, row_desc(g.N));
+    if (g.bias) ops.append_binary(dnnl::algorithm::binary_add, row_desc(g.N));
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(ops);
+    return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, y, attr));
+  }
   if (!g.bias) return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, y));
-  memory::desc b({1, g.N}, memory::data_type::f32, tag::ab);
-  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, b, y));
+  return dnnl::matmul(dnnl::matmul::primitive_desc(cpu_engine(), a, w, row_desc(g.N), y));
 }
 
 // Creating a primitive costs ~0.1-1 ms; prefill lengths vary, so the cache is bounded.
@@ -81,7 +90,13 @@ bool dnnl_gemm(const Gemm& g, int num_threads) {
   memory w({{g.K, g.N}, to_dnnl(g.in_dt), tag::ba}, eng, const_cast<void*>(g.w));
   memory y({{g.M, g.N}, to_dnnl(g.y_dt), memory::dims{g.ldy, 1}}, eng, g.y);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, y}};
-  if (g.bias) args[DNNL_ARG_BIAS] = memory({{1, g.N}, memory::data_type::f32, tag::ab}, eng, const_cast<float*>(g.bias));
+  auto row = [&](const float* p) { return memory(row_desc(g.N), eng, const_cast<float*>(p)); };
+  if (g.col_scale) {
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = row(g.col_scale);
+    if (g.bias) args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1] = row(g.bias);
+  } else if (g.bias) {
+    args[DNNL_ARG_BIAS] = row(g.bias);
+  }
   dnnl::stream s(eng);
   mm.execute(s, args);
   s.wait();

@@ -42,8 +42,8 @@ void check_x(const paddle::Tensor& x, int64_t K) {
 // Dequantize rows [n0, n0 + rows) into a tile (rows, K) of T (float, or bf16 bits: uint16_t) and
 // run one oneDNN GEMM of x (M, K), same T, against it into y[:, n0:], for every tile.
 template <typename T, typename Dequant>
-void tile_gemm(const T* x, float* y, const float* bias, int64_t M, int64_t N, int64_t K, int nt,
-               Dequant dequant) {
+void tile_gemm(const T* x, float* y, const float* bias, const float* col_scale, int64_t M, int64_t N, int64_t K,
+               int nt, Dequant dequant) {
   const pqv::Dt dt = std::is_same<T, float>::value ? pqv::Dt::f32 : pqv::Dt::bf16;
   const int64_t tile_rows = std::min(N, std::max<int64_t>(256, kTileBytes / (K * int64_t(sizeof(T)))));
   static thread_local std::vector<T> kept;     // a fresh 32 MB buffer would page-fault in every call
@@ -52,42 +52,40 @@ void tile_gemm(const T* x, float* y, const float* bias, int64_t M, int64_t N, in
   for (int64_t n0 = 0; n0 < N; n0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, N - n0);
     pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile); });
-    pqv::Gemm g{x, tile, bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N};
+    pqv::Gemm g{x, tile, bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N,
+                col_scale ? col_scale + n0 : nullptr};
     pqv::dnnl_gemm(g, nt);
   }
 }
 
-// Prefill of int8 weights: tiles hold q itself (exact in bf16 too), then y = y * scale[n] + bias[n].
+// Prefill of int8 weights: tiles hold q itself (exact in bf16 too); the GEMM's post-ops make
+// y = y * scale[n] + bias[n] (a separate pass over y afterwards read and wrote it from DRAM).
 void int8_prefill(const pqv::Int8Gemv& p, bool bf16, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K;
   if (bf16) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
-    tile_gemm(xb.data(), p.y, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+    tile_gemm(xb.data(), p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r) pqv::int8_row_bf16(p.w + (n0 + r) * K, K, tile + r * K);
     });
   } else {
-    tile_gemm(p.x, p.y, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+    tile_gemm(p.x, p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
       for (int64_t r = b; r < e; ++r)
         for (int64_t k = 0; k < K; ++k) tile[r * K + k] = p.w[(n0 + r) * K + k];
     });
   }
-  pqv::parallel_rows(M, nt, [&](int64_t b, int64_t e) {
-    for (int64_t m = b; m < e; ++m)
-      for (int64_t n = 0; n < N; ++n) p.y[m * N + n] = p.y[m * N + n] * p.scales[n] + (p.bias ? p.bias[n] : 0.f);
-  });
 }
 
 void int4_prefill(const pqv::Int4Gemv& p, bool bf16, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K, G = K / p.group;
   if (bf16) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
-    tile_gemm(xb.data(), p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+    tile_gemm(xb.data(), p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r)
         pqv::int4_row_bf16(p.w + (n0 + r) * (K / 2), p.scales + (n0 + r) * G, K, p.group, tile + r * K);
     });
     return;
   }
-  tile_gemm(p.x, p.y, p.bias, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+  tile_gemm(p.x, p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
     for (int64_t r = b; r < e; ++r) {
       const uint8_t* w = p.w + (n0 + r) * (K / 2);
       const float* s = p.scales + (n0 + r) * G;
