@@ -47,7 +47,8 @@ def quantize_weight(w, algo="weight_only_int8", group_size=128):
     pqv_quantize_int8 / pqv_quantize_int4 when available (the reference's passes over the whole
     matrix: ~6 for int8, ~7 s of a 2B model's load; ~90 for int4, minutes). int8 matches the
     reference exactly; int4 follows the same rule, but a near-tie between two clip ratios may
-    resolve differently because the error sums are added in another order."""
+    resolve differently because the error sums are added in another order (and the search
+    multiplies by 1 / scale where the levels divide)."""
     _check_algo(algo, group_size)
     if w.ndim != 2:
         raise ValueError(f"weight must be (out_features, in_features); got shape {w.shape}")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from paddle_qwenvl.ops._build import compiled_ops
@@ -53,3 +54,27 @@ def test_every_op_matches_references_on_all_threads():
     run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_decoder_layer.py"],
                  "portable")
+
+
+QUANTIZE_INT4 = """
+import numpy as np, paddle, sys
+from paddle_qwenvl.ops.weight_only_linear import quantize_weight
+w = paddle.to_tensor(np.random.default_rng(0).standard_normal((96, 512)).astype("float32"))
+q, s = quantize_weight(w, "weight_only_int4", 128)
+np.savez(sys.argv[1], q=q.numpy(), s=s.numpy())
+"""
+
+
+@needs_ops
+def test_int4_quantizer_is_the_same_on_avx512_and_portable_kernels(tmp_path):
+    """The clip-ratio search has an AVX512 form of its error sum (quantize_ops.cc); both forms
+    must pick the same scales and levels, bit for bit."""
+    out = {}
+    for kernels in ("auto", "portable"):
+        path = tmp_path / f"{kernels}.npz"
+        done = subprocess.run([sys.executable, "-c", QUANTIZE_INT4, str(path)], capture_output=True, text=True,
+                              env=dict(os.environ, PADDLE_QWENVL_KERNELS=kernels), timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out[kernels] = np.load(path)
+    np.testing.assert_array_equal(out["auto"]["q"], out["portable"]["q"])
+    np.testing.assert_array_equal(out["auto"]["s"], out["portable"]["s"])
