@@ -3,8 +3,6 @@
 // is fresh memory, so most of its time went to 4 KB page faults (a 2B model: 8.8 GB of float32,
 // ~4.4 s). Here the output is advised to transparent huge pages before it is first written (the
 // kernel's THP mode is "madvise" here) and the work is split over the threads.
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -12,25 +10,13 @@
 
 #include "common.h"
 
-namespace {
-
-// Asks for 2 MB pages over the 2 MB-aligned inside of [p, p + bytes); a refusal only costs speed.
-void advise_huge_pages(void* p, int64_t bytes) {
-  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
-
-}  // namespace
-
 std::vector<paddle::Tensor> Bf16ToFloat32(const paddle::Tensor& x, int64_t num_threads) {
   PD_CHECK(x.dtype() == paddle::DataType::BFLOAT16, "pqv_bf16_to_float32 takes a bfloat16 tensor");
   const int64_t n = x.numel();
   auto out = paddle::empty(x.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   if (n == 0) return {out};
   float* o = out.data<float>();
-  advise_huge_pages(o, n * 4);
+  pqv::advise_huge_pages(o, n * 4);
   const uint16_t* in = reinterpret_cast<const uint16_t*>(x.data<paddle::bfloat16>());
   constexpr int64_t kPiece = 1 << 18;                           // elements per work piece
   const int64_t pieces = (n + kPiece - 1) / kPiece;

@@ -112,6 +112,21 @@ void quantize_row(const float* w, int64_t K, int64_t group, const std::vector<fl
   }
 }
 
+// The quantize loop of quantize_row_int8 below, 16 weights at a time with the same operations
+// (so the same bytes); returns how many weights it did (a multiple of 16). The scalar loop was
+// most of an int8 load's time (~2.5 s of a 2B model).
+__attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* w, int64_t K, float s, int8_t* q) {
+  const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  const __m512 magic = _mm512_set1_ps(12582912.f);
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(_mm512_loadu_ps(w + k), vs), lo), hi);
+    const __m512i r = _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(v, magic), magic));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtepi32_epi8(r));
+  }
+  return k;
+}
+
 // 16 partial maxima (a form the compiler vectorizes); ternary clamps (std::min/max kept the
 // quantize loop scalar and twice as slow)
 void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale) {
@@ -124,7 +139,8 @@ void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale) {
   for (; k < K; ++k) amax = std::max(amax, std::fabs(w[k]));
   const float s = std::max(amax / 127.f, 1e-10f);
   *scale = s;
-  for (k = 0; k < K; ++k) {        // clamping before rounding equals clip(round(.)) on [-127, 127]
+  k = pqv::has_avx512() ? quantize_int8_avx512(w, K, s, q) : 0;
+  for (; k < K; ++k) {             // clamping before rounding equals clip(round(.)) on [-127, 127]
     float v = w[k] / s;
     v = v < -127.f ? -127.f : v;
     v = v > 127.f ? 127.f : v;
@@ -142,6 +158,7 @@ std::vector<paddle::Tensor> QuantizeInt8(const paddle::Tensor& w, int64_t num_th
   const float* src = w.data<float>();
   int8_t* qp = q.data<int8_t>();
   float* sp = scales.data<float>();
+  pqv::advise_huge_pages(qp, N * K);               // the model keeps these: fault them in as 2 MB pages
 #pragma omp parallel for num_threads(pqv::threads_for(num_threads, 5 * N * K))
   for (int64_t n = 0; n < N; ++n) quantize_row_int8(src + n * K, K, qp + n * K, sp + n);
   return {q, scales};
@@ -164,6 +181,7 @@ std::vector<paddle::Tensor> QuantizeInt4(const paddle::Tensor& w, int64_t group,
   const float* src = w.data<float>();
   uint8_t* qp = q.data<uint8_t>();
   float* sp = scales.data<float>();
+  pqv::advise_huge_pages(qp, N * K / 2);
 #pragma omp parallel for num_threads(pqv::threads_for(num_threads, 4 * N * K))
   for (int64_t n = 0; n < N; ++n) quantize_row(src + n * K, K, group, ratios, qp + n * (K / 2), sp + n * (K / group));
   return {q, scales};
