@@ -7,11 +7,11 @@ takes an explicit `num_threads` instead, read here:
     unset                           the CPUs this process may run on (sched affinity / cgroup),
                                     asked once per process (every op call reads this knob)
 """
+import functools
 import os
 
 ENV = "PADDLE_QWENVL_NUM_THREADS"
 _chosen = []            # [n] once set_num_threads(n) ran
-_usable = []            # [the CPU count of this process's affinity] once asked
 
 
 def set_num_threads(n: int) -> None:
@@ -21,14 +21,17 @@ def set_num_threads(n: int) -> None:
     _chosen[:] = [n]
 
 
+@functools.lru_cache(maxsize=None)
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0))             # a system call: once per process
+
+
 def num_threads() -> int:
     if _chosen:
         return _chosen[0]
     value = os.environ.get(ENV, "").strip()
     if not value:
-        if not _usable:
-            _usable.append(len(os.sched_getaffinity(0)))        # a system call: once
-        return _usable[0]
+        return _usable_cpus()
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{ENV}={value!r}: expected a positive integer thread count")
     return int(value)
