@@ -6,7 +6,7 @@ For each op: its GB/s or GFLOP/s, the fraction of the relevant limit, and the st
 the same shapes. Each figure is the best of several repetitions (the machine is shared; best-of
 is the least noisy). Fairness:
 - memory-bound rows read from DRAM: their operands (weights, KV caches, activations) are cycled
-  through enough copies to exceed the 32 MB L3;
+  through enough copies to exceed 3x this CPU's L3 (sysfs), and so is the DRAM probe;
 - each row's limit is probed right before and right after that row (the higher of the two): the
   DRAM bandwidth switches between regimes (~30-35 and ~50-57 GB/s on 2 threads) within a run,
   and a limit probed minutes earlier can be in the other one.
@@ -67,15 +67,17 @@ PROBE_STREAMS = (1, 4, 8)   # streams per thread the read probe tries; the limit
 
 
 def dram_limit(nt, reps):
-    """All threads summing a 128 MB buffer (a pass reuses nothing cached), best of 3 * reps passes
-    of a few ms each: as short as the ops' calls, so on a busy machine the probe has the same chance
-    as the op of landing in a quiet moment. Each thread reads its part as 1, 4 and 8 streams side by
-    side (more misses in flight: on the 2026-12-01 Intel machine 4-8 streams read 26-31 GB/s where 1
-    read ~20 and MKL's GEMV 27); the limit is the fastest."""
-    buf = paddle.ones([128 * 1024 * 1024 // 4])
-    read = lambda streams: compiled_ops().pqv_read_sum(buf, streams, nt)
-    return Limit(lambda: max(buf.numel().item() * 4 / best_seconds(lambda: read(s), 3 * reps) / 1e9
-                             for s in PROBE_STREAMS))
+    """All threads summing 128 MB slices of a buffer of 3x the L3 (`copies_beyond_cache`), one slice
+    after the other, so that no pass reuses what an earlier one left in the cache; best of 3 * reps
+    passes of a few ms each: as short as the ops' calls, so on a busy machine the probe has the same
+    chance as the op of landing in a quiet moment. Each thread reads its part as 1, 4 and 8 streams
+    side by side (more misses in flight: on the 2026-12-01 Intel machine 4-8 streams read 26-31 GB/s
+    where 1 read ~20 and MKL's GEMV 27); the limit is the fastest. (A single 128 MB buffer is not
+    enough on a 300 MB L3: it read 49-51 GB/s where 0.5-2 GB buffers read 28-40.)"""
+    slice_bytes = 128 << 20
+    slices = [paddle.ones([slice_bytes // 4]) for _ in range(copies_beyond_cache(slice_bytes))]
+    read = lambda streams: cycled(lambda i: compiled_ops().pqv_read_sum(slices[i], streams, nt), len(slices))
+    return Limit(lambda: max(slice_bytes / best_seconds(read(s), 3 * reps) / 1e9 for s in PROBE_STREAMS))
 
 
 def gemm_limit(reps, weight_dtype="float32"):

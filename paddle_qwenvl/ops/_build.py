@@ -7,7 +7,8 @@
     PADDLE_QWENVL_WORK_PER_THREAD=n  work units (bytes, or multiply-adds for GEMMs) per extra thread
                                      before an op goes parallel (default 1 MiB; 0: always all threads)
 
-The cache subdirectory is a hash of the sources and flags, so an edit rebuilds once. Paddle's own
+The cache subdirectory is a hash of the sources and flags, so an edit rebuilds once; after a build,
+the builds of other sources that nothing loaded for STALE_DAYS are removed. Paddle's own
 build chatter (ccache warning, setuptools INFO lines, "Compiling user custom op") is swallowed: a
 first build prints one line, a cached load nothing. A build that fails (no compiler, no headers)
 logs one warning with the compiler's last lines, and `compiled_ops()` returns None.
@@ -20,9 +21,12 @@ import functools
 import hashlib
 import logging
 import os
+import re
+import shutil
 import sys
 import sysconfig
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -34,6 +38,7 @@ SRC_DIR = next((d for d in (_HERE.parents[1] / "external_ops", _HERE.parents[2] 
                 if d.is_dir()), _HERE.parents[2] / "external_ops")
 CFLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
 NAME = "paddle_qwenvl_ops"
+STALE_DAYS = 14     # a build of other sources not loaded for this long is removed after a new build
 KERNEL_CHOICES = ("", "auto", "portable")
 
 
@@ -101,10 +106,36 @@ def _build():
                     pass
             try:
                 from paddle.utils.cpp_extension import load   # its import warns about ccache
-                return load(NAME, sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
-                            extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
+                module = load(NAME, sources, extra_cxx_cflags=cflags, extra_ldflags=ldflags,
+                              extra_include_paths=[str(SRC_DIR)], build_directory=str(build_dir))
             except Exception as exc:
                 raise RuntimeError(f"{exc}\n{_build_errors(output)}") from exc
+        prune_stale_builds(build_dir)
+        return module
+
+
+def prune_stale_builds(keep: Path, max_age_days: float = STALE_DAYS) -> list:
+    """Removes the other builds beside `keep` (directories named by a 16-hex-digit hash, nothing
+    else in the cache root is touched) that no process has loaded for max_age_days: every load
+    rewrites a build's `.lock`, so its mtime is the last use. A build whose lock another process
+    holds is skipped. Returns the removed directories. Each edit of the sources leaves one ~17 MB
+    build behind; an upgraded install would otherwise keep every old one."""
+    cutoff = time.time() - max_age_days * 86400
+    removed = []
+    for d in keep.parent.iterdir():
+        if d == keep or not d.is_dir() or not re.fullmatch(r"[0-9a-f]{16}", d.name):
+            continue
+        lock = d / ".lock"
+        try:
+            if (lock if lock.exists() else d).stat().st_mtime > cutoff:
+                continue
+            with open(lock, "a") as f:                 # "a": taking the lock leaves the mtime alone
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(d)
+            removed.append(d)
+        except OSError:                                # in use, or not ours to remove
+            continue
+    return removed
 
 
 @contextlib.contextmanager

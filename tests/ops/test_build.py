@@ -1,8 +1,10 @@
 """The JIT build: it must succeed on this machine, honour the switches, and report its features."""
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,3 +79,27 @@ def test_unknown_kernel_choice_is_an_error(monkeypatch):
     monkeypatch.delenv("PADDLE_QWENVL_DISABLE_OPS", raising=False)
     with pytest.raises(ValueError, match="PADDLE_QWENVL_KERNELS='avx2'"):
         _build.compiled_ops.__wrapped__()
+
+
+def test_stale_builds_of_other_sources_are_pruned(tmp_path):
+    old = time.time() - (_build.STALE_DAYS + 1) * 86400
+
+    def build(name, loaded_at=None):
+        d = tmp_path / name
+        (d / _build.NAME).mkdir(parents=True)
+        (d / ".lock").touch()
+        if loaded_at:
+            os.utime(d / ".lock", (loaded_at, loaded_at))
+        return d
+
+    keep, fresh, stale = build("0123456789abcdef", old), build("1111111111111111"), build("2222222222222222", old)
+    other = tmp_path / "not-a-build"                   # a shared cache root: not ours to remove
+    other.mkdir()
+    os.utime(other, (old, old))
+    with open(build("3333333333333333", old) / ".lock", "a") as held:   # another process is loading it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        removed = _build.prune_stale_builds(keep)
+    assert removed == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0123456789abcdef", "1111111111111111",
+                                                          "3333333333333333", "not-a-build"]
+    assert keep.exists() and fresh.exists()
