@@ -34,7 +34,7 @@ def linear(x, w, bias=None):
         _check(x, w, bias)
     if not build_info()["onednn"] or (dygraph and x.shape[0] == 0):
         return linear_ref(x, w, bias)
-    b = None if bias is None else bias.astype("float32")
+    b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")   # astype copies
     if w.dtype == paddle.float32 and x.dtype == paddle.bfloat16:   # fp32 GEMM, then back to bf16
         return compiled_ops().pqv_linear(x.astype("float32"), w, b, num_threads()).astype(x.dtype)
     return compiled_ops().pqv_linear(x, w, b, num_threads())
