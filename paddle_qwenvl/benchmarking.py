@@ -6,10 +6,10 @@ import time
 import numpy as np
 
 
-def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5) -> tuple:
+def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5, threads: int = None) -> tuple:
     """(GB/s, how): best of `repeats` full reads of a buffer far larger than the caches.
 
-    With the compiled ops the read uses all our threads (the decode kernels' situation);
+    With the compiled ops the read uses `threads` (default: all of ours, the decode kernels' situation);
     without them numpy reads on one thread, well below what the hardware gives (a lower bound).
     """
     import paddle
@@ -19,7 +19,7 @@ def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5) -> tuple:
     n = megabytes * (1 << 20) // 4
     ops = compiled_ops()
     if ops is not None:
-        buf, threads = paddle.ones([n], dtype="float32"), num_threads()
+        buf, threads = paddle.ones([n], dtype="float32"), threads or num_threads()
         reads = [lambda s=s: ops.pqv_read_sum(buf, s, threads) for s in (1, 4, 8)]
         how = f"compiled read, {threads} threads, the fastest of 1, 4 or 8 streams each"
     else:

@@ -45,4 +45,6 @@ def test_whole_run_on_a_tiny_checkpoint(tiny_models, tmp_path):
     assert result["ours"]["prompt_tokens"] == result["hf"]["prompt_tokens"]
     assert result["ours"]["token_ids"] == result["hf"]["token_ids"]       # same greedy tokens
     assert "greedy tokens identical: 6/6" in proc.stdout
-    assert result["roofline"]["numpy_gb_s"] > 0
+    r = result["roofline"]
+    assert r["numpy_gb_s"] > 0 and r["probe_gb_s"] > 0
+    assert r["bandwidth_gb_s"] == max(r["numpy_gb_s"], r["torch_gb_s"], r["probe_gb_s"])
