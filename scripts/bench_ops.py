@@ -86,8 +86,8 @@ def gemm_job(weight_dtype="float32"):
     return 2 * 2048 ** 3, lambda: linear(x, w)
 
 
-def gemm_limit(reps, weight_dtype="float32"):
-    flops, call = gemm_job(weight_dtype)
+def gemm_limit(reps):
+    flops, call = gemm_job()
     return Limit(lambda: flops / best_seconds(call, reps) / 1e9)
 
 

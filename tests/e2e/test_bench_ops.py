@@ -1,0 +1,56 @@
+"""scripts/bench_ops.py: the interleaved timing helper, the L3-sized copy count, and a short run."""
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from paddle_qwenvl.ops._build import compiled_ops
+
+from .conftest import ROOT
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_ops", ROOT / "scripts" / "bench_ops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interleaved_rates_calls_the_jobs_in_turn():
+    calls = []
+
+    def job(name):
+        def call():
+            calls.append(name)
+            time.sleep(0.005)
+        return call
+    rates = load_script().interleaved_rates([(2e9, job("a")), (4e9, job("b"))], reps=3)
+    assert calls == ["a", "b"] * 4                      # one warm-up round, then 3 timed rounds in turn
+    assert 1.5 < rates[1] / rates[0] < 2.5               # the same ~5 ms a call, twice the work
+
+
+def test_operand_copies_exceed_three_times_the_l3(monkeypatch):
+    bench = load_script()
+    monkeypatch.setattr(bench, "l3_bytes", lambda: 300 << 20)
+    assert bench.copies_beyond_cache(128 << 20) == 8     # 8 x 128 MB >= 900 MB
+    assert bench.copies_beyond_cache(45 << 20) == 20
+    monkeypatch.setattr(bench, "l3_bytes", lambda: 8 << 20)
+    assert bench.copies_beyond_cache(32 << 20) == 4      # at least 128 MB in all
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
+def test_quick_prefill_sections_print_every_row():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_ops.py"), "--quick", "--only", "gemm,prefill"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r"^  (\S.*?)\s+([\d.]+) GFLOP/s\s+([\d.]+)% of\s+([\d.]+)\s+stock Paddle\s+([\d.e+]+) GFLOP/s",
+                      proc.stdout, re.M)
+    names = [r[0] for r in rows]
+    assert len(names) == 6, proc.stdout                  # 5 GEMM rows + prefill attention m=1024
+    assert any(n.startswith("weight_only_int4") for n in names) and names[-1].startswith("m=1024")
+    assert all(float(value) > 0 and float(limit) > 0 and float(stock) > 0 for _, value, _, limit, stock in rows)
+    assert "best limits seen over the run: oneDNN fp32 GEMM" in proc.stdout
