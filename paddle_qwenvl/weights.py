@@ -96,11 +96,7 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
         parts = pending.setdefault(target, [None] * count)
         parts[index] = tensor
         if all(p is not None for p in parts):
-            # parts joined in the checkpoint's dtype (bf16 in the published ones: half the bytes), then cast once
-            if len({p.dtype for p in parts}) > 1:
-                parts = [_as_param_dtype(p, target in bf16) for p in parts]
-            value = _as_param_dtype(paddle.concat(parts, axis=0) if count > 1 else parts[0], target in bf16)
-            targets[target](value, name)
+            targets[target](_joined(parts, target in bf16), name)
             loaded.add(target)
             del pending[target]
     _check_complete(model, loaded, pending)
@@ -108,6 +104,17 @@ def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Se
 
 
 _FLOATS = (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64)
+
+
+def _joined(parts, bf16: bool):
+    """The checkpoint parts of one parameter joined along axis 0, in the parameter's dtype. bf16
+    parts of a float32 parameter are cast and joined in one threaded pass; otherwise they are
+    joined in the checkpoint's dtype (bf16 in the published ones: half the bytes), then cast once."""
+    if not bf16 and all(p.dtype == paddle.bfloat16 for p in parts):
+        return bf16_to_float32(parts)
+    if len({p.dtype for p in parts}) > 1:
+        parts = [_as_param_dtype(p, bf16) for p in parts]
+    return _as_param_dtype(paddle.concat(parts, axis=0) if len(parts) > 1 else parts[0], bf16)
 
 
 def _as_param_dtype(t, bf16: bool):

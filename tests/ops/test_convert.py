@@ -25,3 +25,16 @@ def test_empty_and_wrong_dtype():
     assert bf16_to_float32(paddle.zeros([0, 3], dtype="bfloat16")).shape == [0, 3]
     with pytest.raises(ValueError, match="bfloat16"):
         bf16_to_float32(paddle.zeros([2], dtype="float32"))
+
+
+@needs_ops
+def test_parts_join_along_axis_0_as_they_convert():
+    rng = np.random.default_rng(0)
+    parts = [paddle.to_tensor(rng.standard_normal((r, 300)).astype("float32")).astype("bfloat16")
+             for r in (700, 0, 1, 1100)]              # 2**18-element pieces straddle the parts; an empty one
+    out = bf16_to_float32(parts)
+    ref = paddle.concat(parts, axis=0).astype("float32")
+    assert out.shape == [1801, 300]
+    np.testing.assert_array_equal(out.numpy().view(np.uint32), ref.numpy().view(np.uint32))
+    with pytest.raises(ValueError, match="other dims must agree"):
+        bf16_to_float32([parts[0], paddle.zeros([2, 7], dtype="bfloat16")])
