@@ -1,7 +1,7 @@
 // Checkpoint loading: pqv_bf16_to_float32(parts: bfloat16 tensors) -> float32, the parts joined
-// along axis 0: the cast a float32 model needs for the published bf16 checkpoints. Paddle's cast runs on one thread and its output
-// is fresh memory, so most of its time went to 4 KB page faults (a 2B model: 8.8 GB of float32,
-// ~4.4 s). Here the output is advised to transparent huge pages before it is first written (the
+// along axis 0: the cast a float32 model needs for the published bf16 checkpoints. Paddle's cast
+// runs on one thread and its output is fresh memory, so most of its time went to 4 KB page faults
+// (a 2B model: 8.8 GB of float32, ~4.4 s). Here the output is advised to transparent huge pages before it is first written (the
 // kernel's THP mode is "madvise" here) and the work is split over the threads.
 #include <algorithm>
 #include <cstdint>
