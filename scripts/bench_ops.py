@@ -7,7 +7,7 @@ the same shapes. Each figure is the best of several repetitions (the machine is 
 is the least noisy). Fairness:
 - memory-bound rows read from DRAM: their operands (weights, KV caches, activations) are cycled
   through enough copies to exceed 3x this CPU's L3 (sysfs), and so is the DRAM probe;
-- each row's limit is probed right before and right after that row (the higher of the two): the
+- each memory-bound row alternates with its limit's probe (DRAM_ROUNDS rounds, best of each): the
   DRAM bandwidth switches between regimes (~30-35 and ~50-57 GB/s on 2 threads) within a run,
   and a limit probed minutes earlier can be in the other one.
 """
@@ -49,20 +49,25 @@ def row(name, measured, unit, stock=None):
 class Limit:
     """A machine limit (DRAM GB/s or GEMM GFLOP/s) re-probed around every row."""
 
-    def __init__(self, probe):
-        self.probe, self.best = probe, 0.0
+    def __init__(self, probe, rounds=1):
+        self.probe, self.rounds, self.best = probe, rounds, 0.0
 
-    def around(self, measure, rounds=1):
+    def around(self, measure):
         """(value, limit): `rounds` times a probe, measure(), a probe; the best value and the
         highest probe of those rounds (op and limit taken from the same stretch of time)."""
         value, limit = 0.0, self.probe()
-        for _ in range(rounds):
+        for _ in range(self.rounds):
             value = max(value, measure())
             limit = max(limit, self.probe())
         self.best = max(self.best, limit)
         return value, limit
 
 
+# Memory-bound rows alternate probe and measurement this many times (best of each). With one
+# round, on the 2026-12-05 machine a row of the first shape (a different one each run) sometimes
+# read 48-62% where the same row repeated later in the process read 85-90%: one slow stretch of
+# a few hundred ms had caught the whole row but neither probe.
+DRAM_ROUNDS = 3
 PROBE_STREAMS = (1, 4, 8)   # streams per thread the read probe tries; the limit is the fastest
 
 
@@ -77,7 +82,8 @@ def dram_limit(nt, reps):
     slice_bytes = 128 << 20
     slices = [paddle.ones([slice_bytes // 4]) for _ in range(copies_beyond_cache(slice_bytes))]
     read = lambda streams: cycled(lambda i: compiled_ops().pqv_read_sum(slices[i], streams, nt), len(slices))
-    return Limit(lambda: max(slice_bytes / best_seconds(read(s), 3 * reps) / 1e9 for s in PROBE_STREAMS))
+    probe = lambda: max(slice_bytes / best_seconds(read(s), 3 * reps) / 1e9 for s in PROBE_STREAMS)
+    return Limit(probe, rounds=DRAM_ROUNDS)
 
 
 def gemm_job(weight_dtype="float32"):
@@ -138,7 +144,8 @@ def rate(work, fn, reps):
 
 
 def bench_decode_gemv(dram, reps, shapes):
-    print("decode GEMV, M=1 (GB/s of weight bytes; weights cycled past L3; limit = DRAM read around the row)")
+    print("decode GEMV, M=1 (GB/s of weight bytes; weights cycled past L3; limit = DRAM read around "
+          f"the row; {DRAM_ROUNDS} rounds of probe + measure)")
     for k, n in shapes:
         w = paddle.randn([n, k]) * 0.02
         x = paddle.randn([1, k])
@@ -205,7 +212,7 @@ def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=64, seed=0):
 
 def bench_decode_attention(dram, reps, ctx):
     print("decode paged attention (GB/s of K+V bytes read; caches cycled past L3; limit = DRAM read around "
-          "the row; 3 rounds of probe + measure)")
+          f"the row; {DRAM_ROUNDS} rounds of probe + measure)")
     for num_seqs, hq, hkv, d in ((1, 12, 2, 128), (4, 12, 2, 128), (1, 28, 4, 128), (4, 28, 4, 128)):
         q, k, v, make_cache, meta = paged_batch(1, ctx, num_seqs, hq, hkv, d)
         kv_bytes = 2 * num_seqs * ctx * hkv * d * 4
@@ -213,7 +220,7 @@ def bench_decode_attention(dram, reps, ctx):
         run = lambda f: cycled(lambda i: f(q, k, v, *caches[i], meta, d ** -0.5), len(caches))
         stock = rate(kv_bytes, run(paged_attention_ref), max(1, reps // 2))
         row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}",
-            dram.around(lambda: rate(kv_bytes, run(paged_attention), reps), rounds=3), "GB/s", stock)
+            dram.around(lambda: rate(kv_bytes, run(paged_attention), reps)), "GB/s", stock)
         del caches
 
 
