@@ -6,6 +6,7 @@
 // matrix for a 2B model's MLP) and run one oneDNN GEMM on that tile, so oneDNN blocks the GEMM as
 // it would a dense one (256-row tiles re-read x for every tile). bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
+// int8 in bf16 skips the tiles where oneDNN converts int8 weights itself (int8_prefill).
 #include <type_traits>
 #include <vector>
 
@@ -61,12 +62,16 @@ void tile_gemm(const T* x, float* y, const float* bias, const float* col_scale, 
   }
 }
 
-// Prefill of int8 weights: tiles hold q itself (exact in bf16 too); the GEMM's post-ops make
+// Prefill of int8 weights: the GEMM sees q itself (exact in bf16 too) and its post-ops make
 // y = y * scale[n] + bias[n] (a separate pass over y afterwards read and wrote it from DRAM).
+// bf16: oneDNN reads the int8 weights and converts them inside the GEMM (weight decompression),
+// where oneDNN has that; else, and in fp32, tiles of q are written first.
 void int8_prefill(const pqv::Int8Gemv& p, bool bf16, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K;
   if (bf16) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
+    const pqv::Gemm g{xb.data(), p.w, p.bias, p.y, pqv::Dt::bf16, pqv::Dt::f32, M, N, K, N, p.scales, true};
+    if (pqv::dnnl_gemm(g, nt)) return;
     tile_gemm(xb.data(), p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r) pqv::int8_row_bf16(p.w + (n0 + r) * K, K, tile + r * K);
     });
