@@ -62,16 +62,28 @@ void tile_gemm(const T* x, float* y, const float* bias, const float* col_scale, 
   }
 }
 
+// PADDLE_QWENVL_INT8_PREFILL=tiles: the int8 bf16 prefill writes dequantized tiles even where
+// oneDNN could convert the int8 weights itself (read once; the Python side checks the value).
+bool int8_tiles_forced() {
+  static const bool forced = [] {
+    const char* v = std::getenv("PADDLE_QWENVL_INT8_PREFILL");
+    return v != nullptr && std::strcmp(v, "tiles") == 0;
+  }();
+  return forced;
+}
+
 // Prefill of int8 weights: the GEMM sees q itself (exact in bf16 too) and its post-ops make
 // y = y * scale[n] + bias[n] (a separate pass over y afterwards read and wrote it from DRAM).
 // bf16: oneDNN reads the int8 weights and converts them inside the GEMM (weight decompression),
-// where oneDNN has that; else, and in fp32, tiles of q are written first.
+// where oneDNN has that; else, and in fp32, tiles of q are written first. On the 2026-12-05
+// machine (AMX) oneDNN's conversion ran 512x2048x11008 at 1077-1135 GFLOP/s through the op
+// against 868-989 with tiles; on the sessions 5-8 machine it had been the slower (docs/kernels.md).
 void int8_prefill(const pqv::Int8Gemv& p, bool bf16, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K;
   if (bf16) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
     const pqv::Gemm g{xb.data(), p.w, p.bias, p.y, pqv::Dt::bf16, pqv::Dt::f32, M, N, K, N, p.scales, true};
-    if (pqv::dnnl_gemm(g, nt)) return;
+    if (!int8_tiles_forced() && pqv::dnnl_gemm(g, nt)) return;
     tile_gemm(xb.data(), p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r) pqv::int8_row_bf16(p.w + (n0 + r) * K, K, tile + r * K);
     });

@@ -6,6 +6,8 @@
                                      older CPU takes; read by the library at its first op call)
     PADDLE_QWENVL_WORK_PER_THREAD=n  work units (bytes, or multiply-adds for GEMMs) per extra thread
                                      before an op goes parallel (default 1 MiB; 0: always all threads)
+    PADDLE_QWENVL_INT8_PREFILL=tiles int8 weight-only prefill in bf16 through dequantized tiles even
+                                     where oneDNN converts int8 weights inside its GEMM (the default)
 
 The cache subdirectory is a hash of the sources and flags, so an edit rebuilds once; after a build,
 the builds of other sources that nothing loaded for STALE_DAYS are removed. Paddle's own
@@ -184,6 +186,10 @@ def _check_kernel_choice() -> None:
     if value not in KERNEL_CHOICES:
         raise ValueError(f"PADDLE_QWENVL_KERNELS={value!r}: expected 'portable' (force the non-AVX512 "
                          "kernels) or unset / 'auto' (pick by CPU)")
+    value = os.environ.get("PADDLE_QWENVL_INT8_PREFILL", "")
+    if value not in ("", "tiles"):
+        raise ValueError(f"PADDLE_QWENVL_INT8_PREFILL={value!r}: expected 'tiles' (dequantized tiles for "
+                         "the int8 prefill GEMM) or unset (oneDNN converts the int8 weights where it can)")
 
 
 @functools.lru_cache(maxsize=None)

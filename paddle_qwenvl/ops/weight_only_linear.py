@@ -16,11 +16,12 @@ the 2026-12-01 Intel machine int8 VNNI 80-92% against fp32 x 59-64% for 2048x110
 11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
 64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
 On the machine of sessions 1-4 fp32 x had matched VNNI for K <= 4096 and was the default there.
-Prefill (M >= 16) dequantizes 256-row weight tiles and runs a oneDNN GEMM on them: in bf16 (x
-and the tile rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels,
-~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless exact=True, else in fp32. int8
-tiles hold q itself (exact in bf16) and the per-channel scale is applied to the product; int4
-tiles round q * scale. Deviation from the dequantized math: at most sum_k |x_k w_k| * 2**-8 for
+Prefill (M >= 16) runs a oneDNN GEMM: in bf16 (x rounded to bf16, products summed in fp32;
+oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless
+exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact
+in bf16, inside it; PADDLE_QWENVL_INT8_PREFILL=tiles or a oneDNN without that conversion writes
+dequantized tiles of q first) and the per-channel scale is applied to the product; int4 weights
+are dequantized into tiles of q * scale, rounded to bf16. Deviation from the dequantized math: at most sum_k |x_k w_k| * 2**-8 for
 int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
 import paddle

@@ -81,6 +81,13 @@ def test_unknown_kernel_choice_is_an_error(monkeypatch):
         _build.compiled_ops.__wrapped__()
 
 
+def test_unknown_int8_prefill_choice_is_an_error(monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_INT8_PREFILL", "dnnl")
+    monkeypatch.delenv("PADDLE_QWENVL_DISABLE_OPS", raising=False)
+    with pytest.raises(ValueError, match="PADDLE_QWENVL_INT8_PREFILL='dnnl'"):
+        _build.compiled_ops.__wrapped__()
+
+
 def test_stale_builds_of_other_sources_are_pruned(tmp_path):
     old = time.time() - (_build.STALE_DAYS + 1) * 86400
 

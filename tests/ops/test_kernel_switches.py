@@ -3,6 +3,8 @@
   PADDLE_QWENVL_KERNELS=portable     kernels_portable.cc instead of the AVX512 / VNNI kernels
   PADDLE_QWENVL_WORK_PER_THREAD=0    every op at the full thread count, however small the shape
                                      (by default the small test shapes run on one thread)
+  PADDLE_QWENVL_INT8_PREFILL=tiles   int8 prefill through dequantized tiles, not oneDNN's own
+                                     conversion of the int8 weights
 Paged attention's own portable run lives in test_paged_attention.py.
 """
 import os
@@ -54,6 +56,14 @@ def test_every_op_matches_references_on_all_threads():
     run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_decoder_layer.py"],
                  "portable")
+
+
+@needs_ops
+def test_int8_prefill_through_tiles_matches_references():
+    """The int8 bf16 prefill's other path (a oneDNN without int8 weight conversion takes it): the
+    prefill cases of the weight-only tests and the fused decoder layer (whose prompt runs it)."""
+    run_op_tests({"PADDLE_QWENVL_INT8_PREFILL": "tiles"}, ["test_weight_only_linear.py", "test_decoder_layer.py"],
+                 "vnni_path")
 
 
 QUANTIZE_INT4 = """
