@@ -41,6 +41,22 @@ def test_operand_copies_exceed_three_times_the_l3(monkeypatch):
     assert bench.copies_beyond_cache(32 << 20) == 4      # at least 128 MB in all
 
 
+def test_targets_are_reported_met_or_missed_with_unreachable_ones_explained(capsys):
+    bench = load_script()
+    bench.row("int8 gemv", (28.0, 34.0), "GB/s", 30.0, ("limit", 0.8))             # 82%
+    bench.row("attention", (19.0, 34.0), "GB/s", 0.2, ("limit", 0.6))              # 56%
+    bench.row("bf16 gemm", (1100.0, 1200.0), "GFLOP/s", 330.0, ("stock", 3.0))     # x3.3
+    bench.row("fp32 gemm", (360.0, 370.0), "GFLOP/s", 340.0, ("stock", 3.0))       # x1.1, stock at 92%
+    bench.row("untargeted", (1.0, 2.0), "GB/s", 1.0)
+    bench.print_targets()
+    report = capsys.readouterr().out.split("issue 5 targets in this run:\n")[1].splitlines()
+    assert [line.split()[:2] for line in report] == [["met", "int8"], ["MISSED", "attention"], ["met", "bf16"],
+                                                     ["MISSED", "fp32"]]
+    assert "82.4% of the limit (>= 80%)" in report[0] and "x3.3 stock (>= x3)" in report[2]
+    assert "stock runs at 92% of the oneDNN limit, so x3 would be 2.8x that limit" in report[3]
+    assert "so x3" not in report[2]                       # reachable: no note
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 def test_quick_prefill_sections_print_every_row():
@@ -54,3 +70,4 @@ def test_quick_prefill_sections_print_every_row():
     assert any(n.startswith("weight_only_int4") for n in names) and names[-1].startswith("m=1024")
     assert all(float(value) > 0 and float(limit) > 0 and float(stock) > 0 for _, value, _, limit, stock in rows)
     assert "best limits seen over the run: oneDNN fp32 GEMM" in proc.stdout
+    assert len(re.findall(r"^  (met   |MISSED)  ", proc.stdout, re.M)) == 5   # the 5 GEMM rows' 3x target
