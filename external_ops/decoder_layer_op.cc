@@ -72,6 +72,45 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
   return {out, hr[1]};                                          // the caches: written in place
 }
 
+// pqv_decoder_stack: every decoder layer of a step in one op call, each as DecoderLayer above.
+// weights: the layers' WEIGHT lists one after the other (kNumWeights per layer); scales: all the
+// weight-only linears' scales in layer order; k_caches / v_caches: one per layer, written in place
+// through their buffers (dygraph only: a static graph keeps the per-layer calls). Why: a step of
+// a 2B model made 28 pqv_decoder_layer calls from Python, ~230 us each outside the C++ body with
+// cold caches (docs/kernels.md, session 11).
+std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& weights,
+                                 const paddle::optional<std::vector<Tensor>>& scales, const Tensor& cos,
+                                 const Tensor& sin, const std::vector<Tensor>& k_caches,
+                                 const std::vector<Tensor>& v_caches, const Tensor& slot_mapping,
+                                 const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
+                                 float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
+                                 int64_t block_size, int64_t group_size, int64_t num_threads) {
+  const size_t L = k_caches.size();
+  PD_CHECK(L > 0 && v_caches.size() == L && weights.size() == L * kNumWeights,
+           "pqv_decoder_stack: one k and one v cache per layer and ", int(kNumWeights), " weights per layer");
+  size_t next_scale = 0;
+  Tensor h = x;
+  paddle::optional<Tensor> residual;
+  for (size_t l = 0; l < L; ++l) {
+    const std::vector<Tensor> w(weights.begin() + l * kNumWeights, weights.begin() + (l + 1) * kNumWeights);
+    std::vector<Tensor> s;                     // this layer's scales: one per weight-only linear
+    for (Weight i : {kQkv, kO, kGateUp, kDown}) {
+      const auto dt = w[i].dtype();
+      if (dt == paddle::DataType::INT8 || dt == paddle::DataType::UINT8) {
+        PD_CHECK(scales && next_scale < scales->size(), "a weight-only linear has no scales tensor");
+        s.push_back((*scales)[next_scale++]);
+      }
+    }
+    Tensor kc = k_caches[l], vc = v_caches[l];   // handles to the same buffers
+    auto out = DecoderLayer(h, residual, w, s.empty() ? paddle::optional<std::vector<Tensor>>() : s, cos, sin, kc,
+                            vc, slot_mapping, block_tables, token_seq, token_ctx, eps, num_heads, num_kv_heads,
+                            scale, block_size, group_size, num_threads);
+    h = out[0], residual = out[1];
+  }
+  PD_CHECK(!scales || next_scale == scales->size(), "more scales tensors than weight-only linears");
+  return {h, *residual};
+}
+
 std::vector<std::vector<int64_t>> DecoderLayerShape(
     const std::vector<int64_t>& x, const paddle::optional<std::vector<int64_t>>&,
     const std::vector<std::vector<int64_t>>&, const paddle::optional<std::vector<std::vector<int64_t>>>&,
@@ -99,3 +138,31 @@ PD_BUILD_OP(pqv_decoder_layer)
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderLayerDtype));
+
+std::vector<std::vector<int64_t>> DecoderStackShape(
+    const std::vector<int64_t>& x, const std::vector<std::vector<int64_t>>&,
+    const paddle::optional<std::vector<std::vector<int64_t>>>&, const std::vector<int64_t>&,
+    const std::vector<int64_t>&, const std::vector<std::vector<int64_t>>&, const std::vector<std::vector<int64_t>>&,
+    const std::vector<int64_t>&, const std::vector<int64_t>&, const std::vector<int64_t>&,
+    const std::vector<int64_t>&) {
+  return {x, x};
+}
+
+std::vector<paddle::DataType> DecoderStackDtype(
+    const paddle::DataType& x, const std::vector<paddle::DataType>&,
+    const paddle::optional<std::vector<paddle::DataType>>&, const paddle::DataType&, const paddle::DataType&,
+    const std::vector<paddle::DataType>&, const std::vector<paddle::DataType>&, const paddle::DataType&,
+    const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
+  return {x, x};
+}
+
+PD_BUILD_OP(pqv_decoder_stack)
+    .Inputs({"x", paddle::Vec("weights"), paddle::Optional(paddle::Vec("scales")), "cos", "sin",
+             paddle::Vec("k_caches"), paddle::Vec("v_caches"), "slot_mapping", "block_tables", "token_seq",
+             "token_ctx"})
+    .Outputs({"out", "residual_out"})
+    .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
+            "group_size: int64_t", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(DecoderStack))
+    .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(DecoderStackDtype));

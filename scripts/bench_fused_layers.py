@@ -1,13 +1,14 @@
-"""Decode speed with each decoder layer as one op (pqv_decoder_layer) against the layers calling
-the single ops, alternated in one process on a random real-size checkpoint.
+"""Decode speed of the three decoder paths, alternated in one process on a random real-size
+checkpoint: all layers in one op call (pqv_decoder_stack, the default), one op call per layer
+(pqv_decoder_layer, PADDLE_QWENVL_FUSED_LAYERS=layer) and the single ops (=0).
 
     python scripts/bench_fused_layers.py --preset qwen2-vl-2b [--dtype bfloat16] [--quant_type weight_only_int8]
 
-One text request, greedy, exactly --max_new_tokens tokens. Each round runs it once per path
-(PADDLE_QWENVL_FUSED_LAYERS=1, then 0); printed: decode tokens/s per round and path, their means
-and ratio, the weight bytes read per token and what that means in GB/s beside the DRAM read
-bandwidth probed before and after (bench_ops.py's probe), and whether both paths generated the
-same tokens. The machine's speed drifts between rounds, hence the alternation.
+One text request, greedy, exactly --max_new_tokens tokens. Each round runs it once per path;
+printed: decode tokens/s per round and path, their means and ratios to the single ops, the weight
+bytes read per token and what that means in GB/s beside the DRAM read bandwidth probed before and
+after (bench_ops.py's probe), and whether all paths generated the same tokens. The machine's speed
+drifts between rounds, hence the alternation.
 """
 import argparse
 import os
@@ -17,6 +18,7 @@ from bench_ops import dram_limit
 from bench_vs_hf import cached_checkpoint, decode_weight_bytes
 
 PROMPT = "Write a long story about a cat who learns to sail."
+PATHS = {"1": "one op for all layers", "layer": "one op per layer", "0": "single ops"}   # FUSED_LAYERS values
 BYTES = {"float32": 4.0, "bfloat16": 2.0, "weight_only_int8": 1.0, "weight_only_int4": 0.5}
 
 
@@ -44,21 +46,20 @@ def main():
     messages = [{"role": "user", "content": PROMPT}]
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0, ignore_eos=True)
     predictor.generate(messages, sampling)                                    # warm-up
-    speed, tokens = {"1": [], "0": []}, {}
+    speed, tokens = {path: [] for path in PATHS}, {}
     for r in range(args.rounds):
-        for path in ("1", "0"):
+        for path in PATHS:
             os.environ["PADDLE_QWENVL_FUSED_LAYERS"] = path
             out = predictor.generate(messages, sampling)
             speed[path].append((len(out.token_ids) - 1) / out.timings.decode)  # the first token ends prefill
             tokens[path] = out.token_ids
-        print(f"round {r + 1}: one op per layer {speed['1'][-1]:6.2f} tokens/s   single ops {speed['0'][-1]:6.2f}",
-              flush=True)
+        print(f"round {r + 1}: " + "   ".join(f"{PATHS[p]} {speed[p][-1]:6.2f}" for p in PATHS) + " tokens/s", flush=True)
     probes.append(dram.probe())
     weight_bytes = decode_weight_bytes(model_dir, BYTES[args.quant_type or args.dtype], BYTES[args.dtype])
-    fused, single = statistics.mean(speed["1"]), statistics.mean(speed["0"])
-    print(f"{args.preset} {args.quant_type or args.dtype}: one op per layer {fused:.2f} tokens/s "
-          f"({fused * weight_bytes / 1e9:.1f} GB/s of weights), single ops {single:.2f} "
-          f"({single * weight_bytes / 1e9:.1f} GB/s); x{fused / single:.2f}; same tokens: {tokens['1'] == tokens['0']}\n"
+    means = {p: statistics.mean(speed[p]) for p in PATHS}
+    print(f"{args.preset} {args.quant_type or args.dtype}: " + ", ".join(
+        f"{PATHS[p]} {means[p]:.2f} tokens/s ({means[p] * weight_bytes / 1e9:.1f} GB/s of weights, x{means[p] / means['0']:.2f})"
+        for p in PATHS) + f"; same tokens: {len({tuple(t) for t in tokens.values()}) == 1}\n"
           f"DRAM read probe before / after: {probes[0]:.1f} / {probes[1]:.1f} GB/s")
 
 

@@ -9,7 +9,7 @@ from ..layers.linear import make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from ..layers.rotary import MRotaryEmbedding
-from ..ops.decoder_layer import decoder_layer, decoder_layer_applies
+from ..ops.decoder_layer import decoder_layer, decoder_layer_applies, decoder_stack, decoder_stack_applies
 
 
 class DecoderLayer(nn.Layer):
@@ -35,17 +35,22 @@ class DecoderLayer(nn.Layer):
         x, residual = self.post_attention_layernorm(x, residual)
         return self.mlp(x), residual
 
-    def as_one_op(self, x, residual, cos, sin, meta, kv_cache):
-        """forward() in one compiled op call (ops/decoder_layer.py): the same kernels, without
-        the Python side of each."""
+    def op_arguments(self):
+        """(weights, scales, settings) of this layer for the one-op path (ops/decoder_layer.py)."""
         attn, mlp = self.self_attn, self.mlp
         linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
         (qkv, o, gate_up, down), scales = zip(*(layer.op_weights() for layer in linears))  # scales: None if float
         weights = [self.input_layernorm.weight, qkv, attn.qkv_proj.bias, o, self.post_attention_layernorm.weight,
                    gate_up, down]
-        return decoder_layer(x, residual, weights, [s for s in scales if s is not None], cos, sin, meta, kv_cache,
-                             eps=self.input_layernorm.eps, num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads,
-                             scale=attn.scale, group_size=max(getattr(layer, "group_size", 0) for layer in linears))
+        settings = dict(eps=self.input_layernorm.eps, num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads,
+                        scale=attn.scale, group_size=max(getattr(layer, "group_size", 0) for layer in linears))
+        return weights, [s for s in scales if s is not None], settings
+
+    def as_one_op(self, x, residual, cos, sin, meta, kv_cache):
+        """forward() in one compiled op call (ops/decoder_layer.py): the same kernels, without
+        the Python side of each."""
+        weights, scales, settings = self.op_arguments()
+        return decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, **settings)
 
 
 class Qwen2Model(nn.Layer):
@@ -64,6 +69,11 @@ class Qwen2Model(nn.Layer):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"{len(kv_caches)} kv caches given for {len(self.layers)} layers")
         cos, sin = self.rotary(positions)
+        args = [layer.op_arguments() for layer in self.layers] if decoder_stack_applies(inputs_embeds) else []
+        if args and all(a[2] == args[0][2] for a in args):    # all layers in one op call
+            x, residual = decoder_stack(inputs_embeds, [(w, s) for w, s, _ in args], cos, sin, meta, kv_caches,
+                                        **args[0][2])
+            return self.norm(x, residual)[0]
         x, residual = inputs_embeds, None
         for layer, kv_cache in zip(self.layers, kv_caches):
             x, residual = layer(x, residual, cos, sin, meta, kv_cache)

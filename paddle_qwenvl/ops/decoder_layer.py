@@ -6,7 +6,12 @@ fused op chains the same kernel functions in C++, so both give the same numbers;
 the Python and Paddle side of eight op calls per layer, which run with cold caches after every
 weight stream (~100-300 us each on the 2026-12 machine; docs/kernels.md, session 8).
 
-PADDLE_QWENVL_FUSED_LAYERS=0 turns it off (the layer then calls the single ops).
+All the layers of a step go into one call, `decoder_stack` (pqv_decoder_stack: the same layer
+op in a C++ loop), which saves the ~230 us that each per-layer call spent outside its C++ body
+with cold caches (docs/kernels.md, session 11).
+
+PADDLE_QWENVL_FUSED_LAYERS=0 turns it off (the layers then call the single ops); =layer keeps one
+op call per layer.
 """
 import os
 
@@ -20,12 +25,25 @@ ENV = "PADDLE_QWENVL_FUSED_LAYERS"
 WEIGHT_NAMES = ("input_layernorm", "qkv", "qkv_bias", "o", "post_attention_layernorm", "gate_up", "down")
 
 
+def _setting() -> str:
+    value = os.environ.get(ENV, "1").strip()
+    if value not in ("0", "1", "layer"):
+        raise ValueError(f"{ENV}={value!r}: expected 1 (all layers in one op call, the default), "
+                         "layer (one op call per layer) or 0 (the single ops)")
+    return value
+
+
 def decoder_layer_applies(x) -> bool:
     """Whether a decoder layer should run as one op on x: in dygraph (a static graph keeps the
     single ops), compiled ops with oneDNN loaded, float32 x with rows, and not turned off."""
-    if os.environ.get(ENV, "1").strip() == "0" or not paddle.in_dynamic_mode():
+    if _setting() == "0" or not paddle.in_dynamic_mode():
         return False
     return kernel_applies(x) and build_info()["onednn"]
+
+
+def decoder_stack_applies(x) -> bool:
+    """Whether all the layers of a step should run as one op call on x (decoder_stack)."""
+    return decoder_layer_applies(x) and _setting() == "1"
 
 
 def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps: float, num_heads: int,
@@ -45,3 +63,26 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
         int(group_size), num_threads())
     return out, new_residual
+
+
+def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads: int, num_kv_heads: int,
+                  scale: float, group_size: int):
+    """Every decoder layer of a step in one op call: x (T, hidden), the first layer's input ->
+    (last layer's output, its residual), as decoder_layer applied layer after layer.
+
+    layers: per layer, (weights, scales) as decoder_layer takes them; kv_caches: per layer, the
+    (k_cache, v_cache) pair, written in place."""
+    if len(layers) != len(kv_caches) or not layers:
+        raise ValueError(f"{len(layers)} layers given with {len(kv_caches)} kv caches")
+    weights, scales = [], []
+    for layer_weights, layer_scales in layers:
+        if len(layer_weights) != len(WEIGHT_NAMES):
+            raise ValueError(f"weights must be {len(WEIGHT_NAMES)} tensors {WEIGHT_NAMES}; got {len(layer_weights)}")
+        weights.extend(layer_weights)
+        scales.extend(layer_scales)
+    slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
+    out, residual = compiled_ops().pqv_decoder_stack(
+        x, weights, scales or None, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches], slots, tables,
+        token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
+        int(group_size), num_threads())
+    return out, residual

@@ -23,8 +23,9 @@ BLOCK = 8
 @pytest.fixture
 def fused_calls(monkeypatch):
     calls, ops = Counter(), compiled_ops()
-    real = ops.pqv_decoder_layer
-    monkeypatch.setattr(ops, "pqv_decoder_layer", lambda *a: calls.update(["layer"]) or real(*a))
+    for name, op in (("layer", "pqv_decoder_layer"), ("stack", "pqv_decoder_stack")):
+        real = getattr(ops, op)
+        monkeypatch.setattr(ops, op, lambda *a, real=real, name=name: calls.update([name]) or real(*a))
     return calls
 
 
@@ -56,15 +57,17 @@ def test_fused_layer_matches_the_single_ops(tiny_dirs, monkeypatch, fused_calls,
     layers = model.config.text.num_hidden_layers
     monkeypatch.setenv(fused.ENV, "0")
     single_logits, single_caches = run_steps(model)
-    assert fused_calls["layer"] == 0
-    monkeypatch.setenv(fused.ENV, "1")
-    fused_logits, fused_caches = run_steps(model)
-    assert fused_calls["layer"] == 4 * layers                  # prefill + 3 decode steps
-    for a, b in zip(single_logits, fused_logits):
-        np.testing.assert_array_equal(a, b)
-    for (ka, va), (kb, vb) in zip(single_caches, fused_caches):
-        np.testing.assert_array_equal(ka, kb)
-        np.testing.assert_array_equal(va, vb)
+    assert fused_calls["layer"] == fused_calls["stack"] == 0
+    for setting, calls in (("layer", {"layer": 4 * layers}), ("1", {"stack": 4})):   # prefill + 3 decode steps
+        fused_calls.clear()
+        monkeypatch.setenv(fused.ENV, setting)
+        fused_logits, fused_caches = run_steps(model)
+        assert dict(fused_calls) == calls
+        for a, b in zip(single_logits, fused_logits):
+            np.testing.assert_array_equal(a, b)
+        for (ka, va), (kb, vb) in zip(single_caches, fused_caches):
+            np.testing.assert_array_equal(ka, kb)
+            np.testing.assert_array_equal(va, vb)
 
 
 def test_static_graph_keeps_the_single_ops():
@@ -83,3 +86,20 @@ def test_wrong_weight_list_is_named(tiny_dirs):
     with pytest.raises(ValueError, match="weights must be 7 tensors"):
         fused.decoder_layer(paddle.randn([1, 64]), None, [layer.input_layernorm.weight], [], None, None,
                             None, None, eps=1e-6, num_heads=4, num_kv_heads=2, scale=0.25, group_size=0)
+
+
+def test_fused_layers_setting_is_checked(monkeypatch):
+    x = paddle.randn([2, 8])
+    monkeypatch.setenv(fused.ENV, "layer")
+    assert fused.decoder_layer_applies(x) and not fused.decoder_stack_applies(x)
+    monkeypatch.setenv(fused.ENV, "yes")
+    with pytest.raises(ValueError, match="PADDLE_QWENVL_FUSED_LAYERS='yes'"):
+        fused.decoder_layer_applies(x)
+
+
+def test_stack_needs_a_cache_per_layer(tiny_dirs):
+    model = load_model(tiny_dirs["qwen2_vl"], progress=False)
+    weights, scales, settings = model.model.layers[0].op_arguments()
+    with pytest.raises(ValueError, match="2 layers given with 1 kv caches"):
+        fused.decoder_stack(paddle.randn([1, 64]), [(weights, scales)] * 2, None, None, None, [(None, None)],
+                            **settings)
