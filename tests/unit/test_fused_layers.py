@@ -3,8 +3,9 @@
 Decoder with L layers, each layer calling the single ops (PADDLE_QWENVL_FUSED_LAYERS=0): the first
 input norm is a plain RMSNorm; every later norm adds the residual first (the residual is carried
 between layers, as vLLM does), so 1 rms_norm + 2L add_rms_norm, L swiglu and L rotary_qkv. By
-default each layer is one pqv_decoder_layer call and only the final norm (with the residual) is
-left. Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1, norm2, merger), D swiglu,
+default all layers are one pqv_decoder_stack call (PADDLE_QWENVL_FUSED_LAYERS=layer: one
+pqv_decoder_layer call each) and only the final norm (with the residual) is left.
+Qwen2.5-VL vision tower with depth D: 2D + 1 rms_norm (norm1, norm2, merger), D swiglu,
 D rotary_qkv.
 """
 from collections import Counter
@@ -21,7 +22,7 @@ from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
-FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv", "pqv_decoder_layer")
+FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv", "pqv_decoder_layer", "pqv_decoder_stack")
 
 
 @pytest.fixture
@@ -42,7 +43,14 @@ def decoder_op_calls(tiny_dirs, op_calls):
 
 
 @needs_ops
-def test_decoder_runs_one_op_per_layer(tiny_dirs, op_calls):
+def test_decoder_runs_all_layers_in_one_op(tiny_dirs, op_calls):
+    _, calls = decoder_op_calls(tiny_dirs, op_calls)
+    assert calls == {"pqv_decoder_stack": 1, "pqv_add_rms_norm": 1}
+
+
+@needs_ops
+def test_decoder_runs_one_op_per_layer_when_asked(tiny_dirs, op_calls, monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_FUSED_LAYERS", "layer")
     layers, calls = decoder_op_calls(tiny_dirs, op_calls)
     assert calls == {"pqv_decoder_layer": layers, "pqv_add_rms_norm": 1}
 
