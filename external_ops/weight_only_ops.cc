@@ -2,9 +2,8 @@
 // Decode (few rows): a GEMV that streams the quantized weights once (memory-bound). By default
 // it quantizes x per 64-wide block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
 // (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
-// Prefill (many rows, oneDNN present): dequantize up to 32 MB of weight rows at a time (the whole
-// matrix for a 2B model's MLP) and run one oneDNN GEMM on that tile, so oneDNN blocks the GEMM as
-// it would a dense one (256-row tiles re-read x for every tile). bf16_prefill and a CPU with native bf16:
+// Prefill (many rows, oneDNN present): dequantize about 2 MB of weight rows at a time (a tile that
+// stays in the L2) and run a oneDNN GEMM on each tile. bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
 // int8 in bf16 skips the tiles where oneDNN converts int8 weights itself (int8_prefill).
 #include <type_traits>
@@ -17,7 +16,13 @@
 namespace {
 
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
-constexpr int64_t kTileBytes = int64_t(32) << 20;   // dequantized weights per GEMM (at least 256 rows)
+// Dequantized weights per GEMM, at least kTileMinRows rows. On the 2026-12-05 machine (2 MB L2 per
+// core, AMX) 2 MB tiles against the 32 MB ones before, int4 in bf16 as a fraction of the dense bf16
+// GEMM, alternated: 512x2048x11008 0.92-0.93 vs 0.88, 512x11008x2048 0.89 vs 0.83-0.86,
+// 128x2048x11008 0.80-0.82 vs 0.80-0.86 (noise); the fp32 int8 / int4 paths 0.96 / 0.81-0.84 vs
+// 0.92-0.94 / 0.81-0.82 of the fp32 GEMM. (Sessions 5-8 had found 256-row tiles no faster.)
+constexpr int64_t kTileBytes = int64_t(2) << 20;
+constexpr int64_t kTileMinRows = 64;
 
 // x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
 struct QuantXBuffers {
@@ -47,10 +52,10 @@ void tile_gemm(const T* x, float* y, const float* bias, const float* col_scale, 
                int nt, Dequant dequant) {
   const pqv::Dt dt = std::is_same<T, float>::value ? pqv::Dt::f32 : pqv::Dt::bf16;
   // tiles of equal rows, a multiple of 64 (8192 + 2816 rows, or a 10922-row tile, ran oneDNN's tails)
-  const int64_t cap = std::max<int64_t>(256, kTileBytes / (K * int64_t(sizeof(T))));
+  const int64_t cap = std::max<int64_t>(kTileMinRows, kTileBytes / (K * int64_t(sizeof(T))));
   const int64_t tiles = (N + cap - 1) / cap;
   const int64_t tile_rows = std::min(N, ((N + tiles - 1) / tiles + 63) / 64 * 64);
-  static thread_local std::vector<T> kept;     // a fresh 32 MB buffer would page-fault in every call
+  static thread_local std::vector<T> kept;     // a fresh buffer would page-fault in every call
   if (kept.size() < size_t(tile_rows * K)) kept.resize(tile_rows * K);
   T* tile = kept.data();                       // this thread's buffer (the workers have their own `kept`)
   for (int64_t n0 = 0; n0 < N; n0 += tile_rows) {
