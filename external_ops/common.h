@@ -128,6 +128,15 @@ void parallel_dynamic(int64_t n, int nt, F fn) {
   for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
 }
 
+// Sets the OpenMP thread count for one scope. oneDNN takes its thread count from the caller's
+// OpenMP setting (Paddle's libiomp5, which Paddle pins to 1) both when a primitive is created
+// (brgemm fixes its work split then) and when it runs.
+struct OmpThreads {
+  int saved;
+  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~OmpThreads() { omp_set_num_threads(saved); }
+};
+
 #define PQV_CHECK(cond, msg) PD_CHECK(cond, msg)
 
 }  // namespace pqv

@@ -9,6 +9,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "paddle/extension.h"
 #endif
@@ -75,17 +76,8 @@ dnnl::matmul cached_matmul(const Gemm& g, int num_threads) {
 
 bool dnnl_available() { return true; }
 
-// Sets the OpenMP thread count for one scope. oneDNN takes its thread count from the caller's
-// OpenMP setting (Paddle's libiomp5, which Paddle pins to 1) both when a primitive is created
-// (brgemm fixes its work split then) and when it runs.
-struct OmpThreads {
-  int saved;
-  explicit OmpThreads(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved); }
-};
-
 bool dnnl_gemm(const Gemm& g, int num_threads) {
-  OmpThreads scope(num_threads);
+  pqv::OmpThreads scope(num_threads);
   static std::atomic<bool> no_int8_weights{false};   // learned once: creating a primitive costs ~1 ms
   if (g.w_int8 && no_int8_weights) return false;
   dnnl::matmul mm;

@@ -540,9 +540,37 @@ void quick_gelu_avx512(const float* x, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
 }
 
+// Two passes: the max, then exp, sum and store (16 floats at a time, the tail masked).
+float softmax_row_avx512(const float* s, int64_t n, float scale, float* p, uint16_t* pb) {
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 mx = ninf;
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, m, s + j));
+  }
+  const __m512 sc = _mm512_set1_ps(scale), base = _mm512_set1_ps(scale * _mm512_reduce_max_ps(mx));
+  const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, base)));
+    sum = _mm512_add_ps(sum, e);
+    if (p) {
+      _mm512_mask_storeu_ps(p + j, m, e);
+    } else {                                    // bf16: u + 0x7FFF + (bit 16 of u), top half
+      const __m512i u = _mm512_castps_si512(e);
+      const __m512i r = _mm512_srli_epi32(
+          _mm512_add_epi32(_mm512_add_epi32(u, round), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
+      _mm256_mask_storeu_epi16(pb + j, m, _mm512_cvtepi32_epi16(r));
+    }
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
 }  // namespace
 
-const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512, quick_gelu_avx512};
+const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512, quick_gelu_avx512,
+                               softmax_row_avx512};
 
 const AttnKernels kAttnAvx512 = {scores_avx512, softmax_step_avx512, scores_t_avx512, softmax_t_avx512,
                                  accumulate_avx512};

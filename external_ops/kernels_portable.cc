@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 namespace pqv {
 
@@ -130,7 +132,25 @@ static void quick_gelu_portable(const float* x, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
 }
 
-const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable, quick_gelu_portable};
+static float softmax_row_portable(const float* s, int64_t n, float scale, float* p, uint16_t* pb) {
+  float mx = -std::numeric_limits<float>::infinity(), sum = 0.f;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  for (int64_t j = 0; j < n; ++j) {
+    const float e = std::exp(scale * s[j] - scale * mx);
+    sum += e;
+    if (p) {
+      p[j] = e;
+    } else {
+      uint32_t u;
+      std::memcpy(&u, &e, 4);
+      pb[j] = static_cast<uint16_t>((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+    }
+  }
+  return sum;
+}
+
+const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable, quick_gelu_portable,
+                                 softmax_row_portable};
 
 const AttnKernels kAttnPortable = {scores_portable, softmax_step_portable, scores_t_portable, softmax_t_portable,
                                    accumulate_portable};

@@ -30,6 +30,11 @@ def float_weight_dtype(dtype: str):
         _weight_dtype[0] = saved
 
 
+def weight_dtype() -> str:
+    """The float weight dtype of the model being built ("float32" unless inside float_weight_dtype)."""
+    return _weight_dtype[0]
+
+
 def make_embedding(num_embeddings: int, dim: int) -> nn.Embedding:
     """nn.Embedding whose table has the dtype of float_weight_dtype() (lookups return it too)."""
     saved = paddle.get_default_dtype()

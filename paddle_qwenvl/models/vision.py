@@ -5,7 +5,7 @@ import paddle.nn as nn
 
 from ..config import VisionConfig
 from ..layers.activation import get_activation
-from ..layers.linear import make_linear
+from ..layers.linear import make_linear, weight_dtype
 from ..ops.block_attention import block_attention
 from ..ops.rotary import rotary_qkv
 
@@ -32,13 +32,14 @@ class VisionAttention(nn.Layer):
     def __init__(self, dim: int, num_heads: int, quant=None):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.compute_dtype = weight_dtype()         # a bf16 model attends in bf16 too (long blocks)
         self.qkv = make_linear(dim, 3 * dim, True, quant)
         self.proj = make_linear(dim, dim, True, quant)
 
     def forward(self, x, cos, sin, cu_seqlens):
         N = x.shape[0]
         q, k, v = rotary_qkv(self.qkv(x), cos, sin, self.num_heads, self.num_heads)        # (N, H, D) each
-        out = block_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5)
+        out = block_attention(q, k, v, cu_seqlens, self.head_dim ** -0.5, self.compute_dtype)
         return self.proj(out.reshape([N, -1]))
 
 

@@ -1,14 +1,17 @@
-"""block_attention (vision towers: non-causal attention within blocks of the token axis) on the
-paged attention kernel vs block_attention_ref (test_kernel_switches.py reruns these on the
-portable kernels)."""
+"""block_attention (vision towers: non-causal attention within blocks of the token axis): both
+compiled paths, the paged attention kernel and the oneDNN GEMMs (fp32 and bf16), vs
+block_attention_ref (test_kernel_switches.py reruns these on the portable kernels and on 3 threads)."""
 import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.ops._build import compiled_ops
-from paddle_qwenvl.ops.block_attention import block_attention, block_attention_ref
+from paddle_qwenvl.ops._build import build_info, compiled_ops
+from paddle_qwenvl.ops.block_attention import (block_attention, block_attention_gemm, block_attention_paged,
+                                               block_attention_ref)
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
+needs_onednn = pytest.mark.skipif(not build_info()["onednn"], reason="built without oneDNN headers")
+needs_bf16 = pytest.mark.skipif(not build_info()["bf16"], reason="no native bf16 on this CPU (or portable kernels)")
 
 CASES = [  # cu_seqlens, H, D
     ([0, 300], 16, 80),                     # one frame, Qwen2-VL's 16 heads x 80
@@ -26,9 +29,9 @@ def _qkv(n, h, d, seed=0):
     return qkv.reshape([n, 3, h, d]).unbind(axis=1)
 
 
-def check_against_reference(cu, h, d):
+def check_against_reference(attend, cu, h, d):
     q, k, v = _qkv(cu[-1], h, d)
-    out = block_attention(q, k, v, cu, d ** -0.5)
+    out = attend(q, k, v, cu, d ** -0.5)
     ref = block_attention_ref(q, k, v, cu, d ** -0.5)
     assert out.shape == [cu[-1], h, d]
     np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-4, atol=2e-5)
@@ -36,19 +39,65 @@ def check_against_reference(cu, h, d):
 
 @needs_ops
 @pytest.mark.parametrize("cu,h,d", CASES)
-def test_kernel_matches_reference(cu, h, d):
-    check_against_reference(cu, h, d)
+def test_paged_kernel_matches_reference(cu, h, d):
+    check_against_reference(block_attention_paged, cu, h, d)
+
+
+@needs_onednn
+@pytest.mark.parametrize("cu,h,d", CASES + [([0, 700, 1400], 2, 80)])    # 700: row chunks overlap at the end
+def test_gemm_path_fp32_matches_reference(cu, h, d):
+    check_against_reference(block_attention_gemm, cu, h, d)
+
+
+def _bf16(t):
+    return t.astype("bfloat16").astype("float32")
+
+
+@needs_bf16
+@needs_onednn
+@pytest.mark.parametrize("cu,h,d", CASES + [([0, 700, 1400], 2, 80)])
+def test_gemm_path_bf16_matches_reference_on_rounded_inputs(cu, h, d):
+    """bf16: q, k, v rounded to bf16 as the GEMMs see them; what is left is the bf16 rounding of the
+    softmax numerators (relative 2^-9 each), which stays within 1e-2 of outputs of size ~1. The
+    fp32 path's result must differ (the bf16 GEMMs really ran)."""
+    q, k, v = _qkv(cu[-1], h, d)
+    out = block_attention_gemm(q, k, v, cu, d ** -0.5, bf16=True).numpy()
+    ref = block_attention_ref(_bf16(q), _bf16(k), _bf16(v), cu, d ** -0.5).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-2, atol=1e-2)
+    assert np.abs(out - block_attention_ref(q, k, v, cu, d ** -0.5).numpy()).max() > 1e-4
 
 
 @needs_ops
-def test_blocks_do_not_see_each_other():
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("cu", [[0, 300, 600], [0, 64, 128]])
+def test_dispatch_matches_reference(cu, compute_dtype):
+    """block_attention itself: long blocks (the GEMM path where oneDNN is built) and windows."""
+    q, k, v = _qkv(cu[-1], 4, 32)
+    out = block_attention(q, k, v, cu, 32 ** -0.5, compute_dtype).numpy()
+    tol = 1e-2 if compute_dtype == "bfloat16" else 2e-5
+    np.testing.assert_allclose(out, block_attention_ref(q, k, v, cu, 32 ** -0.5).numpy(), rtol=tol, atol=tol)
+
+
+def _gemm_fp32(q, k, v, cu, scale):
+    return block_attention_gemm(q, k, v, cu, scale)
+
+
+@needs_ops
+@pytest.mark.parametrize("attend", [block_attention_paged, pytest.param(_gemm_fp32, marks=needs_onednn)])
+def test_blocks_do_not_see_each_other(attend):
     """Changing the second block's keys leaves the first block's output bit for bit."""
     q, k, v = _qkv(96, 2, 32)
-    first = block_attention(q, k, v, [0, 40, 96], 32 ** -0.5)[:40].numpy()
+    first = attend(q, k, v, [0, 40, 96], 32 ** -0.5)[:40].numpy()
     k2 = paddle.concat([k[:40], k[40:] * 3.0])
-    again = block_attention(q, k2, v, [0, 40, 96], 32 ** -0.5)
+    again = attend(q, k2, v, [0, 40, 96], 32 ** -0.5)
     np.testing.assert_array_equal(again[:40].numpy(), first)
-    assert not np.allclose(again[40:].numpy(), block_attention(q, k, v, [0, 40, 96], 32 ** -0.5)[40:].numpy())
+    assert not np.allclose(again[40:].numpy(), attend(q, k, v, [0, 40, 96], 32 ** -0.5)[40:].numpy())
+
+
+def test_unknown_compute_dtype_is_rejected():
+    q, k, v = _qkv(10, 2, 16)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        block_attention(q, k, v, [0, 10], 0.25, "float16")
 
 
 def test_bad_cu_seqlens_raise_clear_errors():

@@ -42,20 +42,21 @@ def test_portable_switch_turns_the_avx512_kernels_off():
 def test_portable_kernels_match_references():
     """int8/int4 GEMV (exact path: the portable kernels have no int8-activation variant, so the VNNI
     bound test, which asserts a nonzero int8 error, is left out), RMSNorm(+residual), SwiGLU,
-    quick_gelu, rotary, the vision towers' block attention (the paged kernel's prefill tiles), and
+    quick_gelu, rotary, the vision towers' block attention (the paged kernel's prefill tiles and the
+    GEMM path's portable softmax; its bf16 test needs native bf16, which this switch turns off), and
     the fused decoder layer against the same portable ops called one by one."""
     run_op_tests({"PADDLE_QWENVL_KERNELS": "portable"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_block_attention.py",
-                  "test_decoder_layer.py"], "vnni_path")
+                  "test_decoder_layer.py"], "vnni_path or bf16_matches")
 
 
 @needs_ops
 def test_every_op_matches_references_on_all_threads():
-    """3 threads on any shape: uneven row splits of the GEMV, norms, swiglu, rotary, linear, and
-    the fused decoder layer."""
+    """3 threads on any shape: uneven row splits of the GEMV, norms, swiglu, rotary, linear, the
+    vision block attention (both paths) and the fused decoder layer."""
     run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
-                 ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_decoder_layer.py"],
-                 "portable")
+                 ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_block_attention.py",
+                  "test_decoder_layer.py"], "portable")
 
 
 @needs_ops
