@@ -1,6 +1,6 @@
 """Benchmarks the compiled CPU ops against this machine's limits and Paddle's stock ops, in one run.
 
-    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,gemm,attention,prefill,elementwise]
+    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,gemm,attention,prefill,vision,elementwise]
 
 For each op: its GB/s or GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on
 the same shapes. Each figure is the best of several repetitions (the machine is shared; best-of
@@ -25,7 +25,7 @@ from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
 from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
 
-SECTIONS = ("gemv", "gemm", "attention", "prefill", "elementwise")
+SECTIONS = ("gemv", "gemm", "attention", "prefill", "vision", "elementwise")
 
 
 def best_seconds(fn, reps):
@@ -264,6 +264,25 @@ def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
         row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gemm.around(lambda: rate(flops, ours, max(3, reps // 2))), "GFLOP/s", stock)
 
 
+def bench_vision_attention(reps, lengths, heads=16, d=80):
+    """One frame of n patches (Qwen2-VL's vision heads): both compiled paths of block_attention."""
+    from paddle_qwenvl.ops.block_attention import block_attention_gemm, block_attention_paged, block_attention_ref
+    print(f"vision block attention, one block of n tokens, {heads} heads of {d}, non-causal (GFLOP/s counting "
+          f"4*n*n*D*H; limit = oneDNN 2048^3 GEMM in the row's dtype; row, limit and stock called in turn)")
+    limits = {"fp32": gemm_job("float32"), "bf16": gemm_job("bfloat16")}
+    for n in lengths:
+        q, k, v = (paddle.randn([n, heads, d]) for _ in range(3))
+        flops, cu, scale = 4 * n * n * d * heads, [0, n], d ** -0.5
+        stock = (flops, lambda: block_attention_ref(q, k, v, cu, scale))
+        rows = [("paged kernel fp32", lambda: block_attention_paged(q, k, v, cu, scale), "fp32"),
+                ("oneDNN GEMMs fp32", lambda: block_attention_gemm(q, k, v, cu, scale), "fp32")]
+        if build_info()["bf16"]:
+            rows.append(("oneDNN GEMMs bf16", lambda: block_attention_gemm(q, k, v, cu, scale, bf16=True), "bf16"))
+        for name, fn, dtype in rows:
+            stock_rate, value, limit = interleaved_rates([stock, (flops, fn), limits[dtype]], max(2, reps // 2))
+            row(f"n={n} {name}", (value, limit), "GFLOP/s", stock_rate)
+
+
 def bench_elementwise(dram, reps, m=512, hidden=2048, inter=11008):
     """Memory-bound fused ops: GB/s of bytes read + written (limit = DRAM read bandwidth)."""
     from paddle_qwenvl.ops.activation import swiglu, swiglu_ref
@@ -313,6 +332,8 @@ def main():
         bench_decode_attention(dram, reps, ctx=4096)
     if "prefill" in only:
         bench_prefill_attention(gemm, reps, [1024] if args.quick else [1024, 4096])
+    if "vision" in only and build_info()["onednn"]:
+        bench_vision_attention(reps, [1024] if args.quick else [1024, 4096])
     if "elementwise" in only:
         bench_elementwise(dram, reps)
     seen = [f"DRAM read {dram.best:.1f} GB/s"] * bool(dram.best) + [f"oneDNN fp32 GEMM {gemm.best:.1f} GFLOP/s"] * bool(gemm.best)
