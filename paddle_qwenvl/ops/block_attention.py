@@ -7,7 +7,7 @@ block_attention picks one of two compiled paths by the mean block length:
   native bf16) or fp32;
 - short blocks (windows): the paged attention kernel (external_ops/paged_attention_op.cc), each
   block a "sequence" whose tokens all see its whole length (token_ctx = block length), read
-  through a block table of block size 1 over a scratch copy of k/v; fp32.
+  through a block table of block size 1 over k and v themselves as the cache; fp32.
 block_attention_ref is the pure-Paddle reference (one batched matmul per distinct block length).
 """
 from collections import defaultdict
@@ -68,9 +68,10 @@ def block_attention_paged(q, k, v, cu_seqlens, scale: float):
         tables[i, :length] = np.arange(s, s + length)
     token_seq = np.repeat(np.arange(len(starts), dtype=np.int32), lengths)
     token_ctx = np.repeat(lengths.astype(np.int32), lengths)
-    k_scratch, v_scratch = paddle.empty([n, heads, dim]), paddle.empty([n, heads, dim])
+    # k and v serve as their own cache (slot = row), and slot -1 writes nothing: no scratch copy
+    # (a fresh 2 x 25 MB one cost ~12 ms per call for 4800 tokens x 16 heads x 80, page faults included)
     out, _, _ = compiled_ops().pqv_paged_attention(
-        q, k, v, k_scratch, v_scratch, paddle.arange(n, dtype="int64"), paddle.to_tensor(tables),
+        q, k, v, k, v, paddle.full([n], -1, dtype="int64"), paddle.to_tensor(tables),
         paddle.to_tensor(token_seq), paddle.to_tensor(token_ctx), float(scale), 1, num_threads())
     return out
 

@@ -105,3 +105,13 @@ def test_bad_cu_seqlens_raise_clear_errors():
     for bad in ([0, 9], [1, 10], [0, 6, 4, 10], []):
         with pytest.raises(ValueError, match="cu_seqlens"):
             block_attention(q, k, v, bad, 0.25)
+
+
+@needs_ops
+def test_paged_path_leaves_k_and_v_unchanged():
+    """The paged path reads k and v as their own cache (no slot written): they come back as given."""
+    q, k, v = _qkv(200, 2, 32)
+    k0, v0 = k.numpy().copy(), v.numpy().copy()
+    block_attention_paged(q, k, v, [0, 64, 128, 200], 32 ** -0.5)
+    np.testing.assert_array_equal(k.numpy(), k0)
+    np.testing.assert_array_equal(v.numpy(), v0)
