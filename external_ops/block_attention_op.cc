@@ -1,12 +1,15 @@
 // Non-causal attention within blocks of tokens (the vision towers: one block per frame, or per
-// window) as two oneDNN GEMMs per item = (block, head, chunk of query rows):
-//   S = q k^T (fp32), e = exp(scale * (S - row max)), O = e v, out = O / row sum of e.
-// K and V of each (block, head) are reordered once into the layout oneDNN's GEMM wants for its
-// weights, so the chunks do not repack them. bf16: q, e and the packed K / V are bf16 (AMX or
+// window) on oneDNN GEMMs. An item = (block, head, chunk of query rows); per key block j:
+//   S = q k_j^T (fp32), e = exp(scale * (S - running row max m)), O = O * alpha + e v_j,
+// alpha = exp(scale * (old m - new m)); at the end out = O / l, l the running sum of e.
+// K and V blocks are reordered once into the layout oneDNN's GEMM wants for its weights, so the
+// query chunks do not repack them. bf16: q, e and the packed K / V are bf16 (AMX or
 // AVX512-BF16), products summed in fp32; otherwise fp32 throughout. Each thread runs whole items
 // on single-threaded primitives (inside our parallel region oneDNN runs inline).
 // Long blocks only: the wrapper (ops/block_attention.py) sends short windows to the paged kernel.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,75 +27,99 @@ namespace {
 using dnnl::memory;
 using tag = memory::format_tag;
 
-// Query rows per item: about this many bytes of fp32 scores (rows x block length), 16 to 256 rows.
-// One block of 4784 tokens, 16 heads of 80, bf16 (2026-12-05 machine): 0.5 MB 258 GFLOP/s, 1 MB
-// 367, 4 MB 348, 8 MB 331.
-constexpr int64_t kScoreBytes = int64_t(1) << 20;
+// An item's query rows (up to kQueryRows, a block's chunks of equal size) meet its keys in key
+// blocks of up to kKeyBlock rows, with an online softmax across the key blocks, so the scores of
+// one GEMM (rows x key block, fp32), its numerators and the packed K / V block stay in the L2.
+constexpr int64_t kQueryRows = 256;
+constexpr int64_t kKeyBlock = 512;
 
 dnnl::engine& engine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
 }
 
-// Everything one block length needs: the two GEMMs (created for one thread), the reorders that
-// pack a head's K and V, and the scratchpad the largest of them asks for.
-struct Plan {
-  int64_t n, rows;
+int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
+
+// The two GEMMs of one (query rows, key block length) shape, created for one thread; the reorders
+// that pack a head's K and V block into the layouts they want for their weights; the scratchpads.
+struct Gemms {
+  int64_t rows, keys;
   dnnl::matmul qk, pv;
   dnnl::reorder pack_k, pack_v;
   memory::desc q, k, s, e, v, o, k_src, v_src;                // the GEMMs' operands; the packing sources
-  memory::desc qk_pad, pv_pad, k_pad, v_pad;                  // scratchpads
+  memory::desc qk_pad, pv_pad, k_pad, v_pad;
   size_t k_bytes, v_bytes, scratch;
 };
 
-std::shared_ptr<Plan> make_plan(int64_t n, int64_t H, int64_t D, bool bf16) {
+std::shared_ptr<Gemms> make_gemms(int64_t rows, int64_t keys, int64_t H, int64_t D, bool bf16) {
   const auto dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32, f32 = memory::data_type::f32;
-  auto p = std::make_shared<Plan>();
-  p->n = n;
-  p->rows = std::min(n, std::clamp<int64_t>(kScoreBytes / (4 * n) / 16 * 16, 16, 256));
+  auto g = std::make_shared<Gemms>();
+  g->rows = rows, g->keys = keys;
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   pqv::OmpThreads one(1);                    // brgemm fixes its work split when it is created
-  // S (rows, n) = q rows of one head (stride H * D) x K^T, K (n, D) as weights (D, n)
-  const memory::desc q_md({p->rows, D}, dt, memory::dims{H * D, 1});
-  const memory::desc s_md({p->rows, n}, f32, tag::ab);
-  dnnl::matmul::primitive_desc qk(engine(), q_md, memory::desc({D, n}, dt, tag::any), s_md, attr);
-  // O (rows, D) = e (rows, n) x V (n, D)
-  const memory::desc e_md({p->rows, n}, dt, tag::ab), o_md({p->rows, D}, f32, tag::ab);
-  dnnl::matmul::primitive_desc pv(engine(), e_md, memory::desc({n, D}, dt, tag::any), o_md, attr);
-  // the fp32 inputs of one (block, head): K as (D, n) and V as (n, D), rows H * D apart
-  const memory::desc k_src({D, n}, f32, memory::dims{1, H * D}), v_src({n, D}, f32, memory::dims{H * D, 1});
-  dnnl::reorder::primitive_desc pk(engine(), k_src, engine(), qk.weights_desc(), attr);
-  dnnl::reorder::primitive_desc pvr(engine(), v_src, engine(), pv.weights_desc(), attr);
-  p->q = q_md, p->k = qk.weights_desc(), p->s = s_md, p->e = e_md, p->v = pv.weights_desc(), p->o = o_md;
-  p->k_src = k_src, p->v_src = v_src;
-  p->qk_pad = qk.scratchpad_desc(), p->pv_pad = pv.scratchpad_desc();
-  p->k_pad = pk.scratchpad_desc(), p->v_pad = pvr.scratchpad_desc();
-  p->qk = dnnl::matmul(qk);
-  p->pv = dnnl::matmul(pv);
-  p->pack_k = dnnl::reorder(pk);
-  p->pack_v = dnnl::reorder(pvr);
-  p->k_bytes = qk.weights_desc().get_size();
-  p->v_bytes = pv.weights_desc().get_size();
-  p->scratch = std::max({qk.scratchpad_desc().get_size(), pv.scratchpad_desc().get_size(),
-                         pk.scratchpad_desc().get_size(), pvr.scratchpad_desc().get_size()});
-  return p;
+  // S (rows, keys) = q rows of one head (stride H * D) x K^T, K (keys, D) as weights (D, keys)
+  g->q = memory::desc({rows, D}, dt, memory::dims{H * D, 1});
+  g->s = memory::desc({rows, keys}, f32, tag::ab);
+  dnnl::matmul::primitive_desc qk(engine(), g->q, memory::desc({D, keys}, dt, tag::any), g->s, attr);
+  // O (rows, D) = e (rows, keys) x V (keys, D)
+  g->e = memory::desc({rows, keys}, dt, tag::ab);
+  g->o = memory::desc({rows, D}, f32, tag::ab);
+  dnnl::matmul::primitive_desc pv(engine(), g->e, memory::desc({keys, D}, dt, tag::any), g->o, attr);
+  // the fp32 inputs: K as (D, keys) and V as (keys, D), rows H * D apart
+  g->k_src = memory::desc({D, keys}, f32, memory::dims{1, H * D});
+  g->v_src = memory::desc({keys, D}, f32, memory::dims{H * D, 1});
+  dnnl::reorder::primitive_desc pk(engine(), g->k_src, engine(), qk.weights_desc(), attr);
+  dnnl::reorder::primitive_desc pvr(engine(), g->v_src, engine(), pv.weights_desc(), attr);
+  g->k = qk.weights_desc(), g->v = pv.weights_desc();
+  g->qk_pad = qk.scratchpad_desc(), g->pv_pad = pv.scratchpad_desc();
+  g->k_pad = pk.scratchpad_desc(), g->v_pad = pvr.scratchpad_desc();
+  g->qk = dnnl::matmul(qk), g->pv = dnnl::matmul(pv);
+  g->pack_k = dnnl::reorder(pk), g->pack_v = dnnl::reorder(pvr);
+  g->k_bytes = g->k.get_size(), g->v_bytes = g->v.get_size();
+  g->scratch = std::max({g->qk_pad.get_size(), g->pv_pad.get_size(), g->k_pad.get_size(), g->v_pad.get_size()});
+  return g;
 }
 
-// Creating the four primitives costs ~1 ms; frames of one video share a length.
+// A block of n tokens: query chunks of `rows` (the last one ends at n, overlapping the one before),
+// key blocks of `keys` rows but the last, `tail` ones; per head its packed K, V blocks in turn.
+struct Plan {
+  int64_t rows, keys, key_blocks;
+  std::shared_ptr<Gemms> full, tail;
+  int64_t head_bytes;
+  const Gemms& gemms(int64_t j) const { return j + 1 < key_blocks ? *full : *tail; }
+  int64_t offset(int64_t j) const { return j * int64_t(full->k_bytes + full->v_bytes); }
+};
+
+// Creating primitives costs ~1 ms each; frames of one video share a length. Bounded caches.
+template <typename K, typename V, typename Make>
+std::shared_ptr<V> cached(std::map<K, std::shared_ptr<V>>& cache, const K& key, Make make) {
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  if (cache.size() >= 256) cache.clear();
+  return cache[key] = make();
+}
+
 std::shared_ptr<Plan> cached_plan(int64_t n, int64_t H, int64_t D, bool bf16) {
   static std::mutex mu;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, std::shared_ptr<Plan>> cache;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, bool>, std::shared_ptr<Gemms>> gemms;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool>, std::shared_ptr<Plan>> plans;
   std::lock_guard<std::mutex> lock(mu);
-  auto& slot = cache[{n, H, D, bf16}];
-  if (!slot) {
-    if (cache.size() > 256) {
-      cache.clear();
-      return cache[{n, H, D, bf16}] = make_plan(n, H, D, bf16);
-    }
-    slot = make_plan(n, H, D, bf16);
-  }
-  return slot;
+  return cached(plans, std::make_tuple(n, H, D, bf16), [&] {
+    auto p = std::make_shared<Plan>();
+    p->rows = std::min(n, round16((n + (n + kQueryRows - 1) / kQueryRows - 1) / ((n + kQueryRows - 1) / kQueryRows)));
+    p->key_blocks = (n + kKeyBlock - 1) / kKeyBlock;
+    p->keys = std::min(n, round16((n + p->key_blocks - 1) / p->key_blocks));
+    p->key_blocks = (n + p->keys - 1) / p->keys;
+    const int64_t tail = n - (p->key_blocks - 1) * p->keys;
+    auto get = [&](int64_t keys) {
+      return cached(gemms, std::make_tuple(p->rows, keys, H, D, bf16), [&] { return make_gemms(p->rows, keys, H, D, bf16); });
+    };
+    p->full = get(p->keys);
+    p->tail = tail == p->keys ? p->full : get(tail);
+    p->head_bytes = p->offset(p->key_blocks - 1) + int64_t(p->tail->k_bytes + p->tail->v_bytes);
+    return p;
+  });
 }
 
 memory mem(const memory::desc& md, const void* p) { return memory(md, engine(), const_cast<void*>(p)); }
@@ -126,18 +153,18 @@ std::vector<paddle::Tensor> BlockAttention(const paddle::Tensor& q, const paddle
     if (n == 0) continue;
     auto plan = cached_plan(n, H, D, bf16);
     blocks.push_back({cu[b], n, plan, packed_bytes});
-    packed_bytes += H * int64_t(plan->k_bytes + plan->v_bytes);
+    packed_bytes += H * plan->head_bytes;
     macs += 2 * n * n * H * D;
   }
   auto out = paddle::empty({N, H, D}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   if (blocks.empty()) return {out};
   const int nt = pqv::threads_for(num_threads, macs);
   size_t scratch = 0;
-  int64_t max_rows_n = 0, max_rows = 0;
+  int64_t max_rows = 0, max_scores = 0;
   for (const Block& b : blocks) {
-    scratch = std::max(scratch, b.plan->scratch);
-    max_rows_n = std::max(max_rows_n, b.plan->rows * b.n);
+    scratch = std::max({scratch, b.plan->full->scratch, b.plan->tail->scratch});
     max_rows = std::max(max_rows, b.plan->rows);
+    max_scores = std::max(max_scores, b.plan->rows * b.plan->keys);
   }
 
   std::vector<uint16_t> qb;                                   // q in the GEMMs' dtype
@@ -146,10 +173,12 @@ std::vector<paddle::Tensor> BlockAttention(const paddle::Tensor& q, const paddle
   const int64_t esize = bf16 ? 2 : 4;
   std::unique_ptr<char[]> packed(new char[packed_bytes]);   // not zeroed; 2 MB pages: few faults
   pqv::advise_huge_pages(packed.get(), packed_bytes);
-  std::vector<std::tuple<int64_t, int64_t, int64_t>> items;  // (block, head, first query row)
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> packs, items;  // (block, head, key block / first query row)
   for (int64_t i = 0; i < int64_t(blocks.size()); ++i)
-    for (int64_t h = 0; h < H; ++h)
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t j = 0; j < blocks[i].plan->key_blocks; ++j) packs.emplace_back(i, h, j);
       for (int64_t r = 0; r < blocks[i].n; r += blocks[i].plan->rows) items.emplace_back(i, h, r);
+    }
   const pqv::RowKernels& rk = pqv::has_avx512() ? pqv::kRowAvx512 : pqv::kRowPortable;
   const float* kp = k.data<float>();
   const float* vp = v.data<float>();
@@ -160,44 +189,55 @@ std::vector<paddle::Tensor> BlockAttention(const paddle::Tensor& q, const paddle
     std::vector<char> pad(scratch);
     dnnl::stream s(engine());
     const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    // 1. pack every (block, head)'s K and V, split over the threads
-    for (int64_t i = t; i < int64_t(blocks.size()) * H; i += T) {
-      const Block& b = blocks[i / H];
-      const int64_t h = i % H, at = b.packed + h * int64_t(b.plan->k_bytes + b.plan->v_bytes);
-      const Plan& P = *b.plan;
-      P.pack_k.execute(s, {{DNNL_ARG_FROM, mem(P.k_src, kp + (b.start * H + h) * D)},
-                           {DNNL_ARG_TO, mem(P.k, packed.get() + at)},
-                           {DNNL_ARG_SCRATCHPAD, mem(P.k_pad, pad.data())}});
-      P.pack_v.execute(s, {{DNNL_ARG_FROM, mem(P.v_src, vp + (b.start * H + h) * D)},
-                           {DNNL_ARG_TO, mem(P.v, packed.get() + at + P.k_bytes)},
-                           {DNNL_ARG_SCRATCHPAD, mem(P.v_pad, pad.data())}});
+    // 1. pack every K and V block of every (block, head), split over the threads
+    for (int64_t i = t; i < int64_t(packs.size()); i += T) {
+      const auto [bi, h, j] = packs[i];
+      const Block& b = blocks[bi];
+      const Gemms& G = b.plan->gemms(j);
+      char* at = packed.get() + b.packed + h * b.plan->head_bytes + b.plan->offset(j);
+      const int64_t src = ((b.start + j * b.plan->keys) * H + h) * D;
+      G.pack_k.execute(s, {{DNNL_ARG_FROM, mem(G.k_src, kp + src)}, {DNNL_ARG_TO, mem(G.k, at)},
+                           {DNNL_ARG_SCRATCHPAD, mem(G.k_pad, pad.data())}});
+      G.pack_v.execute(s, {{DNNL_ARG_FROM, mem(G.v_src, vp + src)}, {DNNL_ARG_TO, mem(G.v, at + G.k_bytes)},
+                           {DNNL_ARG_SCRATCHPAD, mem(G.v_pad, pad.data())}});
     }
 #pragma omp barrier
-    // 2. items: S, softmax, O, normalize
-    std::vector<float> S(max_rows_n), O(max_rows * D), inv(max_rows);
-    std::vector<char> E(max_rows_n * esize);
+    // 2. items: per key block S, online softmax, O = O * alpha + e v; then O / l
+    std::vector<float> S(max_scores), O(max_rows * D), Oj(max_rows * D), m(max_rows), l(max_rows), alpha(max_rows);
+    std::vector<char> E(max_scores * esize);
     for (int64_t i = t; i < int64_t(items.size()); i += T) {
       const auto [bi, h, first] = items[i];
       const Block& b = blocks[bi];
       const Plan& P = *b.plan;
       const int64_t r0 = std::min(first, b.n - P.rows);     // the last chunk ends at n (overlapping)
-      const char* kv = packed.get() + b.packed + h * int64_t(P.k_bytes + P.v_bytes);
-      P.qk.execute(s, {{DNNL_ARG_SRC, mem(P.q, static_cast<const char*>(qa) + ((b.start + r0) * H + h) * D * esize)},
-                       {DNNL_ARG_WEIGHTS, mem(P.k, kv)},
-                       {DNNL_ARG_DST, mem(P.s, S.data())},
-                       {DNNL_ARG_SCRATCHPAD, mem(P.qk_pad, pad.data())}});
-      for (int64_t r = 0; r < P.rows; ++r) {
-        float* e32 = bf16 ? nullptr : reinterpret_cast<float*>(E.data()) + r * b.n;
-        uint16_t* e16 = bf16 ? reinterpret_cast<uint16_t*>(E.data()) + r * b.n : nullptr;
-        inv[r] = 1.f / rk.softmax_row(S.data() + r * b.n, b.n, scale, e32, e16);
+      const char* qr = static_cast<const char*>(qa) + ((b.start + r0) * H + h) * D * esize;
+      const char* kv = packed.get() + b.packed + h * P.head_bytes;
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.f);
+      for (int64_t j = 0; j < P.key_blocks; ++j) {
+        const Gemms& G = P.gemms(j);
+        const char* kj = kv + P.offset(j);
+        G.qk.execute(s, {{DNNL_ARG_SRC, mem(G.q, qr)}, {DNNL_ARG_WEIGHTS, mem(G.k, kj)},
+                         {DNNL_ARG_DST, mem(G.s, S.data())}, {DNNL_ARG_SCRATCHPAD, mem(G.qk_pad, pad.data())}});
+        for (int64_t r = 0; r < P.rows; ++r) {
+          float* e32 = bf16 ? nullptr : reinterpret_cast<float*>(E.data()) + r * G.keys;
+          uint16_t* e16 = bf16 ? reinterpret_cast<uint16_t*>(E.data()) + r * G.keys : nullptr;
+          const float old = m[r];
+          const float sum = rk.softmax_row(S.data() + r * G.keys, G.keys, scale, &m[r], e32, e16);
+          alpha[r] = j == 0 ? 0.f : std::exp(scale * (old - m[r]));
+          l[r] = l[r] * alpha[r] + sum;
+        }
+        G.pv.execute(s, {{DNNL_ARG_SRC, mem(G.e, E.data())}, {DNNL_ARG_WEIGHTS, mem(G.v, kj + G.k_bytes)},
+                         {DNNL_ARG_DST, mem(G.o, (j == 0 ? O : Oj).data())},
+                         {DNNL_ARG_SCRATCHPAD, mem(G.pv_pad, pad.data())}});
+        if (j > 0)
+          for (int64_t r = 0; r < P.rows; ++r)
+            for (int64_t d = 0; d < D; ++d) O[r * D + d] = O[r * D + d] * alpha[r] + Oj[r * D + d];
       }
-      P.pv.execute(s, {{DNNL_ARG_SRC, mem(P.e, E.data())},
-                       {DNNL_ARG_WEIGHTS, mem(P.v, kv + P.k_bytes)},
-                       {DNNL_ARG_DST, mem(P.o, O.data())},
-                       {DNNL_ARG_SCRATCHPAD, mem(P.pv_pad, pad.data())}});
       for (int64_t r = first - r0; r < P.rows; ++r) {
         float* dst = op + ((b.start + r0 + r) * H + h) * D;
-        for (int64_t d = 0; d < D; ++d) dst[d] = O[r * D + d] * inv[r];
+        const float inv = 1.f / l[r];
+        for (int64_t d = 0; d < D; ++d) dst[d] = O[r * D + d] * inv;
       }
     }
     s.wait();

@@ -114,15 +114,17 @@ extern const AttnKernels kAttnPortable;
 // add_rms_norm: res_out = x + res; out = rms_norm(res_out)
 // silu_mul:     out = silu(g) * u
 // quick_gelu:   out = x * sigmoid(1.702 x)   (Qwen2-VL's vision MLP)
-// softmax_row:  e[j] = exp(scale * (s[j] - max(s))) for j < n into p (floats), or into pb as bf16
-//               bits (round to nearest even) when p is null; returns sum_j e[j] (of the fp32 values)
+// softmax_row:  one step of an online softmax: *m = max(*m, max_j s[j]) (a running max, -inf at
+//               first); e[j] = exp(scale * (s[j] - *m)) for j < n into p (floats), or into pb as
+//               bf16 bits (round to nearest even) when p is null; returns sum_j e[j] (fp32 values).
+//               AVX512: bf16 output needs AVX512-BF16 and takes an exp accurate to ~4e-5 only.
 struct RowKernels {
   void (*rms_norm)(const float* x, const float* w, float* out, int64_t H, float eps);
   void (*add_rms_norm)(const float* x, const float* res, const float* w, float* out, float* res_out, int64_t H,
                        float eps);
   void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
   void (*quick_gelu)(const float* x, float* out, int64_t n);
-  float (*softmax_row)(const float* s, int64_t n, float scale, float* p, uint16_t* pb);
+  float (*softmax_row)(const float* s, int64_t n, float scale, float* m, float* p, uint16_t* pb);
 };
 extern const RowKernels kRowAvx512;
 extern const RowKernels kRowPortable;

@@ -1,10 +1,11 @@
 // AVX512 kernels that keep activations in fp32. The pragma makes the compiler emit AVX512 for
-// this file only; callers check pqv::has_avx512() first. No Paddle headers here, so nothing else
+// this file only; callers check pqv::has_avx512() first (and has_fast_bf16() before asking for
+// bf16 output: softmax_row). No Paddle headers here, so nothing else
 // is built for AVX512.
 //
 // GEMVs walk one weight row at a time: a single sequential stream per thread is what the
 // hardware prefetcher follows at full DRAM speed (4 interleaved row streams got ~60% of it).
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,avx2")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma,avx2")
 #include <immintrin.h>
 
 #include "kernels.h"
@@ -540,31 +541,48 @@ void quick_gelu_avx512(const float* x, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
 }
 
-// Two passes: the max, then exp, sum and store (16 floats at a time, the tail masked).
-float softmax_row_avx512(const float* s, int64_t n, float scale, float* p, uint16_t* pb) {
+// exp(x) to bf16 accuracy: degree-4 polynomial (rel. error ~4e-5; a bf16 keeps ~2e-3). No clamps:
+// the softmax's arguments are <= 0 (very negative ones scale to 0); masked lanes are discarded.
+inline __m512 exp512_for_bf16(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 y = _mm512_set1_ps(1.f / 24);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f / 6));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(y, n);
+}
+
+// Two passes: the max, then exp, sum and store (16 floats at a time, the tail masked). bf16
+// numerators take the cheaper exp and AVX512-BF16's rounding (callers only ask with native bf16).
+template <bool BF16>
+float softmax_row(const float* s, int64_t n, float scale, float* m_io, void* out) {
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 mx = ninf;
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
     mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, m, s + j));
   }
-  const __m512 sc = _mm512_set1_ps(scale), base = _mm512_set1_ps(scale * _mm512_reduce_max_ps(mx));
-  const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+  *m_io = std::max(*m_io, _mm512_reduce_max_ps(mx));
+  const __m512 sc = _mm512_set1_ps(scale), base = _mm512_set1_ps(scale * *m_io);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
-    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, base)));
+    const __m512 x = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, base);
+    const __m512 e = _mm512_maskz_mov_ps(m, BF16 ? exp512_for_bf16(x) : exp512(x));
     sum = _mm512_add_ps(sum, e);
-    if (p) {
-      _mm512_mask_storeu_ps(p + j, m, e);
-    } else {                                    // bf16: u + 0x7FFF + (bit 16 of u), top half
-      const __m512i u = _mm512_castps_si512(e);
-      const __m512i r = _mm512_srli_epi32(
-          _mm512_add_epi32(_mm512_add_epi32(u, round), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
-      _mm256_mask_storeu_epi16(pb + j, m, _mm512_cvtepi32_epi16(r));
-    }
+    if constexpr (BF16)
+      _mm256_mask_storeu_epi16(static_cast<uint16_t*>(out) + j, m, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(e)));
+    else
+      _mm512_mask_storeu_ps(static_cast<float*>(out) + j, m, e);
   }
   return _mm512_reduce_add_ps(sum);
+}
+
+float softmax_row_avx512(const float* s, int64_t n, float scale, float* m, float* p, uint16_t* pb) {
+  return p ? softmax_row<false>(s, n, scale, m, p) : softmax_row<true>(s, n, scale, m, pb);
 }
 
 }  // namespace

@@ -132,9 +132,10 @@ static void quick_gelu_portable(const float* x, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
 }
 
-static float softmax_row_portable(const float* s, int64_t n, float scale, float* p, uint16_t* pb) {
-  float mx = -std::numeric_limits<float>::infinity(), sum = 0.f;
+static float softmax_row_portable(const float* s, int64_t n, float scale, float* m, float* p, uint16_t* pb) {
+  float mx = *m, sum = 0.f;
   for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
+  *m = mx;
   for (int64_t j = 0; j < n; ++j) {
     const float e = std::exp(scale * s[j] - scale * mx);
     sum += e;
