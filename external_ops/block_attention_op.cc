@@ -59,7 +59,7 @@ std::shared_ptr<Gemms> make_gemms(int64_t rows, int64_t keys, int64_t H, int64_t
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   pqv::OmpThreads one(1);                    // brgemm fixes its work split when it is created
   // S (rows, keys) = q rows of one head (stride H * D) x K^T, K (keys, D) as weights (D, keys)
-  g->q = memory::desc({rows, D}, dt, memory::dims{H * D, 1});
+  g->q = memory::desc({rows, D}, dt, tag::ab);                // q head-major: (H, N, D)
   g->s = memory::desc({rows, keys}, f32, tag::ab);
   dnnl::matmul::primitive_desc qk(engine(), g->q, memory::desc({D, keys}, dt, tag::any), g->s, attr);
   // O (rows, D) = e (rows, keys) x V (keys, D)
@@ -167,9 +167,23 @@ std::vector<paddle::Tensor> BlockAttention(const paddle::Tensor& q, const paddle
     max_scores = std::max(max_scores, b.plan->rows * b.plan->keys);
   }
 
-  std::vector<uint16_t> qb;                                   // q in the GEMMs' dtype
-  const void* qa = q.data<float>();
-  if (bf16) qa = (qb = pqv::to_bf16(q.data<float>(), N * H * D, nt)).data();
+  // q head-major (H, N, D) in the GEMMs' dtype: contiguous rows for the S GEMM
+  std::vector<char> qh(N * H * D * (bf16 ? 2 : 4));
+  {
+    const float* q32 = q.data<float>();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < N * H; ++i) {
+      const int64_t t = i / H, h = i % H;
+      const float* src = q32 + i * D;
+      if (bf16) {
+        uint16_t* dst = reinterpret_cast<uint16_t*>(qh.data()) + (h * N + t) * D;
+        for (int64_t d = 0; d < D; ++d) dst[d] = pqv::f32_to_bf16(src[d]);
+      } else {
+        std::copy_n(src, D, reinterpret_cast<float*>(qh.data()) + (h * N + t) * D);
+      }
+    }
+  }
+  const void* qa = qh.data();
   const int64_t esize = bf16 ? 2 : 4;
   std::unique_ptr<char[]> packed(new char[packed_bytes]);   // not zeroed; 2 MB pages: few faults
   pqv::advise_huge_pages(packed.get(), packed_bytes);
@@ -210,7 +224,7 @@ std::vector<paddle::Tensor> BlockAttention(const paddle::Tensor& q, const paddle
       const Block& b = blocks[bi];
       const Plan& P = *b.plan;
       const int64_t r0 = std::min(first, b.n - P.rows);     // the last chunk ends at n (overlapping)
-      const char* qr = static_cast<const char*>(qa) + ((b.start + r0) * H + h) * D * esize;
+      const char* qr = static_cast<const char*>(qa) + (h * N + b.start + r0) * D * esize;
       const char* kv = packed.get() + b.packed + h * P.head_bytes;
       std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
       std::fill(l.begin(), l.end(), 0.f);
