@@ -7,6 +7,7 @@ from ..config import VisionConfig
 from ..layers.activation import get_activation
 from ..layers.linear import make_linear, weight_dtype
 from ..ops.block_attention import block_attention
+from ..ops.linear import linear
 from ..ops.rotary import rotary_qkv
 
 
@@ -25,7 +26,7 @@ class PatchEmbed(nn.Layer):
         if pixel_values.ndim != 2 or pixel_values.shape[1] != self.patch_dim:
             raise ValueError(f"pixel_values must be (num_patches, {self.patch_dim}); got {pixel_values.shape}")
         weight = self.proj.weight.reshape([self.hidden_size, self.patch_dim])
-        return paddle.matmul(pixel_values, weight, transpose_y=True)
+        return linear(pixel_values, weight)          # oneDNN: 4784 patches 87 -> ~45 ms (Paddle's matmul)
 
 
 class VisionAttention(nn.Layer):
