@@ -1,6 +1,7 @@
 // Fused elementwise ops, parallel over rows:
 //   pqv_rms_norm(x (M, H), w (H)) -> out
 //   pqv_add_rms_norm(x, residual, w) -> out, new_residual (= x + residual)
+//   pqv_layer_norm(x (M, H), w (H), b (H)) -> out
 //   pqv_swiglu(gate_up (M, 2I)) -> silu(gate_up[:, :I]) * gate_up[:, I:]
 //   pqv_quick_gelu(x (any shape)) -> x * sigmoid(1.702 x)
 //   pqv_rotary_qkv(qkv (T, (Hq + 2 Hkv) D), cos (T, D), sin (T, D)) -> q (T, Hq, D), k (T, Hkv, D),
@@ -59,6 +60,19 @@ std::vector<Tensor> AddRmsNorm(const Tensor& x, const Tensor& residual, const Te
   return {out, res};
 }
 
+std::vector<Tensor> LayerNorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, int64_t num_threads) {
+  check_f32({&x, &w, &b});
+  const int64_t H = x.shape().back(), M = x.numel() / H;
+  PD_CHECK(w.numel() == H && b.numel() == H, "w and b must have x's last dimension");
+  auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
+  const float *xp = x.data<float>(), *wp = w.data<float>(), *bp = b.data<float>();
+  float* op = out.data<float>();
+  const pqv::RowKernels& K = row_kernels();
+#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * M * H))
+  for (int64_t m = 0; m < M; ++m) K.layer_norm(xp + m * H, wp, bp, op + m * H, H, eps);
+  return {out};
+}
+
 std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads) {
   check_f32({&gate_up});
   const int64_t M = gate_up.shape()[0], I = gate_up.shape()[1] / 2;
@@ -113,6 +127,7 @@ std::vector<Tensor> RotaryQkv(const Tensor& qkv, const Tensor& cos, const Tensor
 using Shape = std::vector<int64_t>;
 std::vector<Shape> SameShape(const Shape& x, const Shape&) { return {x}; }
 std::vector<Shape> SameShape2(const Shape& x, const Shape&, const Shape&) { return {x, x}; }
+std::vector<Shape> SameShape3(const Shape& x, const Shape&, const Shape&) { return {x}; }
 std::vector<Shape> HalfShape(const Shape& x) { return {{x[0], x[1] / 2}}; }
 std::vector<Shape> Same1(const Shape& x) { return {x}; }
 std::vector<Shape> RotaryQkvShape(const Shape& qkv, const Shape&, const Shape&, int64_t num_heads, int64_t num_kv_heads) {
@@ -123,6 +138,9 @@ std::vector<paddle::DataType> F32(const paddle::DataType&) { return {paddle::Dat
 std::vector<paddle::DataType> F32x2(const paddle::DataType&, const paddle::DataType&) { return {paddle::DataType::FLOAT32}; }
 std::vector<paddle::DataType> F32x3Three(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
   return {paddle::DataType::FLOAT32, paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
+}
+std::vector<paddle::DataType> F32x3One(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
+  return {paddle::DataType::FLOAT32};
 }
 std::vector<paddle::DataType> F32x3Two(const paddle::DataType&, const paddle::DataType&, const paddle::DataType&) {
   return {paddle::DataType::FLOAT32, paddle::DataType::FLOAT32};
@@ -135,6 +153,14 @@ PD_BUILD_OP(pqv_rms_norm)
     .SetKernelFn(PD_KERNEL(RmsNorm))
     .SetInferShapeFn(PD_INFER_SHAPE(SameShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32x2));
+
+PD_BUILD_OP(pqv_layer_norm)
+    .Inputs({"x", "w", "b"})
+    .Outputs({"out"})
+    .Attrs({"eps: float", "num_threads: int64_t"})
+    .SetKernelFn(PD_KERNEL(LayerNorm))
+    .SetInferShapeFn(PD_INFER_SHAPE(SameShape3))
+    .SetInferDtypeFn(PD_INFER_DTYPE(F32x3One));
 
 PD_BUILD_OP(pqv_add_rms_norm)
     .Inputs({"x", "residual", "w"})

@@ -114,6 +114,7 @@ extern const AttnKernels kAttnPortable;
 // add_rms_norm: res_out = x + res; out = rms_norm(res_out)
 // silu_mul:     out = silu(g) * u
 // quick_gelu:   out = x * sigmoid(1.702 x)   (Qwen2-VL's vision MLP)
+// layer_norm:   out = (x - mean(x)) / sqrt(var(x) + eps) * w + b   (Qwen2-VL's vision blocks)
 // softmax_row:  one step of an online softmax: *m = max(*m, max_j s[j]) (a running max, -inf at
 //               first); e[j] = exp(scale * (s[j] - *m)) for j < n into p (floats), or into pb as
 //               bf16 bits (round to nearest even) when p is null; returns sum_j e[j] (fp32 values).
@@ -125,6 +126,7 @@ struct RowKernels {
   void (*silu_mul)(const float* g, const float* u, float* out, int64_t n);
   void (*quick_gelu)(const float* x, float* out, int64_t n);
   float (*softmax_row)(const float* s, int64_t n, float scale, float* m, float* p, uint16_t* pb);
+  void (*layer_norm)(const float* x, const float* w, const float* b, float* out, int64_t H, float eps);
 };
 extern const RowKernels kRowAvx512;
 extern const RowKernels kRowPortable;

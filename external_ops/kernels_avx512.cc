@@ -520,6 +520,32 @@ void add_rms_norm_avx512(const float* x, const float* res, const float* w, float
   rms_norm_avx512(res_out, w, out, H, eps);
 }
 
+// Two passes over the row (it stays in L1): the mean, then the variance around it (no
+// cancellation as in E[x^2] - E[x]^2), then the normalised, scaled and shifted row.
+void layer_norm_avx512(const float* x, const float* w, const float* b, float* out, int64_t H, float eps) {
+  __m512 a = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= H; i += 16) a = _mm512_add_ps(a, _mm512_loadu_ps(x + i));
+  float sum = _mm512_reduce_add_ps(a);
+  for (; i < H; ++i) sum += x[i];
+  const float mean = sum / H;
+  const __m512 mv = _mm512_set1_ps(mean);
+  a = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= H; i += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), mv);
+    a = _mm512_fmadd_ps(d, d, a);
+  }
+  float ss = _mm512_reduce_add_ps(a);
+  for (; i < H; ++i) ss += (x[i] - mean) * (x[i] - mean);
+  const float inv = 1.f / std::sqrt(ss / H + eps);
+  const __m512 iv = _mm512_set1_ps(inv);
+  for (i = 0; i + 16 <= H; i += 16) {
+    const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv), iv);
+    _mm512_storeu_ps(out + i, _mm512_fmadd_ps(d, _mm512_loadu_ps(w + i), _mm512_loadu_ps(b + i)));
+  }
+  for (; i < H; ++i) out[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
 void silu_mul_avx512(const float* g, const float* u, float* out, int64_t n) {
   const __m512 one = _mm512_set1_ps(1.f);
   int64_t i = 0;
@@ -588,7 +614,7 @@ float softmax_row_avx512(const float* s, int64_t n, float scale, float* m, float
 }  // namespace
 
 const RowKernels kRowAvx512 = {rms_norm_avx512, add_rms_norm_avx512, silu_mul_avx512, quick_gelu_avx512,
-                               softmax_row_avx512};
+                               softmax_row_avx512, layer_norm_avx512};
 
 const AttnKernels kAttnAvx512 = {scores_avx512, softmax_step_avx512, scores_t_avx512, softmax_t_avx512,
                                  accumulate_avx512};

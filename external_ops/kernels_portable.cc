@@ -150,8 +150,17 @@ static float softmax_row_portable(const float* s, int64_t n, float scale, float*
   return sum;
 }
 
+static void layer_norm_portable(const float* x, const float* w, const float* b, float* out, int64_t H, float eps) {
+  float sum = 0.f, ss = 0.f;
+  for (int64_t i = 0; i < H; ++i) sum += x[i];
+  const float mean = sum / H;
+  for (int64_t i = 0; i < H; ++i) ss += (x[i] - mean) * (x[i] - mean);
+  const float inv = 1.f / std::sqrt(ss / H + eps);
+  for (int64_t i = 0; i < H; ++i) out[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
 const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable, quick_gelu_portable,
-                                 softmax_row_portable};
+                                 softmax_row_portable, layer_norm_portable};
 
 const AttnKernels kAttnPortable = {scores_portable, softmax_step_portable, scores_t_portable, softmax_t_portable,
                                    accumulate_portable};

@@ -2,7 +2,7 @@
 import paddle
 import paddle.nn as nn
 
-from ..ops.norm import rms_norm
+from ..ops.norm import layer_norm, rms_norm
 
 _ONES = paddle.ParamAttr(initializer=nn.initializer.Constant(1.0))   # wins over a global initializer
 
@@ -26,3 +26,6 @@ class RMSNorm(nn.Layer):
 class LayerNorm(nn.LayerNorm):
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__(dim, epsilon=eps, weight_attr=_ONES)
+
+    def forward(self, x):
+        return layer_norm(x, self.weight, self.bias, self._epsilon)

@@ -1,11 +1,11 @@
-"""Fused RMSNorm (+residual), SwiGLU, quick_gelu and rotary vs their Paddle references."""
+"""Fused RMSNorm (+residual), LayerNorm, SwiGLU, quick_gelu and rotary vs their Paddle references."""
 import numpy as np
 import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.ops.activation import quick_gelu, quick_gelu_ref, swiglu, swiglu_ref
-from paddle_qwenvl.ops.norm import rms_norm, rms_norm_ref
+from paddle_qwenvl.ops.norm import layer_norm, layer_norm_ref, rms_norm, rms_norm_ref
 from paddle_qwenvl.ops.rotary import rotary_qkv, rotary_qkv_ref
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
@@ -26,6 +26,15 @@ def test_rms_norm_matches_reference(shape, with_residual):
     ref_out, ref_res = rms_norm_ref(x, w, 1e-6, res)
     np.testing.assert_allclose(out.numpy(), ref_out.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(new_res.numpy(), ref_res.numpy())
+
+
+@needs_ops
+@pytest.mark.parametrize("shape", [(1, 16), (3, 37), (5, 1280), (2, 4, 100)])
+def test_layer_norm_matches_reference(shape):
+    """Rows with a large offset (mean 5): the variance is taken around the mean, not E[x^2] - mean^2."""
+    x, w, b = t(*shape, scale=3.0) + 5.0, t(shape[-1]), t(shape[-1])
+    out = layer_norm(x, w, b, 1e-6)
+    np.testing.assert_allclose(out.numpy(), layer_norm_ref(x, w, b, 1e-6).numpy(), rtol=1e-5, atol=1e-5)
 
 
 @needs_ops
