@@ -49,7 +49,8 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
                                  const Tensor& sin, Tensor& k_cache, Tensor& v_cache, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, int64_t num_threads) {
+                                 int64_t block_size, int64_t group_size, bool bf16_attention,
+                                 int64_t num_threads) {
   PD_CHECK(weights.size() == kNumWeights, "weights must be [input_layernorm, qkv, qkv_bias, o, "
            "post_attention_layernorm, gate_up, down]");
   PD_CHECK(x.shape().size() == 2 && x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (tokens, hidden)");
@@ -63,7 +64,7 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
   }
   auto qkv = RotaryQkv(linear(h, kQkv, weights[kQkvBias]), cos, sin, num_heads, num_kv_heads, num_threads);
   const Tensor attn = PagedAttention(qkv[0], qkv[1], qkv[2], k_cache, v_cache, slot_mapping, block_tables,
-                                     token_seq, token_ctx, scale, block_size, num_threads)[0];
+                                     token_seq, token_ctx, scale, block_size, bf16_attention, num_threads)[0];
   const int64_t T = x.shape()[0];
   auto hr = AddRmsNorm(linear(paddle::experimental::reshape(attn, {T, attn.numel() / T}), kO), res,  // (T, Hq * D)
                        weights[kLn2], eps, num_threads);
@@ -84,7 +85,8 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
                                  const std::vector<Tensor>& v_caches, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, int64_t num_threads) {
+                                 int64_t block_size, int64_t group_size, bool bf16_attention,
+                                 int64_t num_threads) {
   const size_t L = k_caches.size();
   PD_CHECK(L > 0 && v_caches.size() == L && weights.size() == L * kNumWeights,
            "pqv_decoder_stack: one k and one v cache per layer and ", int(kNumWeights), " weights per layer");
@@ -104,7 +106,7 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
     Tensor kc = k_caches[l], vc = v_caches[l];   // handles to the same buffers
     auto out = DecoderLayer(h, residual, w, s.empty() ? paddle::optional<std::vector<Tensor>>() : s, cos, sin, kc,
                             vc, slot_mapping, block_tables, token_seq, token_ctx, eps, num_heads, num_kv_heads,
-                            scale, block_size, group_size, num_threads);
+                            scale, block_size, group_size, bf16_attention, num_threads);
     h = out[0], residual = out[1];
   }
   PD_CHECK(!scales || next_scale == scales->size(), "more scales tensors than weight-only linears");
@@ -134,7 +136,7 @@ PD_BUILD_OP(pqv_decoder_layer)
     .Outputs({"out", "residual_out", "k_cache_out", "v_cache_out"})
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "num_threads: int64_t"})
+            "group_size: int64_t", "bf16_attention: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderLayerDtype));
@@ -162,7 +164,7 @@ PD_BUILD_OP(pqv_decoder_stack)
              "token_ctx"})
     .Outputs({"out", "residual_out"})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "num_threads: int64_t"})
+            "group_size: int64_t", "bf16_attention: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(DecoderStack))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderStackDtype));

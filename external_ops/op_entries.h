@@ -29,4 +29,4 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle
                                            paddle::Tensor& v_cache, const paddle::Tensor& slot_mapping,
                                            const paddle::Tensor& block_tables, const paddle::Tensor& token_seq,
                                            const paddle::Tensor& token_ctx, float scale, int64_t block_size,
-                                           int64_t num_threads);
+                                           bool bf16, int64_t num_threads);

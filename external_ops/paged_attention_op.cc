@@ -12,7 +12,10 @@
 //    softmax states merged at the end;
 //  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
 //    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
-//    Compute-bound: each K/V row loaded serves every row of the tile.
+//    Compute-bound: each K/V row loaded serves every row of the tile;
+//  - in bf16 mode, a fresh prompt (a sequence whose first query token is its position 0, so its
+//    whole context is this step's k/v) of at least kGemmMinLen tokens: causal attention on oneDNN
+//    GEMMs (gemm_attention.cc), reading k/v as given.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "common.h"
+#include "gemm_attention.h"
 #include "kernels.h"
 
 namespace {
@@ -37,6 +41,9 @@ constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a p
 // more misses in flight (as the GEMVs' rows_in_four_streams). See docs/kernels.md for figures.
 constexpr int64_t kDecodeStreams = 16;
 
+// Shortest fresh prompt the bf16 mode sends to the GEMM path (see bench_ops.py's prefill section).
+constexpr int64_t kGemmMinLen = 128;
+
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 struct Problem {
@@ -44,7 +51,13 @@ struct Problem {
   const int32_t* tables; const int32_t* token_seq; const int32_t* token_ctx;
   int64_t max_blocks, block_size, T, Hq, Hkv, D, G;
   float scale;
+  bool gemm;            // fresh prompts go to the GEMM path (bf16 mode, oneDNN built, CPU with BF16)
 };
+
+// Whether the run of query tokens [t0, t1) (one sequence) takes the GEMM path.
+bool takes_gemm(const Problem& P, int64_t t0, int64_t t1) {
+  return P.gemm && t1 - t0 >= kGemmMinLen && P.token_ctx[t0] == 1 && P.token_ctx[t1 - 1] == t1 - t0;
+}
 
 // Query tokens [t0, t0 + nt) (consecutive tokens of one sequence), kv heads [h0, h1), cache
 // positions [p0, p1). part >= 0: one split of a decode token, its state kept for the merge.
@@ -226,6 +239,7 @@ Plan make_plan(const Problem& P, int nt) {
   const int64_t split = split_length(P, nt), tile = std::max<int64_t>(1, kTileRows / P.G);
   for (int64_t t0 = 0, t1; t0 < P.T; t0 = t1) {
     for (t1 = t0 + 1; t1 < P.T && P.token_seq[t1] == P.token_seq[t0]; ++t1) {}
+    if (takes_gemm(P, t0, t1)) continue;                       // run_gemm_prompts
     if (t1 - t0 == 1) {                                        // decode token: all heads, maybe split
       const int64_t n = P.token_ctx[t0], S = std::max<int64_t>(1, n / split);
       if (S > 1) plan.merges.push_back({t0, plan.parts, S});
@@ -262,6 +276,18 @@ void run_attention(const Problem& P, int nt) {
   }
 }
 
+// The fresh prompts that takes_gemm picks, each attending causally to its own k/v rows.
+void run_gemm_prompts(const Problem& P, const float* k, const float* v, int64_t num_threads) {
+  std::vector<pqv::Span> spans;
+  for (int64_t t0 = 0, t1; t0 < P.T; t0 = t1) {
+    for (t1 = t0 + 1; t1 < P.T && P.token_seq[t1] == P.token_seq[t0]; ++t1) {}
+    if (takes_gemm(P, t0, t1)) spans.push_back({t0, t1 - t0});
+  }
+  if (spans.empty()) return;
+  const pqv::GemmAttention a{P.q, k, v, P.out, P.T, P.Hq, P.Hkv, P.D, P.scale, /*causal=*/true, /*bf16=*/true};
+  pqv::gemm_attention(a, spans, pqv::threads_for(num_threads, pqv::gemm_attention_macs(a, spans)));
+}
+
 void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle::Tensor& k_cache,
                   const paddle::Tensor& block_tables, const paddle::Tensor& token_ctx, int64_t block_size) {
   for (const paddle::Tensor* x : {&q, &k, &k_cache})
@@ -278,16 +304,18 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle
                                            paddle::Tensor& k_cache, paddle::Tensor& v_cache,
                                            const paddle::Tensor& slot_mapping, const paddle::Tensor& block_tables,
                                            const paddle::Tensor& token_seq, const paddle::Tensor& token_ctx,
-                                           float scale, int64_t block_size, int64_t num_threads) {
+                                           float scale, int64_t block_size, bool bf16, int64_t num_threads) {
   check_inputs(q, k, k_cache, block_tables, token_ctx, block_size);
   auto out = paddle::empty(q.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   const int64_t Hq = q.shape()[1], Hkv = k.shape()[1];
   Problem P{q.data<float>(), out.data<float>(), k_cache.data<float>(), v_cache.data<float>(),
             block_tables.data<int32_t>(), token_seq.data<int32_t>(), token_ctx.data<int32_t>(),
-            block_tables.shape()[1], block_size, q.shape()[0], Hq, Hkv, q.shape()[2], Hq / Hkv, scale};
+            block_tables.shape()[1], block_size, q.shape()[0], Hq, Hkv, q.shape()[2], Hq / Hkv, scale,
+            bf16 && pqv::gemm_attention_built() && pqv::has_fast_bf16()};
   // work: multiply-adds of scores + accumulate, or K/V bytes read, whichever is larger
   const int nt = pqv::threads_for(num_threads, total_positions(P) * P.D * std::max<int64_t>(2 * Hq, 8 * Hkv));
   write_kv(k, v, slot_mapping, k_cache.data<float>(), v_cache.data<float>(), k_cache.shape()[0], nt);
+  run_gemm_prompts(P, k.data<float>(), v.data<float>(), num_threads);
   run_attention(P, nt);
   return {out};
 }
@@ -311,7 +339,7 @@ PD_BUILD_OP(pqv_paged_attention)
     .Inputs({"q", "k", "v", "k_cache", "v_cache", "slot_mapping", "block_tables", "token_seq", "token_ctx"})
     .Outputs({"out", "k_cache_out", "v_cache_out"})
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
-    .Attrs({"scale: float", "block_size: int64_t", "num_threads: int64_t"})
+    .Attrs({"scale: float", "block_size: int64_t", "bf16: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(PagedAttention))
     .SetInferShapeFn(PD_INFER_SHAPE(PagedAttentionShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(PagedAttentionDtype));

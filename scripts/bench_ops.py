@@ -252,16 +252,20 @@ def stock_causal_sdpa(q, k, v, scale):
 
 
 def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
-    print(f"prefill paged attention, one sequence, causal (GFLOP/s counting 4*m*m/2*D*Hq; "
-          f"limit = oneDNN fp32 GEMM around the row)")
+    print(f"prefill paged attention, one fresh prompt, causal (GFLOP/s counting 4*m*m/2*D*Hq; "
+          f"limit = oneDNN fp32 GEMM around the row): fp32 (the paged kernel's tiles) and, where the "
+          f"CPU has native bf16, compute_dtype=bfloat16 (a bf16 model's: oneDNN bf16 GEMMs)")
+    dtypes = ["float32"] + (["bfloat16"] if build_info()["bf16"] and build_info()["onednn"] else [])
     for m in lengths:
         q, k, v, make_cache, meta = paged_batch(m, m, 1, hq, hkv, d)
         kc, vc = make_cache(), make_cache()
         flops = 4 * m * m / 2 * d * hq
         rep = lambda x: paddle.repeat_interleave(x, hq // hkv, axis=1).unsqueeze(0)     # (1, m, Hq, D)
         stock = rate(flops, stock_causal_sdpa(q.unsqueeze(0), rep(k), rep(v), d ** -0.5), 1)
-        ours = lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5)
-        row(f"m={m} Hq={hq} Hkv={hkv} D={d}", gemm.around(lambda: rate(flops, ours, max(3, reps // 2))), "GFLOP/s", stock)
+        for dtype in dtypes:
+            ours = lambda: paged_attention(q, k, v, kc, vc, meta, d ** -0.5, dtype)
+            row(f"m={m} Hq={hq} Hkv={hkv} D={d} {dtype}", gemm.around(lambda: rate(flops, ours, max(3, reps // 2))),
+                "GFLOP/s", stock)
 
 
 def bench_vision_attention(reps, lengths, heads=16, d=80):

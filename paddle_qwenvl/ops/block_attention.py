@@ -72,7 +72,7 @@ def block_attention_paged(q, k, v, cu_seqlens, scale: float):
     # (a fresh 2 x 25 MB one cost ~12 ms per call for 4800 tokens x 16 heads x 80, page faults included)
     out, _, _ = compiled_ops().pqv_paged_attention(
         q, k, v, k, v, paddle.full([n], -1, dtype="int64"), paddle.to_tensor(tables),
-        paddle.to_tensor(token_seq), paddle.to_tensor(token_ctx), float(scale), 1, num_threads())
+        paddle.to_tensor(token_seq), paddle.to_tensor(token_ctx), float(scale), 1, False, num_threads())
     return out
 
 

@@ -97,15 +97,26 @@ def _kernel_inputs(meta: AttentionMetadata):
     return cached[1]
 
 
-def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float,
+                    compute_dtype: str = "float32"):
     """Entry point used by the attention layer: the compiled kernel (external_ops/
     paged_attention_op.cc) for float32 when available, else paged_attention_ref. Same contract:
-    writes k/v into their slots in place, returns out (T, Hq, D)."""
+    writes k/v into their slots in place, returns out (T, Hq, D).
+
+    compute_dtype "bfloat16" (a bf16 model's): fresh prompts of 128 tokens or more (nothing cached
+    before them) attend on oneDNN bf16 GEMMs where the CPU has native bf16 (products summed in
+    fp32, softmax in fp32, its numerators rounded to bf16); everything else stays fp32."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
     ops = compiled_ops()
     if ops is None or q.dtype != paddle.float32 or k_cache.dtype != paddle.float32 or not sum(meta.query_lens):
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
     _check(q, k, v, k_cache, v_cache, meta)
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
     out, _, _ = ops.pqv_paged_attention(q, k, v, k_cache, v_cache, slots, tables, token_seq, token_ctx,
-                                        float(scale), int(meta.block_size), num_threads())
+                                        float(scale), int(meta.block_size), compute_dtype == "bfloat16",
+                                        num_threads())
     return out

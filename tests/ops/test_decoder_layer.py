@@ -17,6 +17,7 @@ from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits, single_
 pytestmark = pytest.mark.skipif(compiled_ops() is None or not build_info()["onednn"],
                                 reason="compiled ops with oneDNN unavailable")
 PROMPT = list(range(3, 22))          # 19 tokens: prefill takes the GEMM paths (>= 16 rows)
+LONG_PROMPT = list(range(3, 153))    # 150 tokens: a bf16 model's attention takes its GEMM path (>= 128)
 BLOCK = 8
 
 
@@ -29,45 +30,65 @@ def fused_calls(monkeypatch):
     return calls
 
 
-def run_steps(model, steps=3):
+def run_steps(model, steps=3, prompt=PROMPT):
     """Logits of the prompt and of `steps` greedy decode steps, and the final KV caches."""
-    caches = new_kv_caches(model, 4 * BLOCK)
+    blocks = (len(prompt) + steps) // BLOCK + 1
+    caches = new_kv_caches(model, blocks * BLOCK)
     with paddle.no_grad():
-        logits, delta = prefill_logits(model, PromptInputs(PROMPT), caches, BLOCK, 4)
+        logits, delta = prefill_logits(model, PromptInputs(prompt), caches, BLOCK, blocks)
         out = [logits.numpy()]
         for i in range(steps):
-            pos = len(PROMPT) + i
+            pos = len(prompt) + i
             token = int(out[-1][-1].argmax())
-            meta = single_sequence_metadata(pos, 1, BLOCK, 4)
+            meta = single_sequence_metadata(pos, 1, BLOCK, blocks)
             hidden = model(model.embed_tokens(paddle.to_tensor([token])),
                            paddle.full([3, 1], pos + delta, dtype="int64"), meta, caches)
             out.append(model.compute_logits(hidden).numpy())
     return out, [(k.numpy(), v.numpy()) for k, v in caches]
 
 
-@pytest.mark.parametrize("dtype,quant", [
-    ("float32", None),
-    ("bfloat16", None),
-    ("float32", QuantConfig("weight_only_int8")),
-    ("float32", QuantConfig("weight_only_int4", 64)),
-    ("bfloat16", QuantConfig("weight_only_int4", 128)),   # 64-wide inputs fall back to int8: mixed scales
-], ids=["fp32", "bf16", "int8", "int4-g64", "int4-g128-mixed"])
-def test_fused_layer_matches_the_single_ops(tiny_dirs, monkeypatch, fused_calls, dtype, quant):
+@pytest.mark.parametrize("dtype,quant,prompt", [
+    ("float32", None, PROMPT),
+    ("bfloat16", None, PROMPT),
+    ("bfloat16", None, LONG_PROMPT),
+    ("float32", QuantConfig("weight_only_int8"), PROMPT),
+    ("float32", QuantConfig("weight_only_int4", 64), PROMPT),
+    ("bfloat16", QuantConfig("weight_only_int4", 128), PROMPT),   # 64-wide inputs fall back to int8: mixed scales
+], ids=["fp32", "bf16", "bf16-long-prompt", "int8", "int4-g64", "int4-g128-mixed"])
+def test_fused_layer_matches_the_single_ops(tiny_dirs, monkeypatch, fused_calls, dtype, quant, prompt):
     model = load_model(tiny_dirs["qwen2_vl"], quant, progress=False, dtype=dtype)
     layers = model.config.text.num_hidden_layers
     monkeypatch.setenv(fused.ENV, "0")
-    single_logits, single_caches = run_steps(model)
+    single_logits, single_caches = run_steps(model, prompt=prompt)
     assert fused_calls["layer"] == fused_calls["stack"] == 0
     for setting, calls in (("layer", {"layer": 4 * layers}), ("1", {"stack": 4})):   # prefill + 3 decode steps
         fused_calls.clear()
         monkeypatch.setenv(fused.ENV, setting)
-        fused_logits, fused_caches = run_steps(model)
+        fused_logits, fused_caches = run_steps(model, prompt=prompt)
         assert dict(fused_calls) == calls
         for a, b in zip(single_logits, fused_logits):
             np.testing.assert_array_equal(a, b)
         for (ka, va), (kb, vb) in zip(single_caches, fused_caches):
             np.testing.assert_array_equal(ka, kb)
             np.testing.assert_array_equal(va, vb)
+
+
+@pytest.mark.skipif(not build_info()["bf16"], reason="no native bf16 on this CPU")
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_bf16_model_attends_in_bf16_on_long_prompts(tiny_dirs, monkeypatch, setting):
+    """A bf16 model's layers pass bf16 attention on, fused or not: its prompt logits move when the
+    attention is switched back to fp32; on a short prompt (the paged kernel's fp32) they do not."""
+    model = load_model(tiny_dirs["qwen2_vl"], None, progress=False, dtype="bfloat16")
+    monkeypatch.setenv(fused.ENV, setting)
+    attns = [layer.self_attn for layer in model.model.layers]
+    assert all(a.compute_dtype == "bfloat16" for a in attns)
+    logits = {}
+    for dtype in ("bfloat16", "float32"):
+        for a in attns:
+            monkeypatch.setattr(a, "compute_dtype", dtype)
+        logits[dtype] = (run_steps(model, 0, LONG_PROMPT)[0][0], run_steps(model, 0, PROMPT)[0][0])
+    assert np.abs(logits["bfloat16"][0] - logits["float32"][0]).max() > 1e-4
+    np.testing.assert_array_equal(logits["bfloat16"][1], logits["float32"][1])
 
 
 def test_static_graph_keeps_the_single_ops():

@@ -47,16 +47,17 @@ def test_portable_kernels_match_references():
     the fused decoder layer against the same portable ops called one by one."""
     run_op_tests({"PADDLE_QWENVL_KERNELS": "portable"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_block_attention.py",
-                  "test_decoder_layer.py"], "vnni_path or bf16_matches")
+                  "test_decoder_layer.py"], "vnni_path or bf16_matches or attends_in_bf16")
 
 
 @needs_ops
 def test_every_op_matches_references_on_all_threads():
     """3 threads on any shape: uneven row splits of the GEMV, norms, swiglu, rotary, linear, the
-    vision block attention (both paths) and the fused decoder layer."""
+    vision block attention (both paths), paged attention (its bf16 GEMM path for fresh prompts too)
+    and the fused decoder layer."""
     run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_block_attention.py",
-                  "test_decoder_layer.py"], "portable")
+                  "test_paged_attention.py", "test_decoder_layer.py"], "portable")
 
 
 @needs_ops

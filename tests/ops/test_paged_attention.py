@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
-from paddle_qwenvl.ops._build import compiled_ops
+from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref, token_layout
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
@@ -102,6 +102,66 @@ def test_portable_kernels_match_reference():
               "print('portable ok')" % os.path.dirname(__file__))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "portable ok" in done.stdout, done.stderr[-3000:]
+
+
+needs_bf16_gemm = pytest.mark.skipif(compiled_ops() is None or not (build_info()["bf16"] and build_info()["onednn"]),
+                                     reason="needs oneDNN and a CPU with native bf16")
+
+# bf16 mode: fresh prompts of >= 128 tokens take the causal GEMM path (external_ops/gemm_attention.cc)
+BF16_CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size; the fresh long prompts are the GEMM's
+    ([300], [300], 12, 2, 128, 16),                   # 2 chunks of 160 rows, the second overlapping
+    ([1100], [1100], 4, 2, 64, 64),                   # 5 chunks, 3 key blocks (tail 356)
+    ([130, 1, 200, 40], [130, 500, 260, 40], 6, 3, 80, 16),   # fresh + decode + chunked + short fresh
+    ([128, 700], [128, 700], 28, 4, 128, 64),         # two fresh prompts side by side, GQA 7
+]
+
+
+def _bf16(t):
+    return t.astype("bfloat16").astype("float32")
+
+
+def _fresh_rows(q_lens, ctx_lens):
+    """Boolean per query token: whether its sequence is a fresh prompt of >= 128 tokens."""
+    return np.concatenate([np.full(m, m == n and m >= 128) for m, n in zip(q_lens, ctx_lens)])
+
+
+@needs_bf16_gemm
+@pytest.mark.parametrize("q_lens,ctx_lens,hq,hkv,d,bs", BF16_CASES)
+def test_bf16_fresh_prompts_take_the_gemm_path(q_lens, ctx_lens, hq, hkv, d, bs):
+    """Fresh prompts: against the reference on bf16-rounded q, k, v at 1e-2 (the numerators' bf16
+    rounding, as in test_block_attention.py) and different from fp32 (the bf16 GEMMs ran). All other
+    tokens: the fp32 kernel's output exactly. The cache is written as in fp32 mode."""
+    q, k, v, kc, vc, meta = make_batch(q_lens, ctx_lens, hq, hkv, d, bs)
+    kc32, vc32 = kc.clone(), vc.clone()
+    out32 = paged_attention(q, k, v, kc32, vc32, meta, d ** -0.5).numpy()
+    out = paged_attention(q, k, v, kc, vc, meta, d ** -0.5, compute_dtype="bfloat16").numpy()
+    np.testing.assert_array_equal(kc.numpy(), kc32.numpy())
+    np.testing.assert_array_equal(vc.numpy(), vc32.numpy())
+    fresh = _fresh_rows(q_lens, ctx_lens)
+    np.testing.assert_array_equal(out[~fresh], out32[~fresh])
+    ref = paged_attention_ref(_bf16(q), _bf16(k), _bf16(v), kc.clone(), vc.clone(), meta, d ** -0.5).numpy()
+    np.testing.assert_allclose(out[fresh], ref[fresh], rtol=1e-2, atol=1e-2)
+    assert np.abs(out[fresh] - out32[fresh]).max() > 1e-4
+
+
+@needs_bf16_gemm
+def test_bf16_causal_rows_see_only_their_past():
+    """Changing the last key and value of a fresh prompt changes only its last row's output."""
+    q, k, v, kc, vc, meta = make_batch([256], [256], 4, 2, 64, 16)
+    out = paged_attention(q, k, v, kc, vc, meta, 0.125, compute_dtype="bfloat16").numpy()
+    k2, v2 = k.numpy().copy(), v.numpy().copy()
+    k2[-1] += 3.0
+    v2[-1] -= 3.0
+    out2 = paged_attention(q, paddle.to_tensor(k2), paddle.to_tensor(v2), kc, vc, meta, 0.125,
+                           compute_dtype="bfloat16").numpy()
+    np.testing.assert_array_equal(out2[:-1], out[:-1])
+    assert np.abs(out2[-1] - out[-1]).max() > 1e-3
+
+
+def test_unknown_compute_dtype_is_rejected():
+    q, k, v, kc, vc, meta = make_batch([4], [4], 2, 1, 16, 4)
+    with pytest.raises(ValueError, match="compute_dtype"):
+        paged_attention(q, k, v, kc, vc, meta, 0.25, compute_dtype="float16")
 
 
 def test_token_layout_gives_causal_context_per_token():
