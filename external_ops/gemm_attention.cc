@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -46,8 +47,9 @@ using tag = memory::format_tag;
 // one GEMM (rows x key block, fp32), its numerators and the packed K / V block stay in the L2.
 // Causal spans take shorter key blocks: fewer masked scores on the diagonal (bench, bf16, 512-1024
 // tokens: 256 keys ~10-15% faster than 512; a long vision block 4784: 512 ~9% faster than 256).
-constexpr int64_t kQueryRows = 256;
-constexpr int64_t kKeyBlock = 512;
+
+static int64_t kb_env() { const char* e = std::getenv("PQV_KB"); return e ? std::atoll(e) : 512; }
+static int64_t kq_env() { const char* e = std::getenv("PQV_KQ"); return e ? std::atoll(e) : 256; }
 constexpr int64_t kCausalKeyBlock = 256;
 
 dnnl::engine& engine() {
@@ -122,9 +124,10 @@ std::shared_ptr<V> cached(std::map<K, std::shared_ptr<V>>& cache, const K& key, 
 std::shared_ptr<Plan> cached_plan(int64_t n, int64_t kv_stride, int64_t D, bool bf16, bool causal) {
   static std::mutex mu;
   static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, bool>, std::shared_ptr<Gemms>> gemms;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, std::shared_ptr<Plan>> plans;
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t>, std::shared_ptr<Plan>> plans;
+  const int64_t kKeyBlock = kb_env(), kQueryRows = kq_env();
   std::lock_guard<std::mutex> lock(mu);
-  return cached(plans, std::make_tuple(n, kv_stride, D, bf16, causal), [&] {
+  return cached(plans, std::make_tuple(n, kv_stride, D, bf16, causal, kKeyBlock, kQueryRows), [&] {
     auto p = std::make_shared<Plan>();
     const int64_t chunks = (n + kQueryRows - 1) / kQueryRows, key_block = causal ? kCausalKeyBlock : kKeyBlock;
     p->rows = std::min(n, round16((n + chunks - 1) / chunks));
@@ -162,9 +165,82 @@ namespace pqv {
 
 bool gemm_attention_built() { return true; }
 
+namespace {
+
+// Non-causal bf16 attention with head dim <= 80 (the vision towers') runs fused on AMX tiles
+// (kernels_amx.cc) where the CPU has them; PADDLE_QWENVL_AMX_ATTENTION=0 keeps the oneDNN GEMMs.
+bool amx_applies(const GemmAttention& a) {
+  const char* env = std::getenv("PADDLE_QWENVL_AMX_ATTENTION");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  return !a.causal && a.bf16 && a.D % 16 == 0 && a.D <= 80 && has_fast_bf16() && amx_ready();
+}
+
+constexpr int64_t kAmxGroupsPerItem = 8;      // 128 query rows per work item
+
+// n elements, 64-byte aligned: the AMX operands' tile rows each a whole cache line (rows split over
+// two lines ran the kernel at half speed).
+template <typename T>
+std::unique_ptr<T[], decltype(&std::free)> aligned(int64_t n) {
+  return {static_cast<T*>(std::aligned_alloc(64, (n * int64_t(sizeof(T)) + 63) / 64 * 64)), &std::free};
+}
+
+void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
+  const int64_t Hq = a.Hq, Hkv = a.Hkv, D = a.D, G = Hq / Hkv, Dp = amx_padded_depth(D);
+  struct Packed { Span span; int64_t groups, q, k, v; };   // offsets of its heads' operands
+  std::vector<Packed> ps;
+  int64_t q_elems = 0, k_elems = 0, v_elems = 0;
+  for (const Span& s : spans) {
+    if (s.n == 0) continue;
+    const int64_t groups = (s.n + 15) / 16;
+    ps.push_back({s, groups, q_elems, k_elems, v_elems});
+    q_elems += Hq * groups * 16 * Dp, k_elems += Hkv * amx_k_elems(s.n, D), v_elems += Hkv * amx_v_elems(s.n, D);
+  }
+  if (ps.empty()) return;
+  auto qb = aligned<uint16_t>(q_elems), kb = aligned<uint16_t>(k_elems), vb = aligned<uint16_t>(v_elems);
+  advise_huge_pages(qb.get(), q_elems * 2);             // fresh buffers: 2 MB pages, few faults
+  advise_huge_pages(kb.get(), k_elems * 2);
+  advise_huge_pages(vb.get(), v_elems * 2);
+  struct Item { int64_t span, head, group0, groups; };
+  std::vector<Item> items;
+  for (int64_t i = 0; i < int64_t(ps.size()); ++i)
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t g = 0; g < ps[i].groups; g += kAmxGroupsPerItem)
+        items.push_back({i, h, g, std::min(kAmxGroupsPerItem, ps[i].groups - g)});
+  const int64_t packs = int64_t(ps.size()) * Hq;
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    for (int64_t i = t; i < packs; i += T) {        // q of every (span, head); k, v of every kv head
+      const Packed& p = ps[i / Hq];
+      const int64_t h = i % Hq, start = p.span.start, n = p.span.n;
+      amx_pack_q(a.q + (start * Hq + h) * D, Hq * D, n, p.groups, D, qb.get() + p.q + h * p.groups * 16 * Dp);
+      if (h < Hkv) {
+        amx_pack_k(a.k + (start * Hkv + h) * D, Hkv * D, n, D, kb.get() + p.k + h * amx_k_elems(n, D));
+        amx_pack_v(a.v + (start * Hkv + h) * D, Hkv * D, n, D, vb.get() + p.v + h * amx_v_elems(n, D));
+      }
+    }
+#pragma omp barrier
+    auto scratch = aligned<float>(amx_scratch_floats(kAmxGroupsPerItem, D));
+    for (int64_t i = next.fetch_add(1); i < int64_t(items.size()); i = next.fetch_add(1)) {
+      const Item& it = items[i];
+      const Packed& p = ps[it.span];
+      const int64_t n = p.span.n, r0 = it.group0 * 16, kh = it.head / G;
+      AmxAttention job{qb.get() + p.q + (it.head * p.groups + it.group0) * 16 * Dp,
+                       kb.get() + p.k + kh * amx_k_elems(n, D), vb.get() + p.v + kh * amx_v_elems(n, D),
+                       std::min(it.groups * 16, n - r0), it.groups, n, D, a.scale,
+                       a.out + ((p.span.start + r0) * Hq + it.head) * D, Hq * D, scratch.get()};
+      amx_attention(job);
+    }
+  }
+}
+
+}  // namespace
+
 void gemm_attention(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
   PD_CHECK(a.Hkv > 0 && a.Hq % a.Hkv == 0, "query heads must be a multiple of kv heads");
   PD_CHECK(!a.bf16 || has_fast_bf16(), "bf16 attention needs a CPU with AVX512-BF16");
+  if (amx_applies(a)) return amx_spans(a, spans, nt);
   const int64_t N = a.tokens, Hq = a.Hq, Hkv = a.Hkv, D = a.D, G = Hq / Hkv;
   const bool bf16 = a.bf16;
   std::vector<PlannedSpan> ps;

@@ -1,6 +1,8 @@
 // Attention of whole spans of tokens (each span attends to itself only) on oneDNN GEMMs: the vision
 // towers' blocks (non-causal, pqv_block_attention) and fresh prompts in the decoder (causal, GQA:
 // pqv_paged_attention's prefill of a sequence with nothing cached before it). See gemm_attention.cc.
+// Non-causal bf16 with head dim <= 80 (the vision towers') runs fused on AMX tiles instead where
+// the CPU has them (kernels_amx.cc); PADDLE_QWENVL_AMX_ATTENTION=0 keeps the GEMMs.
 #pragma once
 
 #include <cstdint>

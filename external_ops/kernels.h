@@ -131,6 +131,36 @@ struct RowKernels {
 extern const RowKernels kRowAvx512;
 extern const RowKernels kRowPortable;
 
+// Attention of query rows against a whole span of keys on AMX tiles (kernels_amx.cc), flash-style,
+// transposed: per block of kAmxKeys keys, S^T = K q^T (fp32 tiles), an online softmax down the
+// key rows in L1, O^T += V^T P^T, for groups of 16 query rows. Operands in bf16, in the layouts of
+// amx_pack_q / amx_pack_k / amx_pack_v, 64-byte aligned (a tile row split over two cache lines
+// halved the speed):
+//  q: `groups` groups of 16 rows (rows past `rows` are padding, not written), head dim D <= 80
+//     (a multiple of 16) padded to Dp = amx_padded_depth(D);
+//  k, v: `keys` keys, padded to whole blocks.
+// out row r at out + r * out_stride (fp32, D). scratch: amx_scratch_floats(groups, D) floats,
+// 64-byte aligned.
+constexpr int64_t kAmxKeys = 32;
+struct AmxAttention {
+  const uint16_t* q; const uint16_t* k; const uint16_t* v;
+  int64_t rows, groups, keys, D;
+  float scale;
+  float* out; int64_t out_stride;
+  float* scratch;
+};
+bool amx_ready();                                         // AMX-BF16 present and its tiles granted
+int64_t amx_padded_depth(int64_t D);                      // Dp
+int64_t amx_k_elems(int64_t keys, int64_t D);             // uint16 elements of a packed K
+int64_t amx_v_elems(int64_t keys, int64_t D);             // ... of a packed V
+int64_t amx_scratch_floats(int64_t groups, int64_t D);
+// Pack `rows` / `keys` rows of q, k or v (rows `stride` floats apart, D floats each) to those
+// layouts.
+void amx_pack_q(const float* q, int64_t stride, int64_t rows, int64_t groups, int64_t D, uint16_t* out);
+void amx_pack_k(const float* k, int64_t stride, int64_t keys, int64_t D, uint16_t* out);
+void amx_pack_v(const float* v, int64_t stride, int64_t keys, int64_t D, uint16_t* out);
+void amx_attention(const AmxAttention& a);
+
 // Sum of all floats in [p, p + n): the DRAM read-bandwidth probe.
 float sum_avx512(const float* p, int64_t n, int streams);
 

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "simd_exp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -567,19 +568,6 @@ void quick_gelu_avx512(const float* x, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = x[i] / (1.f + std::exp(-1.702f * x[i]));
 }
 
-// exp(x) to bf16 accuracy: degree-4 polynomial (rel. error ~4e-5; a bf16 keeps ~2e-3). No clamps:
-// the softmax's arguments are <= 0 (very negative ones scale to 0); masked lanes are discarded.
-inline __m512 exp512_for_bf16(__m512 x) {
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-  __m512 y = _mm512_set1_ps(1.f / 24);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f / 6));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(y, n);
-}
 
 // Two passes: the max, then exp, sum and store (16 floats at a time, the tail masked). bf16
 // numerators take the cheaper exp and AVX512-BF16's rounding (callers only ask with native bf16).

@@ -75,12 +75,14 @@ PD_BUILD_OP(pqv_linear)
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));
 
-// [has AVX512+VNNI kernels, has oneDNN, has native bf16] as int32; the input is ignored (ops need one).
+// [has AVX512+VNNI kernels, has oneDNN, has native bf16, has AMX attention (kernels_amx.cc)] as
+// int32; the input is ignored (ops need one).
 std::vector<paddle::Tensor> BuildInfo(const paddle::Tensor&) {
-  auto out = paddle::empty({3}, DataType::INT32, paddle::CPUPlace());
+  auto out = paddle::empty({4}, DataType::INT32, paddle::CPUPlace());
   out.data<int32_t>()[0] = pqv::has_avx512();
   out.data<int32_t>()[1] = pqv::dnnl_available();
   out.data<int32_t>()[2] = pqv::has_fast_bf16();
+  out.data<int32_t>()[3] = pqv::has_fast_bf16() && pqv::amx_ready();
   return {out};
 }
 

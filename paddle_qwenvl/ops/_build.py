@@ -194,14 +194,15 @@ def _check_kernel_choice() -> None:
 
 @functools.lru_cache(maxsize=None)
 def build_info() -> dict:
-    """What the loaded library can do: {'avx512': bool, 'onednn': bool, 'bf16': bool}; all False
-    without it. 'bf16': the CPU computes in bf16 natively, so weight-only prefill may use it."""
+    """What the loaded library can do: {'avx512': bool, 'onednn': bool, 'bf16': bool, 'amx': bool};
+    all False without it. 'bf16': the CPU computes in bf16 natively, so weight-only prefill may use
+    it. 'amx': AMX tiles are available, so the vision towers' bf16 attention runs fused on them."""
     ops = compiled_ops()
     if ops is None:
-        return {"avx512": False, "onednn": False, "bf16": False}
+        return {"avx512": False, "onednn": False, "bf16": False, "amx": False}
     import paddle
-    avx512, onednn, bf16 = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
-    return {"avx512": bool(avx512), "onednn": bool(onednn), "bf16": bool(bf16)}
+    avx512, onednn, bf16, amx = ops.pqv_build_info(paddle.zeros([1])).numpy().tolist()
+    return {"avx512": bool(avx512), "onednn": bool(onednn), "bf16": bool(bf16), "amx": bool(amx)}
 
 
 def kernel_applies(x) -> bool:

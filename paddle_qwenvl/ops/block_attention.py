@@ -4,7 +4,9 @@ per frame, or per window in Qwen2.5-VL's windowed layers).
 block_attention picks one of two compiled paths by the mean block length:
 - long blocks (frames): external_ops/block_attention_op.cc, two oneDNN GEMMs per (block, head,
   chunk of query rows) with K and V packed once; in bf16 (compute_dtype="bfloat16", on a CPU with
-  native bf16) or fp32;
+  native bf16) or fp32. In bf16 on a CPU with AMX and head dim <= 80 (Qwen's vision heads: 80),
+  the same op runs a fused kernel on AMX tiles instead (external_ops/kernels_amx.cc), ~2x the
+  GEMMs' speed, and from short windows on;
 - short blocks (windows): the paged attention kernel (external_ops/paged_attention_op.cc), each
   block a "sequence" whose tokens all see its whole length (token_ctx = block length), read
   through a block table of block size 1 over k and v themselves as the cache; fp32.
@@ -24,6 +26,9 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # 2026-12-05 machine): bf16 ties at 100-token windows (38 ms each), fp32 wins from 256 on
 # (50 vs 53 ms; 64-token windows: 60 vs 43). One 4784-token block: 0.82 s -> 0.60 (fp32), 0.32 (bf16).
 GEMM_MIN_MEAN_LENGTH = {"float32": 256, "bfloat16": 128}
+# The fused AMX kernel against the paged one (4800 tokens in windows, 16 heads of 80, 2026-12-05):
+# 16-token windows 23 vs 23 GFLOP/s, 32: 59 vs 44, 64: 114 vs 70, 128: 205 vs 108.
+AMX_MIN_MEAN_LENGTH = 32
 
 
 def _check(q, k, v, cu_seqlens):
@@ -47,13 +52,16 @@ def block_attention(q, k, v, cu_seqlens, scale: float, compute_dtype: str = "flo
     info = build_info()
     bf16 = compute_dtype == "bfloat16" and info["bf16"]
     blocks = int(np.count_nonzero(np.diff(np.asarray(cu_seqlens))))
-    if info["onednn"] and n / blocks >= GEMM_MIN_MEAN_LENGTH["bfloat16" if bf16 else "float32"]:
+    amx = bf16 and info["amx"] and q.shape[2] % 16 == 0 and q.shape[2] <= 80
+    least = AMX_MIN_MEAN_LENGTH if amx else GEMM_MIN_MEAN_LENGTH["bfloat16" if bf16 else "float32"]
+    if info["onednn"] and n / blocks >= least:
         return block_attention_gemm(q, k, v, cu_seqlens, scale, bf16)
     return block_attention_paged(q, k, v, cu_seqlens, scale)
 
 
 def block_attention_gemm(q, k, v, cu_seqlens, scale: float, bf16: bool = False):
-    """The GEMM path (needs oneDNN; bf16 needs build_info()['bf16']); float32 q, k, v."""
+    """The GEMM path (needs oneDNN; bf16 needs build_info()['bf16']; bf16 with build_info()['amx']
+    runs the fused AMX kernel unless PADDLE_QWENVL_AMX_ATTENTION=0); float32 q, k, v."""
     cu = paddle.to_tensor(np.asarray(cu_seqlens, dtype=np.int64))
     return compiled_ops().pqv_block_attention(q, k, v, cu, float(scale), bool(bf16), num_threads())
 

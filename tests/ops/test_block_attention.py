@@ -1,6 +1,7 @@
-"""block_attention (vision towers: non-causal attention within blocks of the token axis): both
-compiled paths, the paged attention kernel and the oneDNN GEMMs (fp32 and bf16), vs
-block_attention_ref (test_kernel_switches.py reruns these on the portable kernels and on 3 threads)."""
+"""block_attention (vision towers: non-causal attention within blocks of the token axis): the
+compiled paths, the paged attention kernel, the oneDNN GEMMs (fp32 and bf16) and the fused AMX
+kernel (bf16), vs block_attention_ref (test_kernel_switches.py reruns these on the portable
+kernels and on 3 threads)."""
 import numpy as np
 import paddle
 import pytest
@@ -12,6 +13,8 @@ from paddle_qwenvl.ops.block_attention import (block_attention, block_attention_
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 needs_onednn = pytest.mark.skipif(not build_info()["onednn"], reason="built without oneDNN headers")
 needs_bf16 = pytest.mark.skipif(not build_info()["bf16"], reason="no native bf16 on this CPU (or portable kernels)")
+needs_amx = pytest.mark.skipif(not (build_info()["amx"] and build_info()["onednn"]), reason="no AMX on this CPU")
+AMX_SWITCH = "PADDLE_QWENVL_AMX_ATTENTION"
 
 CASES = [  # cu_seqlens, H, D
     ([0, 300], 16, 80),                     # one frame, Qwen2-VL's 16 heads x 80
@@ -55,11 +58,14 @@ def _bf16(t):
 
 @needs_bf16
 @needs_onednn
+@pytest.mark.parametrize("amx", ["1", "0"], ids=["amx-if-present", "onednn"])
 @pytest.mark.parametrize("cu,h,d", CASES + [([0, 700, 1400], 2, 80)])
-def test_gemm_path_bf16_matches_reference_on_rounded_inputs(cu, h, d):
+def test_gemm_path_bf16_matches_reference_on_rounded_inputs(cu, h, d, amx, monkeypatch):
     """bf16: q, k, v rounded to bf16 as the GEMMs see them; what is left is the bf16 rounding of the
     softmax numerators (relative 2^-9 each), which stays within 1e-2 of outputs of size ~1. The
-    fp32 path's result must differ (the bf16 GEMMs really ran)."""
+    fp32 path's result must differ (the bf16 GEMMs really ran). Both bf16 paths: the fused AMX
+    kernel (D a multiple of 16 up to 80, on a CPU with AMX) and the oneDNN GEMMs."""
+    monkeypatch.setenv(AMX_SWITCH, amx)
     q, k, v = _qkv(cu[-1], h, d)
     out = block_attention_gemm(q, k, v, cu, d ** -0.5, bf16=True).numpy()
     ref = block_attention_ref(_bf16(q), _bf16(k), _bf16(v), cu, d ** -0.5).numpy()
@@ -92,6 +98,39 @@ def test_blocks_do_not_see_each_other(attend):
     again = attend(q, k2, v, [0, 40, 96], 32 ** -0.5)
     np.testing.assert_array_equal(again[:40].numpy(), first)
     assert not np.allclose(again[40:].numpy(), attend(q, k, v, [0, 40, 96], 32 ** -0.5)[40:].numpy())
+
+
+@needs_amx
+@pytest.mark.parametrize("cu,h,d,amp", [
+    ([0, 100, 700, 1300, 1301], 2, 80, 6.0),    # several blocks, a 1-token one; padded rows and keys
+    ([0, 2000], 2, 64, 10.0),                   # 63 key blocks, the last with 16 keys
+    ([0, 999], 3, 16, 20.0),                    # one 16-column output tile; 7 keys in the last block
+])
+def test_amx_kernel_on_peaked_rows(cu, h, d, amp, monkeypatch):
+    """Large, growing scores (a row's max rises block after block, so its output and sum are
+    rescaled again and again): the AMX kernel is as close to the reference on bf16-rounded inputs
+    as the oneDNN GEMMs (both: the numerators' bf16 rounding), and is not them."""
+    n = cu[-1]
+    q, k, v = _qkv(n, h, d)
+    q = q * amp * paddle.linspace(0.1, 1.0, n).reshape([n, 1, 1])
+    ref = block_attention_ref(_bf16(q), _bf16(k), _bf16(v), cu, d ** -0.5).numpy()
+    outs = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv(AMX_SWITCH, switch)
+        outs[switch] = block_attention_gemm(q, k, v, cu, d ** -0.5, bf16=True).numpy()
+    err_amx, err_onednn = (np.abs(outs[s] - ref).max() for s in ("1", "0"))
+    assert err_amx < 1e-2 and err_amx < 1.5 * err_onednn + 1e-3
+    assert not np.array_equal(outs["1"], outs["0"])
+
+
+@needs_amx
+def test_amx_blocks_do_not_see_each_other(monkeypatch):
+    monkeypatch.setenv(AMX_SWITCH, "1")
+    q, k, v = _qkv(200, 2, 80)
+    first = block_attention_gemm(q, k, v, [0, 77, 200], 80 ** -0.5, bf16=True)[:77].numpy()
+    v2 = paddle.concat([v[:77], v[77:] * 3.0])
+    np.testing.assert_array_equal(block_attention_gemm(q, k, v2, [0, 77, 200], 80 ** -0.5, bf16=True)[:77].numpy(),
+                                  first)
 
 
 def test_unknown_compute_dtype_is_rejected():

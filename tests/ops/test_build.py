@@ -24,7 +24,7 @@ def test_ops_build_and_load_here():
 
 def test_disable_switch_falls_back_to_references():
     code = ("from paddle_qwenvl.ops._build import compiled_ops, build_info;"
-            "assert compiled_ops() is None; assert build_info() == {'avx512': False, 'onednn': False, 'bf16': False}")
+            "assert compiled_ops() is None; assert build_info() == {'avx512': False, 'onednn': False, 'bf16': False, 'amx': False}")
     env = dict(os.environ, PADDLE_QWENVL_DISABLE_OPS="1")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
