@@ -268,6 +268,21 @@ def bench_prefill_attention(gemm, reps, lengths, hq=12, hkv=2, d=128):
                 "GFLOP/s", stock)
 
 
+def amx_switched(value, fn):
+    """fn with PADDLE_QWENVL_AMX_ATTENTION=value during the call (read by the op on every call)."""
+    def call():
+        saved = os.environ.get("PADDLE_QWENVL_AMX_ATTENTION")
+        os.environ["PADDLE_QWENVL_AMX_ATTENTION"] = value
+        try:
+            return fn()
+        finally:
+            if saved is None:
+                del os.environ["PADDLE_QWENVL_AMX_ATTENTION"]
+            else:
+                os.environ["PADDLE_QWENVL_AMX_ATTENTION"] = saved
+    return call
+
+
 def bench_vision_attention(reps, lengths, heads=16, d=80):
     """One frame of n patches (Qwen2-VL's vision heads): both compiled paths of block_attention."""
     from paddle_qwenvl.ops.block_attention import block_attention_gemm, block_attention_paged, block_attention_ref
@@ -281,7 +296,11 @@ def bench_vision_attention(reps, lengths, heads=16, d=80):
         rows = [("paged kernel fp32", lambda: block_attention_paged(q, k, v, cu, scale), "fp32"),
                 ("oneDNN GEMMs fp32", lambda: block_attention_gemm(q, k, v, cu, scale), "fp32")]
         if build_info()["bf16"]:
-            rows.append(("oneDNN GEMMs bf16", lambda: block_attention_gemm(q, k, v, cu, scale, bf16=True), "bf16"))
+            rows.append(("oneDNN GEMMs bf16", amx_switched("0", lambda: block_attention_gemm(q, k, v, cu, scale, True)),
+                         "bf16"))
+        if build_info()["amx"]:
+            rows.append(("fused AMX kernel bf16",
+                         amx_switched("1", lambda: block_attention_gemm(q, k, v, cu, scale, True)), "bf16"))
         for name, fn, dtype in rows:
             stock_rate, value, limit = interleaved_rates([stock, (flops, fn), limits[dtype]], max(2, reps // 2))
             row(f"n={n} {name}", (value, limit), "GFLOP/s", stock_rate)
