@@ -181,7 +181,10 @@ constexpr int64_t kAmxGroupsPerItem = 8;      // 128 query rows per work item
 // two lines ran the kernel at half speed).
 template <typename T>
 std::unique_ptr<T[], decltype(&std::free)> aligned(int64_t n) {
-  return {static_cast<T*>(std::aligned_alloc(64, (n * int64_t(sizeof(T)) + 63) / 64 * 64)), &std::free};
+  const int64_t bytes = (n * int64_t(sizeof(T)) + 63) / 64 * 64;
+  T* p = static_cast<T*>(std::aligned_alloc(64, bytes));
+  PD_CHECK(p != nullptr, "attention: out of memory for ", bytes, " bytes of packed operands");
+  return {p, &std::free};
 }
 
 void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
@@ -207,6 +210,8 @@ void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
       for (int64_t g = 0; g < ps[i].groups; g += kAmxGroupsPerItem)
         items.push_back({i, h, g, std::min(kAmxGroupsPerItem, ps[i].groups - g)});
   const int64_t packs = int64_t(ps.size()) * Hq;
+  const int64_t per_thread = (amx_scratch_floats(kAmxGroupsPerItem, D) + 15) / 16 * 16;   // whole lines
+  auto scratches = aligned<float>(nt * per_thread);       // allocated here: no throw inside the region
   std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(nt)
   {
@@ -221,7 +226,7 @@ void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
       }
     }
 #pragma omp barrier
-    auto scratch = aligned<float>(amx_scratch_floats(kAmxGroupsPerItem, D));
+    float* scratch = scratches.get() + t * per_thread;
     for (int64_t i = next.fetch_add(1); i < int64_t(items.size()); i = next.fetch_add(1)) {
       const Item& it = items[i];
       const Packed& p = ps[it.span];
@@ -229,7 +234,7 @@ void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
       AmxAttention job{qb.get() + p.q + (it.head * p.groups + it.group0) * 16 * Dp,
                        kb.get() + p.k + kh * amx_k_elems(n, D), vb.get() + p.v + kh * amx_v_elems(n, D),
                        std::min(it.groups * 16, n - r0), it.groups, n, D, a.scale,
-                       a.out + ((p.span.start + r0) * Hq + it.head) * D, Hq * D, scratch.get()};
+                       a.out + ((p.span.start + r0) * Hq + it.head) * D, Hq * D, scratch};
       amx_attention(job);
     }
   }
