@@ -15,7 +15,15 @@
 // Online softmax: when a block raises a row's max, O (in L1) and the row's sum are rescaled. (A
 // lazy base, moved only when the max grew by e^8, was as fast but ~4x less accurate on peaked
 // rows: the largest numerator is then not exactly 1 in bf16.)
+// AMX intrinsics need GCC 11 / clang 12; an older compiler builds the stubs at the end (amx_ready()
+// false) and the rest of the library as before.
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define PQV_AMX_BUILT 1
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2,amx-tile,amx-bf16")
+#endif
+#include "kernels.h"
+
+#ifdef PQV_AMX_BUILT
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -27,7 +35,6 @@
 #include <cstdlib>
 #include <limits>
 
-#include "kernels.h"
 #include "simd_exp.h"
 
 namespace pqv {
@@ -290,3 +297,21 @@ void amx_attention(const AmxAttention& a) {
 }
 
 }  // namespace pqv
+
+#else
+
+namespace pqv {
+
+bool amx_ready() { return false; }
+int64_t amx_padded_depth(int64_t) { return 0; }
+int64_t amx_k_elems(int64_t, int64_t) { return 0; }
+int64_t amx_v_elems(int64_t, int64_t) { return 0; }
+int64_t amx_scratch_floats(int64_t, int64_t) { return 0; }
+void amx_pack_q(const float*, int64_t, int64_t, int64_t, int64_t, uint16_t*) {}
+void amx_pack_k(const float*, int64_t, int64_t, int64_t, uint16_t*) {}
+void amx_pack_v(const float*, int64_t, int64_t, int64_t, uint16_t*) {}
+void amx_attention(const AmxAttention&) {}
+
+}  // namespace pqv
+
+#endif
