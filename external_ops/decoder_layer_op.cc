@@ -12,6 +12,9 @@
 // the four linears is dense (float32 / bfloat16, pqv_linear) or weight-only (int8: int8, int4:
 // uint8 packed, pqv_weight_only_int8/int4 with their defaults: VNNI decode, bf16 prefill), by its
 // dtype; `scales` holds the scales of the weight-only ones, in that order.
+// bf16_attention: attention as pqv_paged_attention's bf16 mode (a bfloat16 model's).
+// exact_linears: bf16 dense weights meet x in fp32 math (pqv_linear's `exact`: a float32 model
+// holding its checkpoint's bf16 weights as they are); else x is rounded to bf16 (a bfloat16 model).
 #include <vector>
 
 #include "common.h"
@@ -27,12 +30,14 @@ struct Linears {
   const std::vector<Tensor>& w;
   const std::vector<Tensor>* scales;
   int64_t group_size, num_threads;
+  bool exact;                                   // float32 math for bf16 weights (a float32 model's)
   size_t next_scale = 0;
 
   Tensor operator()(const Tensor& x, Weight i, const paddle::optional<Tensor>& bias = paddle::none) {
     const Tensor& weight = w[i];
     const auto dt = weight.dtype();
-    if (dt == paddle::DataType::FLOAT32 || dt == paddle::DataType::BFLOAT16) return Linear(x, weight, bias, num_threads)[0];
+    if (dt == paddle::DataType::FLOAT32 || dt == paddle::DataType::BFLOAT16)
+      return Linear(x, weight, bias, exact, num_threads)[0];
     PD_CHECK(scales != nullptr && next_scale < scales->size(), "a weight-only linear has no scales tensor");
     const Tensor& s = (*scales)[next_scale++];
     if (dt == paddle::DataType::INT8) return WeightOnlyInt8(x, weight, s, bias, false, true, num_threads)[0];
@@ -49,12 +54,12 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
                                  const Tensor& sin, Tensor& k_cache, Tensor& v_cache, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, bool bf16_attention,
+                                 int64_t block_size, int64_t group_size, bool bf16_attention, bool exact_linears,
                                  int64_t num_threads) {
   PD_CHECK(weights.size() == kNumWeights, "weights must be [input_layernorm, qkv, qkv_bias, o, "
            "post_attention_layernorm, gate_up, down]");
   PD_CHECK(x.shape().size() == 2 && x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (tokens, hidden)");
-  Linears linear{weights, scales ? &*scales : nullptr, group_size, num_threads};
+  Linears linear{weights, scales ? &*scales : nullptr, group_size, num_threads, exact_linears};
   Tensor h, res;
   if (residual) {
     auto hr = AddRmsNorm(x, *residual, weights[kLn1], eps, num_threads);
@@ -85,7 +90,7 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
                                  const std::vector<Tensor>& v_caches, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, bool bf16_attention,
+                                 int64_t block_size, int64_t group_size, bool bf16_attention, bool exact_linears,
                                  int64_t num_threads) {
   const size_t L = k_caches.size();
   PD_CHECK(L > 0 && v_caches.size() == L && weights.size() == L * kNumWeights,
@@ -106,7 +111,7 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
     Tensor kc = k_caches[l], vc = v_caches[l];   // handles to the same buffers
     auto out = DecoderLayer(h, residual, w, s.empty() ? paddle::optional<std::vector<Tensor>>() : s, cos, sin, kc,
                             vc, slot_mapping, block_tables, token_seq, token_ctx, eps, num_heads, num_kv_heads,
-                            scale, block_size, group_size, bf16_attention, num_threads);
+                            scale, block_size, group_size, bf16_attention, exact_linears, num_threads);
     h = out[0], residual = out[1];
   }
   PD_CHECK(!scales || next_scale == scales->size(), "more scales tensors than weight-only linears");
@@ -136,7 +141,7 @@ PD_BUILD_OP(pqv_decoder_layer)
     .Outputs({"out", "residual_out", "k_cache_out", "v_cache_out"})
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "bf16_attention: bool", "num_threads: int64_t"})
+            "group_size: int64_t", "bf16_attention: bool", "exact_linears: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderLayerDtype));
@@ -164,7 +169,7 @@ PD_BUILD_OP(pqv_decoder_stack)
              "token_ctx"})
     .Outputs({"out", "residual_out"})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "bf16_attention: bool", "num_threads: int64_t"})
+            "group_size: int64_t", "bf16_attention: bool", "exact_linears: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(DecoderStack))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderStackDtype));

@@ -2,7 +2,10 @@
 // Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV, one sequential weight stream per thread
 // (oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21 on one
 // thread). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
-// rounded values in fp32), products accumulate in fp32.
+// rounded values in fp32), products accumulate in fp32 -- unless `exact`: then a float32 x meets
+// the weights widened to float32 (exact: bf16 is the top half of a float32), i.e. the fp32 math of
+// a float32 model whose published bf16 weights are held as they are (half the bytes per decode
+// step). The GEMV widens as it reads; prefill widens 2 MB tiles for oneDNN's fp32 GEMM (tile_gemm.h).
 // The result has x's dtype; bf16 x needs bf16 w (the wrapper casts). pqv_build_info reports what this build can do.
 #include <algorithm>
 #include <vector>
@@ -10,6 +13,7 @@
 #include "common.h"
 #include "dnnl_gemm.h"
 #include "kernels.h"
+#include "tile_gemm.h"
 
 namespace {
 
@@ -19,11 +23,11 @@ constexpr int64_t kGemvRows = 16;     // as weight_only_ops.cc: from this many r
 
 // y = x @ w^T + bias for a few fp32 rows, rows of w split over threads.
 void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* bias, float* y, bool w_bf16,
-                int nt) {
+                bool exact, int nt) {
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   std::vector<float> xr;
   const float* xp = x.data<float>();
-  if (w_bf16) {                                   // the same bf16 x as the GEMM path
+  if (w_bf16 && !exact) {                         // the same bf16 x as the GEMM path
     xr.resize(M * K);
     for (int64_t i = 0; i < M * K; ++i) xr[i] = pqv::bf16_to_f32(pqv::f32_to_bf16(xp[i]));
     xp = xr.data();
@@ -32,10 +36,20 @@ void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* b
   pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::dense_gemv_avx512(p, b, e); });
 }
 
+// y = x @ w^T + bias in fp32 for bf16 w: tiles of w widened to float32, each through oneDNN's fp32 GEMM.
+void widened_gemm(const float* x, const uint16_t* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K,
+                  int nt) {
+  pqv::tile_gemm(x, y, bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+    const uint16_t* src = w + (n0 + b) * K;
+    float* dst = tile + b * K;
+    for (int64_t i = 0; i < (e - b) * K; ++i) dst[i] = pqv::bf16_to_f32(src[i]);
+  });
+}
+
 }  // namespace
 
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
-                                   const paddle::optional<paddle::Tensor>& bias, int64_t num_threads) {
+                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads) {
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
   const bool x_bf16 = x.dtype() == DataType::BFLOAT16, w_bf16 = w.dtype() == DataType::BFLOAT16;
@@ -43,10 +57,15 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
   const int nt = pqv::threads_for(num_threads, std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
   if (M < kGemvRows && !x_bf16 && pqv::has_avx512()) {
-    dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, nt);
+    dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, exact, nt);
     return {y};
   }
   PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
+  if (exact && w_bf16 && !x_bf16) {
+    widened_gemm(x.data<float>(), reinterpret_cast<const uint16_t*>(w.data<paddle::bfloat16>()),
+                 bias ? bias->data<float>() : nullptr, y.data<float>(), M, N, K, nt);
+    return {y};
+  }
   PD_CHECK(w_bf16 || !x_bf16, "bf16 x with fp32 w: cast x to float32 first (oneDNN has no f32 x f32 -> bf16)");
   std::vector<uint16_t> xb;
   const void* a = x.data();
@@ -70,7 +89,7 @@ std::vector<paddle::DataType> LinearDtype(const paddle::DataType& x, const paddl
 PD_BUILD_OP(pqv_linear)
     .Inputs({"x", "w", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"exact: bool", "num_threads: int64_t"})
     .SetKernelFn(PD_KERNEL(Linear))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));

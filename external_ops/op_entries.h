@@ -15,7 +15,7 @@ std::vector<paddle::Tensor> RotaryQkv(const paddle::Tensor& qkv, const paddle::T
                                       const paddle::Tensor& sin, int64_t num_heads, int64_t num_kv_heads,
                                       int64_t num_threads);
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
-                                   const paddle::optional<paddle::Tensor>& bias, int64_t num_threads);
+                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads);
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,

@@ -6,23 +6,16 @@
 // stays in the L2) and run a oneDNN GEMM on each tile. bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
 // int8 in bf16 skips the tiles where oneDNN converts int8 weights itself (int8_prefill).
-#include <type_traits>
 #include <vector>
 
 #include "common.h"
 #include "dnnl_gemm.h"
 #include "kernels.h"
+#include "tile_gemm.h"
 
 namespace {
 
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
-// Dequantized weights per GEMM, at least kTileMinRows rows. On the 2026-12-05 machine (2 MB L2 per
-// core, AMX) 2 MB tiles against the 32 MB ones before, int4 in bf16 as a fraction of the dense bf16
-// GEMM, alternated: 512x2048x11008 0.92-0.93 vs 0.88, 512x11008x2048 0.89 vs 0.83-0.86,
-// 128x2048x11008 0.80-0.82 vs 0.80-0.86 (noise); the fp32 int8 / int4 paths 0.96 / 0.81-0.84 vs
-// 0.92-0.94 / 0.81-0.82 of the fp32 GEMM. (Sessions 5-8 had found 256-row tiles no faster.)
-constexpr int64_t kTileBytes = int64_t(2) << 20;
-constexpr int64_t kTileMinRows = 64;
 
 // x quantized per 64-wide block for the VNNI kernels (see kernels_vnni.cc).
 struct QuantXBuffers {
@@ -43,28 +36,6 @@ const float* bias_ptr(const paddle::optional<paddle::Tensor>& bias) {
 void check_x(const paddle::Tensor& x, int64_t K) {
   PD_CHECK(x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (the wrapper casts bf16)");
   PD_CHECK(x.shape().size() == 2 && x.shape()[1] == K, "x must be (M, K) with K = weight in_features");
-}
-
-// Dequantize rows [n0, n0 + rows) into a tile (rows, K) of T (float, or bf16 bits: uint16_t) and
-// run one oneDNN GEMM of x (M, K), same T, against it into y[:, n0:], for every tile.
-template <typename T, typename Dequant>
-void tile_gemm(const T* x, float* y, const float* bias, const float* col_scale, int64_t M, int64_t N, int64_t K,
-               int nt, Dequant dequant) {
-  const pqv::Dt dt = std::is_same<T, float>::value ? pqv::Dt::f32 : pqv::Dt::bf16;
-  // tiles of equal rows, a multiple of 64 (8192 + 2816 rows, or a 10922-row tile, ran oneDNN's tails)
-  const int64_t cap = std::max<int64_t>(kTileMinRows, kTileBytes / (K * int64_t(sizeof(T))));
-  const int64_t tiles = (N + cap - 1) / cap;
-  const int64_t tile_rows = std::min(N, ((N + tiles - 1) / tiles + 63) / 64 * 64);
-  static thread_local std::vector<T> kept;     // a fresh buffer would page-fault in every call
-  if (kept.size() < size_t(tile_rows * K)) kept.resize(tile_rows * K);
-  T* tile = kept.data();                       // this thread's buffer (the workers have their own `kept`)
-  for (int64_t n0 = 0; n0 < N; n0 += tile_rows) {
-    const int64_t rows = std::min(tile_rows, N - n0);
-    pqv::parallel_rows(rows, nt, [&](int64_t b, int64_t e) { dequant(n0, b, e, tile); });
-    pqv::Gemm g{x, tile, bias ? bias + n0 : nullptr, y + n0, dt, pqv::Dt::f32, M, rows, K, N,
-                col_scale ? col_scale + n0 : nullptr};
-    pqv::dnnl_gemm(g, nt);
-  }
 }
 
 // PADDLE_QWENVL_INT8_PREFILL=tiles: the int8 bf16 prefill writes dequantized tiles even where
@@ -89,11 +60,11 @@ void int8_prefill(const pqv::Int8Gemv& p, bool bf16, int nt) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
     const pqv::Gemm g{xb.data(), p.w, p.bias, p.y, pqv::Dt::bf16, pqv::Dt::f32, M, N, K, N, p.scales, true};
     if (!int8_tiles_forced() && pqv::dnnl_gemm(g, nt)) return;
-    tile_gemm(xb.data(), p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+    pqv::tile_gemm(xb.data(), p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r) pqv::int8_row_bf16(p.w + (n0 + r) * K, K, tile + r * K);
     });
   } else {
-    tile_gemm(p.x, p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+    pqv::tile_gemm(p.x, p.y, p.bias, p.scales, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
       for (int64_t r = b; r < e; ++r)
         for (int64_t k = 0; k < K; ++k) tile[r * K + k] = p.w[(n0 + r) * K + k];
     });
@@ -104,13 +75,13 @@ void int4_prefill(const pqv::Int4Gemv& p, bool bf16, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K, G = K / p.group;
   if (bf16) {
     const std::vector<uint16_t> xb = pqv::to_bf16(p.x, M * K, nt);
-    tile_gemm(xb.data(), p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
+    pqv::tile_gemm(xb.data(), p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, uint16_t* tile) {
       for (int64_t r = b; r < e; ++r)
         pqv::int4_row_bf16(p.w + (n0 + r) * (K / 2), p.scales + (n0 + r) * G, K, p.group, tile + r * K);
     });
     return;
   }
-  tile_gemm(p.x, p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
+  pqv::tile_gemm(p.x, p.y, p.bias, nullptr, M, N, K, nt, [&](int64_t n0, int64_t b, int64_t e, float* tile) {
     for (int64_t r = b; r < e; ++r) {
       const uint8_t* w = p.w + (n0 + r) * (K / 2);
       const float* s = p.scales + (n0 + r) * G;

@@ -36,7 +36,13 @@ class Predictor:
 
     @property
     def dtype(self) -> str:
-        """"bfloat16" when the float weights are held in bf16 (from_pretrained(dtype=...)), else "float32"."""
+        """The model's math: "float32", or "bfloat16" (from_pretrained(dtype=...))."""
+        return self.model.compute_dtype
+
+    @property
+    def weight_dtype(self) -> str:
+        """"bfloat16" when the float weights are held in bf16 (a bfloat16 model, or a float32 one
+        loaded from a bf16 checkpoint), else "float32"."""
         return "bfloat16" if any(p.dtype == paddle.bfloat16 for p in self.model.parameters()) else "float32"
 
     @classmethod
@@ -47,8 +53,9 @@ class Predictor:
                         **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
-        dtype: "float32", or "bfloat16" to hold the float linear weights and embedding tables in
-        bf16 (half the memory and decode bytes; sums stay fp32, see models.registry.load_model).
+        dtype: "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
+        are and widened exactly as they are used: half the memory and decode bytes), or "bfloat16"
+        (bf16 math: x rounded to bf16 for the linears, sums in fp32; see models.registry.load_model).
         quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;
         quant_group_size 64/128 for int4; quantize_vision / quantize_lm_head extend it to those).
         A directory written by save_quantized() loads already quantized, with no quant_type.

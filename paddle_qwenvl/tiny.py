@@ -126,13 +126,14 @@ def _round_up(n: int, k: int) -> int:
 
 def make_tiny_checkpoint(out_dir, family: str = "qwen2_5_vl", seed: int = 0, text: Optional[dict] = None,
                          vision: Optional[dict] = None, std: float = 0.05, embed_std: Optional[float] = None,
-                         **processor_overrides) -> Path:
-    """A tiny random model directory of `family` that both we and HF transformers load."""
+                         dtype: str = "float32", **processor_overrides) -> Path:
+    """A tiny random model directory of `family` that both we and HF transformers load; its tensors
+    in `dtype` ("bfloat16": as Qwen's checkpoints are published)."""
     if family not in ARCHITECTURES:
         raise ValueError(f"family must be one of {sorted(ARCHITECTURES)}, got {family!r}")
     text = {**TINY_TEXT, "tie_word_embeddings": family == "qwen2_vl", **(text or {})}
     return write_model_dir(out_dir, family, text, dict(TINY_VISION[family], **(vision or {})), seed, std,
-                           embed_std=embed_std, **processor_overrides)
+                           dtype=dtype, embed_std=embed_std, **processor_overrides)
 
 
 def make_preset_checkpoint(out_dir, preset: str, num_layers: Optional[int] = None,

@@ -2,7 +2,8 @@
 
     python scripts/bench_vs_hf.py --preset qwen2-vl-2b [--num_layers 8] [--threads 2] [--json out.json]
 
-Both sides run the same image + question in fp32 (ours with bf16 weights under --dtype bfloat16),
+Both sides run the same image + question in fp32 math (ours holding the checkpoint's bf16 weights as
+they are, widened as used; --dtype bfloat16: ours in bf16 math),
 greedy, exactly --max_new_tokens tokens (EOS masked until then on both), with the same number of threads, each in its own subprocess (so each
 side's peak memory is its own and one side's 9 GB are freed before the other loads). Printed per
 stage: seconds on each side and how many times better ours is (> 1: ours is faster / smaller). Then the decode roofline: decoding
@@ -81,7 +82,8 @@ def run_ours(args) -> dict:
     sampling = SamplingParams(temperature=0.0, max_new_tokens=n, min_new_tokens=n)
     predictor.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=2))          # warm-up
     runs = [_timed_ours(predictor, messages, sampling) for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes())
+    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes(),
+                weight_dtype=predictor.weight_dtype)
 
 
 def _timed_ours(predictor, messages, sampling) -> dict:
@@ -286,16 +288,19 @@ def add_rates(side: dict) -> None:
 
 
 def ours_weights(result: dict) -> str:
-    """e.g. 'weight_only_int8 decoder, bfloat16 lm_head' or 'float32'."""
+    """e.g. 'weight_only_int8 decoder, bfloat16 lm_head', 'float32 (bfloat16 weights)' or 'bfloat16'."""
     quant, dtype = result["quant_type"], result.get("dtype", "float32")
-    return f"{quant} decoder, {dtype} lm_head" if quant else dtype
+    weights = result["ours"].get("weight_dtype", dtype)
+    if quant:
+        return f"{quant} decoder, {weights} lm_head"
+    return dtype if weights == dtype else f"{dtype} ({weights} weights)"
 
 
 def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, torch_gb_s: float,
              probe: tuple) -> dict:
     """probe: (GB/s, how) of paddle_qwenvl.benchmarking.read_bandwidth_gbps, several streams per
     thread; one stream per thread (numpy's and torch's sums) reads well below what DRAM gives."""
-    float_bytes = 2.0 if dtype == "bfloat16" else 4.0
+    float_bytes = 2.0 if ours.get("weight_dtype", dtype) == "bfloat16" else 4.0
     bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, float_bytes)
     bandwidth = max(b for b in (numpy_gb_s, torch_gb_s, probe[0]) if not math.isnan(b))    # nan: no torch
     weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight, float_bytes)    # lm_head stays float

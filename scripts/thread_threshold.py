@@ -46,7 +46,7 @@ def cases(ops):
                     (256, 1536, 1536)):
         x, w = rand(m, k), rand(n, k)
         yield "linear", max(4 * (m * k + n * k + m * n), m * n * k), \
-            lambda nt, x=x, w=w: ops.pqv_linear(x, w, None, nt)
+            lambda nt, x=x, w=w: ops.pqv_linear(x, w, None, False, nt)
 
 
 def per_call_us(fn, nt, reps):

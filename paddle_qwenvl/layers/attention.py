@@ -4,7 +4,7 @@ import paddle.nn as nn
 from ..ops.paged_attention import paged_attention
 from ..ops.rotary import rotary_qkv
 from .attention_metadata import AttentionMetadata
-from .linear import make_linear, weight_dtype
+from .linear import compute_dtype, make_linear
 
 
 class Attention(nn.Layer):
@@ -17,7 +17,7 @@ class Attention(nn.Layer):
         self.qkv_proj = make_linear(hidden, self.q_size + 2 * self.kv_size, True, quant)
         self.o_proj = make_linear(self.q_size, hidden, False, quant)
         self.scale = head_dim ** -0.5
-        self.compute_dtype = weight_dtype()         # a bf16 model attends in bf16 too (fresh prompts)
+        self.compute_dtype = compute_dtype()        # a bf16 model attends in bf16 too (fresh prompts)
 
     def forward(self, x, cos, sin, meta: AttentionMetadata, kv_cache):
         q, k, v = rotary_qkv(self.qkv_proj(x), cos, sin, self.num_heads, self.num_kv_heads)  # (T, heads, D)

@@ -1,6 +1,6 @@
 """Linear layers with HF weight layout (out_features, in_features): y = x @ W^T + b.
 
-`Linear` holds float32 weights, or bfloat16 ones when built inside `float_weight_dtype("bfloat16")`;
+`Linear` holds float32 weights, or bfloat16 ones when built inside `float_weights("bfloat16", ...)`;
 `WeightOnlyLinear` holds int8 / int4 weights quantized as they are loaded (`load_weight`), so the
 float32 matrix never lives in the model.
 """
@@ -15,28 +15,37 @@ from ..ops.linear import linear
 from ..ops.weight_only_linear import quantize_weight, weight_only_linear
 
 _INIT = nn.initializer.Normal(mean=0.0, std=0.02)
-_weight_dtype = ["float32"]     # what float_weight_dtype() set for the model being built
+_weight_dtype = ["float32"]     # what float_weights() set for the model being built
+_compute_dtype = ["float32"]
 
 
 @contextlib.contextmanager
-def float_weight_dtype(dtype: str):
+def float_weights(dtype: str, compute_dtype: str = None):
     """Float linear weights and embedding tables created inside are `dtype` ("float32" or
     "bfloat16"), so a bf16 model never allocates a float32 copy. Norms and biases stay float32.
-    bf16 weights: `ops.linear` rounds x to bf16 and sums in fp32."""
-    saved, _weight_dtype[0] = _weight_dtype[0], dtype
+    compute_dtype (default: dtype) is the model's math: "bfloat16" rounds x to bf16 for bf16
+    weights (sums in fp32) and lets attention run in bf16; "float32" with bf16 weights (a float32
+    model keeping its checkpoint's bf16 weights) computes exactly in fp32 (`ops.linear(exact=True)`)."""
+    saved = _weight_dtype[0], _compute_dtype[0]
+    _weight_dtype[0], _compute_dtype[0] = dtype, compute_dtype or dtype
     try:
         yield
     finally:
-        _weight_dtype[0] = saved
+        _weight_dtype[0], _compute_dtype[0] = saved
 
 
 def weight_dtype() -> str:
-    """The float weight dtype of the model being built ("float32" unless inside float_weight_dtype)."""
+    """The float weight dtype of the model being built ("float32" unless inside float_weights)."""
     return _weight_dtype[0]
 
 
+def compute_dtype() -> str:
+    """The math of the model being built: "float32" or "bfloat16" (see float_weights)."""
+    return _compute_dtype[0]
+
+
 def make_embedding(num_embeddings: int, dim: int) -> nn.Embedding:
-    """nn.Embedding whose table has the dtype of float_weight_dtype() (lookups return it too)."""
+    """nn.Embedding whose table has the dtype of float_weights() (lookups return it too)."""
     saved = paddle.get_default_dtype()
     paddle.set_default_dtype(_weight_dtype[0])
     try:
@@ -62,9 +71,10 @@ class Linear(nn.Layer):
         self.weight = self.create_parameter([out_features, in_features], dtype=_weight_dtype[0],
                                             default_initializer=_INIT)
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
+        self.exact = _compute_dtype[0] == "float32"      # bf16 weights in a float32 model: fp32 math
 
     def forward(self, x):
-        return on_rows(lambda rows: linear(rows, self.weight, self.bias), x, self.out_features)
+        return on_rows(lambda rows: linear(rows, self.weight, self.bias, self.exact), x, self.out_features)
 
     def op_weights(self):
         """(weight, scales or None) as ops.decoder_layer takes them."""

@@ -6,7 +6,7 @@ import paddle.nn as nn
 from ..config import ModelConfig, VisionConfig
 from ..layers.attention_metadata import AttentionMetadata
 from ..layers.embedding import TiedQuantizedEmbedding
-from ..layers.linear import make_linear
+from ..layers.linear import compute_dtype, make_linear
 from ..layers.norm import LayerNorm
 from ..ops.linear import linear
 from .text import Qwen2Model
@@ -49,6 +49,7 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def __init__(self, config: ModelConfig, quant=None):
         super().__init__()
         self.config, self.quant = config, quant
+        self.compute_dtype = compute_dtype()     # "float32": exact math on bf16-held weights too
         self.visual = self.vision_class(config.vision, quant.for_vision() if quant else None)
         text, head_quant = config.text, quant.for_lm_head() if quant else None
         tied = text.tie_word_embeddings
@@ -89,7 +90,8 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def compute_logits(self, hidden):
         if hasattr(self, "lm_head"):
             return self.lm_head(hidden)
-        return linear(hidden, self.model.embed_tokens.weight)      # tied: the embedding table
+        return linear(hidden, self.model.embed_tokens.weight,      # tied: the embedding table
+                      exact=self.compute_dtype == "float32")
 
 
 def _as_grid_list(grid_thw) -> list:

@@ -5,7 +5,7 @@ import paddle
 import paddle.nn as nn
 
 from ..config import ModelConfig
-from ..layers.linear import float_weight_dtype
+from ..layers.linear import float_weights
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
 
@@ -22,19 +22,23 @@ def model_class(config: ModelConfig):
     return MODEL_CLASSES[config.architecture]
 
 
-def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype: str = "float32"):
+def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype: str = "float32",
+                weight_dtype: str = None):
     """The model in eval mode: weights uniform in +-0.03 (norms 1), or unallocated (lazy) to be
     loaded over.
 
     quant: a QuantConfig; its linear layers then hold int8/int4 buffers, never float weights.
-    dtype: of the float linear weights and embedding tables (see load_model).
+    dtype: the model's math, "float32" or "bfloat16" (see load_model). weight_dtype: of the float
+    linear weights and embedding tables (default: dtype); "bfloat16" under a float32 model holds a
+    bf16 checkpoint's weights as they are, its linears exact in fp32.
     """
     init = nn.initializer.Uniform(-0.03, 0.03) if random_init else nn.initializer.Constant(0.0)
     nn.initializer.set_global_initializer(init, nn.initializer.Constant(0.0))
     try:
         # to be loaded over: parameters stay unallocated until their checkpoint tensor arrives
         # (filling a 2B model with zeros first took 5 of its 13 s of loading)
-        with float_weight_dtype(dtype), (contextlib.nullcontext() if random_init else paddle.LazyGuard()):
+        lazy = contextlib.nullcontext() if random_init else paddle.LazyGuard()
+        with float_weights(weight_dtype or dtype, dtype), lazy:
             model = model_class(config)(config, quant)
     finally:
         nn.initializer.set_global_initializer(None)
@@ -45,23 +49,30 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype
 DTYPES = ("float32", "bfloat16")
 
 
-def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32"):
-    """Build the model for `model_dir` and load its safetensors weights (float32 compute).
+def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32", keep_bf16: bool = True):
+    """Build the model for `model_dir` and load its safetensors weights.
 
     quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
     carries its own and needs none (a different one is an error).
-    dtype: "bfloat16" keeps the float linear weights and embedding tables in bfloat16 (half the
-    memory and half the bytes a decode step reads); activations, norms and the KV cache stay float32.
+    dtype: "float32" computes in fp32. When every float tensor of the checkpoint is bf16 (as
+    published) and keep_bf16, its linear weights and embedding tables stay in bf16, widened exactly
+    as they are used: the same fp32 math as widening them on load, with half the memory and half
+    the bytes a decode step reads. keep_bf16=False widens them on load.
+    "bfloat16" keeps those weights in bfloat16 and computes in bf16 where the CPU has it (linears
+    round x to bf16 and sum in fp32, long prompts attend in bf16); norms and the KV cache stay float32.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
     from ..quantization import saved_quant_config
-    from ..weights import load_weights
+    from ..weights import checkpoint_float_dtypes, load_weights
     config = ModelConfig.from_dir(model_dir)
     saved = saved_quant_config(config)
     if saved and quant and quant != saved:
         raise ValueError(f"{model_dir} holds weights already quantized as {saved.to_dict()}; "
                          f"load it without quant_type or with the same settings (got {quant.to_dict()})")
-    model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype)
+    weight_dtype = dtype
+    if dtype == "float32" and keep_bf16 and checkpoint_float_dtypes(model_dir) == {"BF16"}:
+        weight_dtype = "bfloat16"
+    model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype, weight_dtype=weight_dtype)
     load_weights(model, model_dir, progress=progress)
     return model

@@ -44,7 +44,8 @@ class DecoderLayer(nn.Layer):
                    gate_up, down]
         settings = dict(eps=self.input_layernorm.eps, num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads,
                         scale=attn.scale, group_size=max(getattr(layer, "group_size", 0) for layer in linears),
-                        bf16_attention=attn.compute_dtype == "bfloat16")
+                        bf16_attention=attn.compute_dtype == "bfloat16",
+                        exact_linears=any(getattr(layer, "exact", False) for layer in linears))
         return weights, [s for s in scales if s is not None], settings
 
     def as_one_op(self, x, residual, cos, sin, meta, kv_cache):

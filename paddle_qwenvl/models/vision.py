@@ -5,7 +5,7 @@ import paddle.nn as nn
 
 from ..config import VisionConfig
 from ..layers.activation import get_activation
-from ..layers.linear import make_linear, weight_dtype
+from ..layers.linear import compute_dtype, make_linear
 from ..ops.block_attention import block_attention
 from ..ops.linear import linear
 from ..ops.rotary import rotary_qkv
@@ -33,7 +33,7 @@ class VisionAttention(nn.Layer):
     def __init__(self, dim: int, num_heads: int, quant=None):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.compute_dtype = weight_dtype()         # a bf16 model attends in bf16 too (long blocks)
+        self.compute_dtype = compute_dtype()        # a bf16 model attends in bf16 too (long blocks)
         self.qkv = make_linear(dim, 3 * dim, True, quant)
         self.proj = make_linear(dim, dim, True, quant)
 

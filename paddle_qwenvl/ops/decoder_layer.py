@@ -47,7 +47,8 @@ def decoder_stack_applies(x) -> bool:
 
 
 def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps: float, num_heads: int,
-                  num_kv_heads: int, scale: float, group_size: int, bf16_attention: bool = False):
+                  num_kv_heads: int, scale: float, group_size: int, bf16_attention: bool = False,
+                  exact_linears: bool = False):
     """x (T, hidden) and residual (T, hidden) or None (first layer) -> (out, new residual); the
     step's k/v are written into kv_cache = (k_cache, v_cache) in place.
 
@@ -55,6 +56,8 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
     bfloat16 weight or its int8 / packed-int4 qweight. scales: the scales of the weight-only
     linears among qkv, o, gate_up, down, in that order (empty when none is quantized).
     bf16_attention: attention as paged_attention(compute_dtype="bfloat16") (a bf16 model's).
+    exact_linears: bf16 dense weights as ops.linear(exact=True) (a float32 model holding its
+    checkpoint's bf16 weights); else x is rounded to bf16 for them (a bf16 model's math).
     """
     if len(weights) != len(WEIGHT_NAMES):
         raise ValueError(f"weights must be {len(WEIGHT_NAMES)} tensors {WEIGHT_NAMES}; got {len(weights)}")
@@ -62,12 +65,12 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
     out, new_residual, _, _ = compiled_ops().pqv_decoder_layer(
         x, residual, list(weights), list(scales) or None, cos, sin, kv_cache[0], kv_cache[1], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), bool(bf16_attention), num_threads())
+        int(group_size), bool(bf16_attention), bool(exact_linears), num_threads())
     return out, new_residual
 
 
 def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads: int, num_kv_heads: int,
-                  scale: float, group_size: int, bf16_attention: bool = False):
+                  scale: float, group_size: int, bf16_attention: bool = False, exact_linears: bool = False):
     """Every decoder layer of a step in one op call: x (T, hidden), the first layer's input ->
     (last layer's output, its residual), as decoder_layer applied layer after layer.
 
@@ -85,5 +88,5 @@ def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads
     out, residual = compiled_ops().pqv_decoder_stack(
         x, weights, scales or None, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), bool(bf16_attention), num_threads())
+        int(group_size), bool(bf16_attention), bool(exact_linears), num_threads())
     return out, residual

@@ -1,8 +1,11 @@
 """Dense linear y = x @ w^T + bias through oneDNN (fp32, or bf16 weights).
 
 x (M, K) float32 or bfloat16; w (N, K) float32 or bfloat16 in HF layout; bias (N,) float32.
-bf16 weights: x is rounded to bf16 and the GEMM accumulates in fp32. The result has x's dtype.
-Without a oneDNN build the reference (paddle.matmul in fp32) runs instead.
+bf16 weights: x is rounded to bf16 and the GEMM accumulates in fp32 (a bfloat16 model's math), or
+with exact=True a float32 x meets the weights widened to float32: the float32 math, bit for bit
+what fp32 weights holding the same values give in decode (a float32 model keeps published bf16
+weights as they are: half the bytes per decode step). The result has x's dtype. Without a oneDNN
+build the reference (paddle.matmul in fp32) runs instead.
 """
 import paddle
 
@@ -27,8 +30,8 @@ def _check(x, w, bias):
         raise ValueError(f"bias must be ({ws[0]},); got {bias.shape}")
 
 
-def linear(x, w, bias=None):
-    """x (M, K) @ w (N, K)^T + bias -> (M, N) in x's dtype."""
+def linear(x, w, bias=None, exact: bool = False):
+    """x (M, K) @ w (N, K)^T + bias -> (M, N) in x's dtype; exact: fp32 math for bf16 w (see above)."""
     dygraph = paddle.in_dynamic_mode()            # to_static: symbolic shapes, the op checks them
     if dygraph:
         _check(x, w, bias)
@@ -36,5 +39,5 @@ def linear(x, w, bias=None):
         return linear_ref(x, w, bias)
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")   # astype copies
     if w.dtype == paddle.float32 and x.dtype == paddle.bfloat16:   # fp32 GEMM, then back to bf16
-        return compiled_ops().pqv_linear(x.astype("float32"), w, b, num_threads()).astype(x.dtype)
-    return compiled_ops().pqv_linear(x, w, b, num_threads())
+        return compiled_ops().pqv_linear(x.astype("float32"), w, b, False, num_threads()).astype(x.dtype)
+    return compiled_ops().pqv_linear(x, w, b, bool(exact), num_threads())

@@ -13,6 +13,7 @@ from paddle_qwenvl.ops import decoder_layer as fused
 from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.quantization import QuantConfig
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits, single_sequence_metadata
+from paddle_qwenvl.tiny import make_tiny_checkpoint
 
 pytestmark = pytest.mark.skipif(compiled_ops() is None or not build_info()["onednn"],
                                 reason="compiled ops with oneDNN unavailable")
@@ -57,6 +58,18 @@ def run_steps(model, steps=3, prompt=PROMPT):
 ], ids=["fp32", "bf16", "bf16-long-prompt", "int8", "int4-g64", "int4-g128-mixed"])
 def test_fused_layer_matches_the_single_ops(tiny_dirs, monkeypatch, fused_calls, dtype, quant, prompt):
     model = load_model(tiny_dirs["qwen2_vl"], quant, progress=False, dtype=dtype)
+    assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt)
+
+
+@pytest.mark.parametrize("prompt", [PROMPT, LONG_PROMPT], ids=["short", "long"])
+def test_fused_layer_matches_the_single_ops_on_kept_bf16_weights(tmp_path, monkeypatch, fused_calls, prompt):
+    """A float32 model from a bf16 checkpoint (its weights held in bf16, linears exact)."""
+    model = load_model(make_tiny_checkpoint(tmp_path / "m", "qwen2_vl", dtype="bfloat16"), progress=False)
+    assert model.model.layers[0].self_attn.o_proj.weight.dtype == paddle.bfloat16
+    assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt)
+
+
+def assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt):
     layers = model.config.text.num_hidden_layers
     monkeypatch.setenv(fused.ENV, "0")
     single_logits, single_caches = run_steps(model, prompt=prompt)

@@ -3,6 +3,7 @@ import numpy as np
 import paddle
 import pytest
 
+from paddle_qwenvl.ops import threads
 from paddle_qwenvl.ops._build import build_info
 from paddle_qwenvl.ops.linear import linear, linear_ref
 
@@ -38,6 +39,35 @@ def test_bf16_weights_match_bf16_rounded_math(m, n, k):
     out = linear(x, wb, b)
     assert out.dtype == paddle.float32
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-3, atol=1e-3)
+
+
+@needs_onednn
+@pytest.mark.parametrize("m,n,k", SHAPES + [(16, 1500, 700)])    # the last: more than one 2 MB tile
+def test_exact_bf16_weights_give_the_fp32_result_of_the_widened_weights(m, n, k):
+    """exact=True (a float32 model holding bf16 checkpoint weights): fp32 math on the widened
+    weights, as the fp32 op on them gives (the GEMV widens as it reads, prefill goes through tiles
+    of the widened weights into oneDNN's fp32 GEMM). Equal up to summation order (the GEMV's thread
+    split follows the bytes), and far closer than with x rounded to bf16."""
+    x, w, b = _data(m, n, k)
+    wb = w.astype("bfloat16")
+    fp32 = linear(x, wb.astype("float32"), b).numpy()
+    out = linear(x, wb, b, exact=True)
+    assert out.dtype == paddle.float32
+    exact_err = np.abs(out.numpy() - fp32).max()
+    assert exact_err <= 1e-5 * max(1.0, np.abs(fp32).max())
+    assert np.abs(linear(x, wb, b).numpy() - fp32).max() > 10 * max(exact_err, 1e-7)
+    np.testing.assert_allclose(linear(x, wb, exact=True).numpy(), linear(x, wb.astype("float32")).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("m", [1, 3, 16, 40])
+def test_exact_bf16_weights_are_bit_for_bit_fp32_at_one_thread(m, monkeypatch):
+    """With one thread both dtypes split the rows alike: the same bits."""
+    monkeypatch.setattr(threads, "_chosen", [1])
+    x, w, b = _data(m, 1100, 512)
+    wb = w.astype("bfloat16")
+    np.testing.assert_array_equal(linear(x, wb, b, exact=True).numpy(), linear(x, wb.astype("float32"), b).numpy())
 
 
 @needs_onednn

@@ -42,6 +42,36 @@ def test_prefill_logits_match(models, family, case):
     assert np.abs(got - ref).max() <= LOGIT_TOL
 
 
+@pytest.fixture
+def bf16_checkpoint(family, tmp_path_factory):
+    """family's tiny model written in bf16 (as published): (our float32 model, HF float32, dir)."""
+    import transformers
+    from paddle_qwenvl.models import load_model
+    from paddle_qwenvl.tiny import make_tiny_checkpoint
+    from .conftest import HF_CLASSES
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp(f"bf16-{family}") / "m", family, seed=1, dtype="bfloat16")
+    hf = getattr(transformers, HF_CLASSES[family]).from_pretrained(path, dtype=torch.float32,
+                                                                   attn_implementation="eager").eval()
+    return load_model(path, progress=False), hf, path
+
+
+def test_bf16_checkpoint_matches_hf_in_float32(bf16_checkpoint, family):
+    """Our float32 model holds the bf16 weights as they are (HF widens them on load): the same
+    tolerances as the float32 checkpoints, logits and 32 greedy tokens."""
+    ours, hf, _ = bf16_checkpoint
+    assert ours.model.layers[0].mlp.gate_up_proj.weight.dtype == paddle.bfloat16
+    inputs = build(ours.config, CASES["image_and_video"])
+    with torch.no_grad():
+        ref = hf(**hf_kwargs(inputs, family)).logits[0].numpy()
+    assert np.abs(our_logits(ours, inputs) - ref).max() <= LOGIT_TOL
+    hf.generation_config.eos_token_id = None
+    with torch.no_grad():
+        ref_ids = hf.generate(**hf_kwargs(inputs, family), max_new_tokens=32, min_new_tokens=32, do_sample=False,
+                              pad_token_id=0)[0, len(inputs.input_ids):].tolist()
+    assert generate_ids(ours, inputs, SamplingParams(max_new_tokens=32, temperature=0.0, ignore_eos=True),
+                        block_size=16) == ref_ids
+
+
 @pytest.mark.parametrize("case", ["one_image", "two_images"])
 def test_vision_features_match(models, family, case):
     ours, hf, _ = models[family]

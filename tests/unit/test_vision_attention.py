@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.layers.linear import float_weight_dtype
+from paddle_qwenvl.layers.linear import float_weights
 from paddle_qwenvl.models.vision import VisionAttention
 from paddle_qwenvl.ops._build import build_info
 
@@ -13,7 +13,7 @@ DIM, HEADS = 128, 4
 
 def _layer(dtype):
     paddle.seed(0)
-    with float_weight_dtype(dtype):
+    with float_weights(dtype):
         return VisionAttention(DIM, HEADS)
 
 
