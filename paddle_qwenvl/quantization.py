@@ -78,5 +78,5 @@ def save_quantized(model, source_dir, out_dir, shard_bytes: int = 2 << 30) -> Pa
     state = model.state_dict()
     with ShardWriter(out_dir, "keep", shard_bytes, progress=False, total=len(state)) as writer:
         for name, tensor in state.items():
-            writer.add(name, tensor.numpy())
+            writer.add(name, tensor)                # bf16 ones (kept from the checkpoint) stay bf16
     return out_dir

@@ -24,9 +24,11 @@ class ShardWriter:
         self.shards, self.current, self.size = [], {}, 0
         self.bar = tqdm(total=total, desc="writing weights", unit="tensor", disable=not progress)
 
-    def add(self, name: str, value: np.ndarray):
+    def add(self, name: str, value):
+        """value: a numpy array (float32 / bfloat16: written in that dtype), or with "keep" a numpy
+        array or a paddle tensor written as it is (a bfloat16 one as BF16)."""
         self.current[name] = to_bfloat16_bits(value) if self.dtype == "bfloat16" else value
-        self.size += self.current[name].nbytes
+        self.size += int(np.prod(value.shape)) * (2 if self.dtype == "bfloat16" else _itemsize(value))
         self.bar.update(1)
         if self.size >= self.shard_bytes:
             self._flush()
@@ -61,11 +63,16 @@ class ShardWriter:
         (self.out_dir / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
+def _itemsize(value) -> int:
+    return value.itemsize if isinstance(value, np.ndarray) else value.element_size()
+
+
 def _save(tensors: dict, path: Path, dtype: str):
-    if dtype != "bfloat16":
+    if dtype != "bfloat16" and all(isinstance(v, np.ndarray) for v in tensors.values()):
         save_file(tensors, str(path), metadata={"format": "pt"})
         return
     import paddle
     from safetensors.paddle import save_file as save_paddle
-    save_paddle({k: paddle.to_tensor(v).view(paddle.bfloat16) for k, v in tensors.items()}, str(path),
-                metadata={"format": "pt"})
+    as_paddle = (lambda v: paddle.to_tensor(v).view(paddle.bfloat16)) if dtype == "bfloat16" else \
+        (lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
+    save_paddle({k: as_paddle(v) for k, v in tensors.items()}, str(path), metadata={"format": "pt"})

@@ -55,15 +55,17 @@ def iter_checkpoint(model_dir, progress: bool = False) -> Iterator[Tuple[str, pa
                     bar.update(1)
 
 
-def checkpoint_float_dtypes(model_dir) -> Set[str]:
-    """The safetensors dtypes ("BF16", "F32", ...) of the checkpoint's float tensors, read from the
-    shards' headers only (8 bytes of header length, then JSON)."""
+def matrix_dtypes(model_dir) -> Set[str]:
+    """The safetensors dtypes ("BF16", "F32", ...) of the checkpoint's float matrices: the 2-D float
+    tensors a linear weight or an embedding table loads from (weight-only `scales` left out: they
+    stay float32). Read from the shards' headers only (8 bytes of header length, then JSON)."""
     found = set()
     for path in checkpoint_files(model_dir):
         with open(path, "rb") as f:
             header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
         found.update(v["dtype"] for name, v in header.items()
-                     if name != "__metadata__" and v["dtype"].startswith(("F", "BF")))
+                     if name != "__metadata__" and v["dtype"].startswith(("F", "BF")) and len(v["shape"]) == 2
+                     and not name.endswith("scales"))
     return found
 
 

@@ -54,24 +54,24 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
 
     quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
     carries its own and needs none (a different one is an error).
-    dtype: "float32" computes in fp32. When every float tensor of the checkpoint is bf16 (as
-    published) and keep_bf16, its linear weights and embedding tables stay in bf16, widened exactly
-    as they are used: the same fp32 math as widening them on load, with half the memory and half
-    the bytes a decode step reads. keep_bf16=False widens them on load.
+    dtype: "float32" computes in fp32. When every float matrix of the checkpoint is bf16 (as
+    published; `weights.matrix_dtypes`) and keep_bf16, the linear weights and embedding tables
+    stay in bf16, widened exactly as they are used: the same fp32 math as widening them on load,
+    with half the memory and half the bytes a decode step reads. keep_bf16=False widens on load.
     "bfloat16" keeps those weights in bfloat16 and computes in bf16 where the CPU has it (linears
     round x to bf16 and sum in fp32, long prompts attend in bf16); norms and the KV cache stay float32.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
     from ..quantization import saved_quant_config
-    from ..weights import checkpoint_float_dtypes, load_weights
+    from ..weights import load_weights, matrix_dtypes
     config = ModelConfig.from_dir(model_dir)
     saved = saved_quant_config(config)
     if saved and quant and quant != saved:
         raise ValueError(f"{model_dir} holds weights already quantized as {saved.to_dict()}; "
                          f"load it without quant_type or with the same settings (got {quant.to_dict()})")
     weight_dtype = dtype
-    if dtype == "float32" and keep_bf16 and checkpoint_float_dtypes(model_dir) == {"BF16"}:
+    if dtype == "float32" and keep_bf16 and matrix_dtypes(model_dir) == {"BF16"}:
         weight_dtype = "bfloat16"
     model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype, weight_dtype=weight_dtype)
     load_weights(model, model_dir, progress=progress)

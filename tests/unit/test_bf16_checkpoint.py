@@ -11,7 +11,8 @@ from paddle_qwenvl.sampling import SamplingParams
 from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
 from paddle_qwenvl.tiny import make_tiny_checkpoint
 from paddle_qwenvl.weight_writer import ShardWriter
-from paddle_qwenvl.weights import checkpoint_float_dtypes
+from paddle_qwenvl.quantization import make_quant_config, save_quantized
+from paddle_qwenvl.weights import matrix_dtypes
 
 from tests.parity.cases import CASES, build
 
@@ -90,10 +91,24 @@ def test_bfloat16_model_still_computes_in_bf16(bf16_dir):
 def test_float32_or_mixed_checkpoints_load_as_float32(bf16_dir, tmp_path):
     """Only an all-bf16 checkpoint is held in bf16: a float32 tensor would be rounded."""
     mixed = _rewrite(bf16_dir.parent / "fp32", tmp_path / "mixed", lambda n: "float32" if "mlp" in n else "bfloat16")
-    assert checkpoint_float_dtypes(bf16_dir) == {"BF16"}
-    assert checkpoint_float_dtypes(mixed) == {"BF16", "F32"}
-    assert checkpoint_float_dtypes(bf16_dir.parent / "fp32") == {"F32"}
+    assert matrix_dtypes(bf16_dir) == {"BF16"}
+    assert matrix_dtypes(mixed) == {"BF16", "F32"}
+    assert matrix_dtypes(bf16_dir.parent / "fp32") == {"F32"}
     for path in (mixed, bf16_dir.parent / "fp32"):
         model = load_model(path, progress=False)
         assert model.model.layers[0].mlp.gate_up_proj.weight.dtype == paddle.float32
         assert model.model.embed_tokens.weight.dtype == paddle.float32
+
+
+def test_saved_quantized_model_keeps_its_bf16_tensors(bf16_dir, tmp_path):
+    """int8 decoder linears, the rest held in bf16: saved as BF16 (not as raw 16-bit integers), and
+    loaded back the same way, with the same numbers."""
+    model = load_model(bf16_dir, make_quant_config("weight_only_int8"), progress=False)
+    assert model.model.embed_tokens.weight.dtype == paddle.bfloat16
+    out = save_quantized(model, bf16_dir, tmp_path / "q")
+    assert matrix_dtypes(out) == {"BF16"}
+    again = load_model(out, progress=False)
+    assert again.model.embed_tokens.weight.dtype == paddle.bfloat16
+    assert again.visual.blocks[0].attn.qkv.weight.dtype == paddle.bfloat16
+    inputs = build(model.config, CASES["one_image"])
+    np.testing.assert_array_equal(_logits(model, inputs), _logits(again, inputs))
