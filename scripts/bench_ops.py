@@ -179,6 +179,8 @@ def bench_decode_gemv(dram, reps, shapes):
         bf16 = [w.astype("bfloat16") for _ in range(copies_beyond_cache(n * k * 2))]
         fn = cycled(lambda i: linear(x, bf16[i]), len(bf16))
         row(f"dense bf16 (linear) {k}x{n}", dram.around(lambda: rate(n * k * 2, fn, reps)), "GB/s", stock)
+        fn = cycled(lambda i: linear(x, bf16[i], exact=True), len(bf16))     # a float32 model's bf16 weights
+        row(f"dense bf16 exact (fp32 x) {k}x{n}", dram.around(lambda: rate(n * k * 2, fn, reps)), "GB/s", stock)
         del bf16
         for algo, group, exact in (("weight_only_int8", 128, True), ("weight_only_int8", 128, False),
                                    ("weight_only_int4", 128, False)):
@@ -206,6 +208,7 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
     wo = "bf16" if build_info()["bf16"] else "fp32"
     rows = ((f"linear fp32 {m}x{k}x{n}", lambda: linear(x, w), "fp32"),
             (f"linear bf16 weights {m}x{k}x{n}", lambda: linear(x, wb), "bf16"),
+            (f"linear bf16 exact (fp32) {m}x{k}x{n}", lambda: linear(x, wb, exact=True), "fp32"),
             (f"weight_only_int8 ({wo}) {m}x{k}x{n}", lambda: weight_only_linear(x, *q8), wo),
             (f"weight_only_int4 ({wo}) {m}x{k}x{n}", lambda: weight_only_linear(x, *q4, algo="weight_only_int4"), wo),
             (f"weight_only_int8 exact (fp32) {m}x{k}x{n}", lambda: weight_only_linear(x, *q8, exact=True), "fp32"))

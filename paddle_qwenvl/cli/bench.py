@@ -46,9 +46,11 @@ def describe(args, predictor, images) -> str:
     media = ", ".join([f"image {i}" for i in images] + [f"video {v}" for v in args.video]) or "text only"
     from ..ops.threads import num_threads
     threads = args.threads or num_threads()
+    dtype = predictor.dtype if predictor.weight_dtype == predictor.dtype else \
+        f"{predictor.dtype} ({predictor.weight_dtype} weights)"
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
             f"{threads} thread(s); "
-            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype {predictor.dtype}; quant {describe_quant(predictor)}; "
+            f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype {dtype}; quant {describe_quant(predictor)}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
 
 

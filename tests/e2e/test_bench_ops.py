@@ -68,8 +68,9 @@ def test_quick_prefill_sections_print_every_row():
     names = [r[0] for r in rows]
     attention = ["m=1024 Hq=12 Hkv=2 D=128 float32"] + (["m=1024 Hq=12 Hkv=2 D=128 bfloat16"]
                                                          if build_info()["bf16"] and build_info()["onednn"] else [])
-    assert names[5:] == attention, proc.stdout            # 5 GEMM rows, then prefill attention m=1024
-    assert any(n.startswith("weight_only_int4") for n in names[:5])
+    assert names[6:] == attention, proc.stdout            # 6 GEMM rows, then prefill attention m=1024
+    assert any(n.startswith("weight_only_int4") for n in names[:6])
+    assert any(n.startswith("linear bf16 exact (fp32)") for n in names[:6])
     assert all(float(value) > 0 and float(limit) > 0 and float(stock) > 0 for _, value, _, limit, stock in rows)
     assert "best limits seen over the run: oneDNN fp32 GEMM" in proc.stdout
-    assert len(re.findall(r"^  (met   |MISSED)  ", proc.stdout, re.M)) == 5   # the 5 GEMM rows' 3x target
+    assert len(re.findall(r"^  (met   |MISSED)  ", proc.stdout, re.M)) == 6   # the 6 GEMM rows' 3x target
