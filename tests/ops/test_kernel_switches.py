@@ -44,9 +44,10 @@ def test_portable_kernels_match_references():
     bound test, which asserts a nonzero int8 error, is left out), RMSNorm(+residual), SwiGLU,
     quick_gelu, rotary, the vision towers' block attention (the paged kernel's prefill tiles and the
     GEMM path's portable softmax; its bf16 and AMX tests need native bf16, which this switch turns
-    off), and the fused decoder layer against the same portable ops called one by one."""
+    off), dense linear (few rows go to oneDNN: no GEMV without AVX512; exact bf16 weights through
+    widened tiles), and the fused decoder layer against the same portable ops called one by one."""
     run_op_tests({"PADDLE_QWENVL_KERNELS": "portable"},
-                 ["test_elementwise.py", "test_weight_only_linear.py", "test_block_attention.py",
+                 ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_block_attention.py",
                   "test_decoder_layer.py"], "vnni_path or bf16_matches or attends_in_bf16 or test_amx")
 
 
