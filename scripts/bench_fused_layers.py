@@ -15,11 +15,10 @@ import os
 import statistics
 
 from bench_ops import dram_limit
-from bench_vs_hf import cached_checkpoint, decode_weight_bytes
+from bench_vs_hf import cached_checkpoint
 
 PROMPT = "Write a long story about a cat who learns to sail."
 PATHS = {"1": "one op for all layers", "layer": "one op per layer", "0": "single ops"}   # FUSED_LAYERS values
-BYTES = {"float32": 4.0, "bfloat16": 2.0, "weight_only_int8": 1.0, "weight_only_int4": 0.5}
 
 
 def parse_args():
@@ -37,6 +36,7 @@ def parse_args():
 def main():
     args = parse_args()
     from paddle_qwenvl import Predictor, SamplingParams
+    from paddle_qwenvl.benchmarking import decode_weight_bytes
     from paddle_qwenvl.cli.common import set_up_runtime
     threads = set_up_runtime(args.threads)
     dram = dram_limit(threads, reps=3)
@@ -55,7 +55,7 @@ def main():
             tokens[path] = out.token_ids
         print(f"round {r + 1}: " + "   ".join(f"{PATHS[p]} {speed[p][-1]:6.2f}" for p in PATHS) + " tokens/s", flush=True)
     probes.append(dram.probe())
-    weight_bytes = decode_weight_bytes(model_dir, BYTES[args.quant_type or args.dtype], BYTES[args.dtype])
+    weight_bytes = decode_weight_bytes(predictor.model)     # as held: a float32 model may hold bf16 weights
     means = {p: statistics.mean(speed[p]) for p in PATHS}
     print(f"{args.preset} {args.quant_type or args.dtype}: " + ", ".join(
         f"{PATHS[p]} {means[p]:.2f} tokens/s ({means[p] * weight_bytes / 1e9:.1f} GB/s of weights, x{means[p] / means['0']:.2f})"
