@@ -79,7 +79,7 @@ void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 
 // Attention inner loops over R query rows (decode: the G heads of one token that share a kv head;
 // prefill: a tile of tokens x those G heads), q (R, D) contiguous and already scaled.
-// K / V rows are given as n row pointers (D floats each; scattered over the cache blocks).
+// K / V rows are given as n row pointers (D values each; scattered over the cache blocks).
 // ahead (decode; nullptr: none): one row pointer per K/V row of the call, the row that will be
 // read a fixed number of positions later (kPrefetchAhead in paged_attention_op.cc). Reading row j, the kernel prefetches ahead[j] line by line
 // in step (one prefetch per 64 bytes read, only on its first pass over the rows), so the DRAM
@@ -97,17 +97,24 @@ void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1)
 // Both:
 // accumulate:   acc[r] = alpha[r] * acc[r] + sum_j p[r * pr + j * pj] * v[j]      acc (R, D)
 // The AVX512 variants need D % 16 == 0; the portable ones take any D.
-struct AttnKernels {
-  void (*scores)(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s, int64_t lds,
-                 const float* const* ahead);
+// K / V rows of type T: float, or bf16 bits (uint16_t: a bf16 KV cache, a bfloat16 model's), which
+// the kernels widen as they read them (exact); the arithmetic is the same.
+template <typename T>
+struct AttnKernelsT {
+  void (*scores)(const float* q, int64_t R, const T* const* k, int64_t n, int64_t D, float* s, int64_t lds,
+                 const T* const* ahead);
   float (*softmax_step)(float* s, int64_t n, float* m, float* l);
-  void (*scores_t)(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st);
+  void (*scores_t)(const float* qt, int64_t Rp, const T* const* k, int64_t n, int64_t D, float* st);
   void (*softmax_t)(float* st, int64_t n, int64_t Rp, const int32_t* valid, float* m, float* l, float* alpha);
   void (*accumulate)(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
-                     const float* const* v, int64_t n, int64_t D, const float* const* ahead);
+                     const T* const* v, int64_t n, int64_t D, const T* const* ahead);
 };
+using AttnKernels = AttnKernelsT<float>;
+using AttnKernelsBf16 = AttnKernelsT<uint16_t>;
 extern const AttnKernels kAttnAvx512;
 extern const AttnKernels kAttnPortable;
+extern const AttnKernelsBf16 kAttnAvx512Bf16;
+extern const AttnKernelsBf16 kAttnPortableBf16;
 
 // Row kernels for the fused elementwise ops (one row of H or n floats per call).
 // rms_norm:     out = x / sqrt(mean(x^2) + eps) * w

@@ -58,33 +58,44 @@ void int4_prepare(const float* x, int64_t M, int64_t K, int64_t group, float* xp
   }
 }
 
-// The portable attention kernels ignore the prefetch hint.
-static void scores_portable(const float* q, int64_t R, const float* const* k, int64_t n, int64_t D, float* s,
-                            int64_t lds, const float* const*) {
+// The portable attention kernels ignore the prefetch hint. K / V rows: float, or bf16 bits widened.
+static float row_value(const float* row, int64_t d) { return row[d]; }
+static float row_value(const uint16_t* row, int64_t d) {
+  const uint32_t u = uint32_t(row[d]) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+template <typename T>
+static void scores_portable(const float* q, int64_t R, const T* const* k, int64_t n, int64_t D, float* s,
+                            int64_t lds, const T* const*) {
   for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.f;
-      for (int64_t d = 0; d < D; ++d) acc += q[r * D + d] * k[j][d];
+      for (int64_t d = 0; d < D; ++d) acc += q[r * D + d] * row_value(k[j], d);
       s[r * lds + j] = acc;
     }
 }
 
+template <typename T>
 static void accumulate_portable(float* acc, const float* alpha, const float* p, int64_t pr, int64_t pj, int64_t R,
-                                const float* const* v, int64_t n, int64_t D, const float* const*) {
+                                const T* const* v, int64_t n, int64_t D, const T* const*) {
   for (int64_t r = 0; r < R; ++r) {
     float* a = acc + r * D;
     for (int64_t d = 0; d < D; ++d) a[d] *= alpha[r];
     for (int64_t j = 0; j < n; ++j)
-      for (int64_t d = 0; d < D; ++d) a[d] += p[r * pr + j * pj] * v[j][d];
+      for (int64_t d = 0; d < D; ++d) a[d] += p[r * pr + j * pj] * row_value(v[j], d);
   }
 }
 
-static void scores_t_portable(const float* qt, int64_t Rp, const float* const* k, int64_t n, int64_t D, float* st) {
+template <typename T>
+static void scores_t_portable(const float* qt, int64_t Rp, const T* const* k, int64_t n, int64_t D, float* st) {
   for (int64_t j = 0; j < n; ++j) {
     float* row = st + j * Rp;
     std::fill(row, row + Rp, 0.f);
     for (int64_t d = 0; d < D; ++d)
-      for (int64_t r = 0; r < Rp; ++r) row[r] += k[j][d] * qt[d * Rp + r];
+      for (int64_t r = 0; r < Rp; ++r) row[r] += row_value(k[j], d) * qt[d * Rp + r];
   }
 }
 
@@ -162,7 +173,10 @@ static void layer_norm_portable(const float* x, const float* w, const float* b, 
 const RowKernels kRowPortable = {rms_norm_portable, add_rms_norm_portable, silu_mul_portable, quick_gelu_portable,
                                  softmax_row_portable, layer_norm_portable};
 
-const AttnKernels kAttnPortable = {scores_portable, softmax_step_portable, scores_t_portable, softmax_t_portable,
-                                   accumulate_portable};
+const AttnKernels kAttnPortable = {scores_portable<float>, softmax_step_portable, scores_t_portable<float>,
+                                   softmax_t_portable, accumulate_portable<float>};
+const AttnKernelsBf16 kAttnPortableBf16 = {scores_portable<uint16_t>, softmax_step_portable,
+                                           scores_t_portable<uint16_t>, softmax_t_portable,
+                                           accumulate_portable<uint16_t>};
 
 }  // namespace pqv

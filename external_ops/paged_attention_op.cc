@@ -47,11 +47,13 @@ constexpr int64_t kGemmMinLen = 128;
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 struct Problem {
-  const float* q; float* out; const float* kc; const float* vc;
+  const float* q; float* out;
+  const void* kc; const void* vc;   // float, or bf16 bits (uint16_t) when kv_bf16
   const int32_t* tables; const int32_t* token_seq; const int32_t* token_ctx;
   int64_t max_blocks, block_size, T, Hq, Hkv, D, G;
   float scale;
   bool gemm;            // fresh prompts go to the GEMM path (bf16 mode, oneDNN built, CPU with BF16)
+  bool kv_bf16;         // the caches hold bf16 (a bfloat16 model's): rows widened as they are read
 };
 
 // Whether the run of query tokens [t0, t1) (one sequence) takes the GEMM path.
@@ -109,7 +111,8 @@ std::vector<float> gather_queries(const Problem& P, const Item& it) {
 
 // Folds one chunk's scores s (R, kChunk) of kv head hi, positions [pos, pos + n), into the state;
 // row r sees positions < token_ctx of its token (causal), the rest of its chunk row is zeroed.
-void softmax_rows(const Problem& P, const pqv::AttnKernels& K, const Item& it, int64_t pos, int64_t n, int64_t hi,
+template <typename Kernels>
+void softmax_rows(const Problem& P, const Kernels& K, const Item& it, int64_t pos, int64_t n, int64_t hi,
                   float* s, float* alpha, State& st) {
   const int64_t R = it.rows(P);
   for (int64_t r = 0; r < R; ++r) {
@@ -122,20 +125,22 @@ void softmax_rows(const Problem& P, const pqv::AttnKernels& K, const Item& it, i
 
 // Row pointers of kv head h at offsets[i0, i0 + n) into `cache`; positions past the item's end
 // repeat its last row (for prefetch pointers).
-void chunk_rows(const std::vector<int64_t>& offsets, int64_t i0, int64_t n, const float* cache, int64_t h, int64_t D,
-                const float** rows) {
+template <typename T>
+void chunk_rows(const std::vector<int64_t>& offsets, int64_t i0, int64_t n, const void* cache, int64_t h, int64_t D,
+                const T** rows) {
   const int64_t last = static_cast<int64_t>(offsets.size()) - 1;
-  const float* head = cache + h * D;
+  const T* head = static_cast<const T*>(cache) + h * D;
   for (int64_t j = 0; j < n; ++j) rows[j] = head + offsets[std::min(i0 + j, last)];
 }
 
-void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
+template <typename T>
+void attend_decode(const Problem& P, const pqv::AttnKernelsT<T>& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), D = P.D, heads = it.h1 - it.h0, len = it.p1 - it.p0;
   const std::vector<float> qs = gather_queries(P, it);
   // every position of a decode item is below its token's context: order is free
   const std::vector<int64_t> offsets = row_offsets(P, P.token_seq[it.t0], it.p0, it.p1, kDecodeStreams);
   std::vector<float> s(R * kChunk), alpha(R);
-  const float *krows[kChunk], *vrows[kChunk], *knext[kChunk];
+  const T *krows[kChunk], *vrows[kChunk], *knext[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t n = std::min(kChunk, len - c0);
     for (int64_t hi = 0; hi < heads; ++hi) {
@@ -153,7 +158,8 @@ void attend_decode(const Problem& P, const pqv::AttnKernels& K, const Item& it, 
 
 // A prefill tile: its R query rows (tokens x G heads of kv head h0) against chunks of that head's
 // K/V rows, scores transposed (st (n, Rp), see kernels.h); causal per column.
-void attend_tile(const Problem& P, const pqv::AttnKernels& K, const Item& it, State& st) {
+template <typename T>
+void attend_tile(const Problem& P, const pqv::AttnKernelsT<T>& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), Rp = round16(R), D = P.D, len = it.p1 - it.p0;
   std::vector<float> qt(D * Rp, 0.f), sT(kChunk * Rp), alpha(Rp);
   for (int64_t r = 0; r < R; ++r) {                              // qt (D, Rp): scaled and transposed
@@ -162,7 +168,7 @@ void attend_tile(const Problem& P, const pqv::AttnKernels& K, const Item& it, St
   }
   const std::vector<int64_t> offsets = row_offsets(P, P.token_seq[it.t0], it.p0, it.p1);
   std::vector<int32_t> valid(Rp, 0);                            // padding columns see nothing
-  const float *krows[kChunk], *vrows[kChunk];
+  const T *krows[kChunk], *vrows[kChunk];
   for (int64_t c0 = 0; c0 < len; c0 += kChunk) {
     const int64_t n = std::min(kChunk, len - c0);
     for (int64_t r = 0; r < R; ++r) valid[r] = std::clamp<int64_t>(P.token_ctx[it.t0 + r / P.G] - it.p0 - c0, 0, n);
@@ -201,8 +207,9 @@ void write_merged(const Problem& P, int64_t t, int64_t qh, const State* parts, i
   for (int64_t d = 0; d < P.D; ++d) o[d] /= l;
 }
 
-void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Tensor& slots, float* kc, float* vc,
-              int64_t num_slots, int nt) {
+// bf16 caches take k/v rounded to nearest even.
+void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Tensor& slots, void* kc, void* vc,
+              bool bf16, int64_t num_slots, int nt) {
   const int64_t T = k.shape()[0], row = k.numel() / std::max<int64_t>(T, 1);
   const int64_t* slot = slots.data<int64_t>();
   for (int64_t t = 0; t < T; ++t)
@@ -211,8 +218,15 @@ void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Te
 #pragma omp parallel for num_threads(pqv::threads_for(nt, 2 * T * row * 4))
   for (int64_t t = 0; t < T; ++t) {
     if (slot[t] < 0) continue;                                 // -1: padding token, nothing to store
-    std::copy_n(k.data<float>() + t * row, row, kc + slot[t] * row);
-    std::copy_n(v.data<float>() + t * row, row, vc + slot[t] * row);
+    const float *ks = k.data<float>() + t * row, *vs = v.data<float>() + t * row;
+    if (bf16) {
+      uint16_t* kd = static_cast<uint16_t*>(kc) + slot[t] * row;
+      uint16_t* vd = static_cast<uint16_t*>(vc) + slot[t] * row;
+      for (int64_t i = 0; i < row; ++i) kd[i] = pqv::f32_to_bf16(ks[i]), vd[i] = pqv::f32_to_bf16(vs[i]);
+    } else {
+      std::copy_n(ks, row, static_cast<float*>(kc) + slot[t] * row);
+      std::copy_n(vs, row, static_cast<float*>(vc) + slot[t] * row);
+    }
   }
 }
 
@@ -257,8 +271,8 @@ Plan make_plan(const Problem& P, int nt) {
   return plan;
 }
 
-void run_attention(const Problem& P, int nt) {
-  const pqv::AttnKernels& K = pqv::has_avx512() && P.D % 16 == 0 ? pqv::kAttnAvx512 : pqv::kAttnPortable;
+template <typename T>
+void run_attention(const Problem& P, int nt, const pqv::AttnKernelsT<T>& K) {
   const Plan plan = make_plan(P, nt);
   std::vector<State> parts(plan.parts, State(P.Hq, P.D));
   pqv::parallel_dynamic(plan.items.size(), nt, [&](int64_t i) {
@@ -276,6 +290,12 @@ void run_attention(const Problem& P, int nt) {
   }
 }
 
+void run_attention(const Problem& P, int nt) {
+  const bool avx512 = pqv::has_avx512() && P.D % 16 == 0;
+  if (P.kv_bf16) return run_attention(P, nt, avx512 ? pqv::kAttnAvx512Bf16 : pqv::kAttnPortableBf16);
+  run_attention(P, nt, avx512 ? pqv::kAttnAvx512 : pqv::kAttnPortable);
+}
+
 // The fresh prompts that takes_gemm picks, each attending causally to its own k/v rows.
 void run_gemm_prompts(const Problem& P, const float* k, const float* v, int64_t num_threads) {
   std::vector<pqv::Span> spans;
@@ -288,13 +308,18 @@ void run_gemm_prompts(const Problem& P, const float* k, const float* v, int64_t 
   pqv::gemm_attention(a, spans, pqv::threads_for(num_threads, pqv::gemm_attention_macs(a, spans)));
 }
 
-void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle::Tensor& k_cache,
-                  const paddle::Tensor& block_tables, const paddle::Tensor& token_ctx, int64_t block_size) {
-  for (const paddle::Tensor* x : {&q, &k, &k_cache})
-    PD_CHECK(x->dtype() == paddle::DataType::FLOAT32, "q, k, v and the caches must be float32");
+void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle::Tensor& v,
+                  const paddle::Tensor& k_cache, const paddle::Tensor& v_cache, const paddle::Tensor& block_tables,
+                  const paddle::Tensor& token_ctx, int64_t block_size) {
+  for (const paddle::Tensor* x : {&q, &k, &v})
+    PD_CHECK(x->dtype() == paddle::DataType::FLOAT32, "q, k and v must be float32");
+  PD_CHECK((k_cache.dtype() == paddle::DataType::FLOAT32 || k_cache.dtype() == paddle::DataType::BFLOAT16) &&
+               v_cache.dtype() == k_cache.dtype(),
+           "the caches must be both float32 or both bfloat16");
   PD_CHECK(block_tables.dtype() == paddle::DataType::INT32 && token_ctx.dtype() == paddle::DataType::INT32,
            "block_tables, token_seq and token_ctx must be int32");
-  PD_CHECK(k_cache.shape()[0] % block_size == 0, "cache slots must be a multiple of block_size");
+  PD_CHECK(k_cache.shape()[0] % block_size == 0 && v_cache.shape() == k_cache.shape(),
+           "the caches must have the same shape, slots a multiple of block_size");
   PD_CHECK(q.shape()[1] % k.shape()[1] == 0 && q.shape()[1] / k.shape()[1] <= 64, "Hq / Hkv must be an integer <= 64");
 }
 
@@ -305,16 +330,17 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle
                                            const paddle::Tensor& slot_mapping, const paddle::Tensor& block_tables,
                                            const paddle::Tensor& token_seq, const paddle::Tensor& token_ctx,
                                            float scale, int64_t block_size, bool bf16, int64_t num_threads) {
-  check_inputs(q, k, k_cache, block_tables, token_ctx, block_size);
+  check_inputs(q, k, v, k_cache, v_cache, block_tables, token_ctx, block_size);
   auto out = paddle::empty(q.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   const int64_t Hq = q.shape()[1], Hkv = k.shape()[1];
-  Problem P{q.data<float>(), out.data<float>(), k_cache.data<float>(), v_cache.data<float>(),
+  const bool kv_bf16 = k_cache.dtype() == paddle::DataType::BFLOAT16;
+  Problem P{q.data<float>(), out.data<float>(), k_cache.data(), v_cache.data(),
             block_tables.data<int32_t>(), token_seq.data<int32_t>(), token_ctx.data<int32_t>(),
             block_tables.shape()[1], block_size, q.shape()[0], Hq, Hkv, q.shape()[2], Hq / Hkv, scale,
-            bf16 && pqv::gemm_attention_built() && pqv::has_fast_bf16()};
+            bf16 && pqv::gemm_attention_built() && pqv::has_fast_bf16(), kv_bf16};
   // work: multiply-adds of scores + accumulate, or K/V bytes read, whichever is larger
   const int nt = pqv::threads_for(num_threads, total_positions(P) * P.D * std::max<int64_t>(2 * Hq, 8 * Hkv));
-  write_kv(k, v, slot_mapping, k_cache.data<float>(), v_cache.data<float>(), k_cache.shape()[0], nt);
+  write_kv(k, v, slot_mapping, k_cache.data(), v_cache.data(), kv_bf16, k_cache.shape()[0], nt);
   run_gemm_prompts(P, k.data<float>(), v.data<float>(), num_threads);
   run_attention(P, nt);
   return {out};

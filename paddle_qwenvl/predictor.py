@@ -60,8 +60,8 @@ class Predictor:
         quant_group_size 64/128 for int4; quantize_vision / quantize_lm_head extend it to those).
         A directory written by save_quantized() loads already quantized, with no quant_type.
         max_model_len: prompt + output tokens of one request. kv_cache_memory: bytes of the paged
-        KV cache (float32); it must hold at least max_model_len tokens, requests beyond what fits
-        at once wait or are preempted and recomputed. max_num_seqs: sequences per step.
+        KV cache (float32; bf16 for a bfloat16 model); it must hold at least max_model_len tokens,
+        requests beyond what fits at once wait or are preempted and recomputed. max_num_seqs: sequences per step.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
         """

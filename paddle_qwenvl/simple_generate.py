@@ -5,6 +5,7 @@ from typing import List
 import paddle
 
 from .engine.inputs import PromptInputs
+from .engine.model_runner import kv_cache_dtype
 from .layers.attention_metadata import AttentionMetadata
 from .models.rope import get_mrope_positions
 from .sampling import SamplingParams, SamplingRow, make_generator, sample
@@ -21,9 +22,10 @@ def encode_vision(model, inputs: PromptInputs) -> tuple:
 
 
 def new_kv_caches(model, num_slots: int) -> list:
+    """Per layer a (k, v) cache of num_slots slots, in the dtype the engine gives this model."""
     t = model.config.text
-    shape = [num_slots, t.num_key_value_heads, t.head_dim]
-    return [(paddle.zeros(shape), paddle.zeros(shape)) for _ in range(t.num_hidden_layers)]
+    shape, dtype = [num_slots, t.num_key_value_heads, t.head_dim], kv_cache_dtype(model.compute_dtype)
+    return [(paddle.zeros(shape, dtype), paddle.zeros(shape, dtype)) for _ in range(t.num_hidden_layers)]
 
 
 def single_sequence_metadata(start: int, length: int, block_size: int, num_blocks: int) -> AttentionMetadata:

@@ -237,16 +237,27 @@ def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=64, seed=0):
 
 def bench_decode_attention(dram, reps, ctx):
     print("decode paged attention (GB/s of K+V bytes read; caches cycled past L3; limit = DRAM read around "
-          f"the row; {DRAM_ROUNDS} rounds of probe + measure)")
+          f"the row; {DRAM_ROUNDS} rounds of probe + measure); float32 caches, then a bfloat16 model's bf16 caches "
+          "(half the bytes, the same arithmetic: no target, their gain is the time per call)")
     for num_seqs, hq, hkv, d in ((1, 12, 2, 128), (4, 12, 2, 128), (1, 28, 4, 128), (4, 28, 4, 128)):
         q, k, v, make_cache, meta = paged_batch(1, ctx, num_seqs, hq, hkv, d)
-        kv_bytes = 2 * num_seqs * ctx * hkv * d * 4
-        caches = [(make_cache(), make_cache()) for _ in range(copies_beyond_cache(kv_bytes))]
-        run = lambda f: cycled(lambda i: f(q, k, v, *caches[i], meta, d ** -0.5), len(caches))
-        stock = rate(kv_bytes, run(paged_attention_ref), max(1, reps // 2))
-        row(f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}",
-            dram.around(lambda: rate(kv_bytes, run(paged_attention), reps)), "GB/s", stock, ("limit", 0.6))
-        del caches
+        name = f"seqs={num_seqs} ctx={ctx} Hq={hq} Hkv={hkv} D={d}"
+        seconds = {}
+        for dtype, nbytes in (("float32", 4), ("bfloat16", 2)):
+            kv_bytes = 2 * num_seqs * ctx * hkv * d * nbytes
+            caches = [(make_cache().astype(dtype), make_cache().astype(dtype))
+                      for _ in range(copies_beyond_cache(kv_bytes))]
+            run = lambda f: cycled(lambda i: f(q, k, v, *caches[i], meta, d ** -0.5), len(caches))
+            measured = dram.around(lambda: rate(kv_bytes, run(paged_attention), reps))
+            seconds[dtype] = kv_bytes / measured[0] / 1e9
+            if dtype == "float32":
+                stock = rate(kv_bytes, run(paged_attention_ref), max(1, reps // 2))
+                row(name, measured, "GB/s", stock, ("limit", 0.6))
+            else:
+                row(f"{name} bf16", measured, "GB/s")
+                print(f"    bf16 caches: {seconds['float32'] * 1e6:.0f} -> {seconds[dtype] * 1e6:.0f} us per call "
+                      f"(x{seconds['float32'] / seconds[dtype]:.2f})", flush=True)
+            del caches
 
 
 def stock_causal_sdpa(q, k, v, scale):

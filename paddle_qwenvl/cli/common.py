@@ -78,16 +78,18 @@ def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, b
     length = max_model_len or 4096
     return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}),
                                      max_model_len=length, max_num_seqs=max(batch_size, 1),
-                                     kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1)),
+                                     kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1),
+                                                                    dtype=dtype),
                                      progress=not quiet(), **options)
 
 
-def kv_cache_bytes(model_dir, tokens: int, block_size: int = 64) -> int:
-    """KV cache bytes for `tokens` tokens, rounded up to whole blocks (one spare)."""
+def kv_cache_bytes(model_dir, tokens: int, block_size: int = 64, dtype: str = "float32") -> int:
+    """KV cache bytes for `tokens` tokens of a model computing in `dtype`, rounded up to whole
+    blocks (one spare)."""
     from ..config import ModelConfig
-    from ..engine.model_runner import kv_block_bytes
+    from ..engine.model_runner import kv_block_bytes, kv_cache_dtype
     blocks = -(-tokens // block_size) + 1
-    return blocks * kv_block_bytes(ModelConfig.from_dir(model_dir).text, block_size)
+    return blocks * kv_block_bytes(ModelConfig.from_dir(model_dir).text, block_size, kv_cache_dtype(dtype))
 
 
 def add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int = 128) -> None:

@@ -21,7 +21,8 @@ class EngineConfig:
     max_model_len: int = 4096            # prompt + output tokens of one request
     block_size: int = 64                 # tokens per KV cache block
     kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches (an upper
-                                         # bound: no more than max_num_seqs x max_model_len tokens)
+                                         # bound: no more than max_num_seqs x max_model_len tokens;
+                                         # float32, bf16 for a bfloat16 model)
     max_num_seqs: int = 16               # sequences per step
     max_num_batched_tokens: Optional[int] = None   # tokens per step; default max_model_len
 

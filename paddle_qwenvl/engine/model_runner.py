@@ -16,7 +16,7 @@ from ..models.rope import get_mrope_positions
 from ..sampling import SamplingRow, sample
 from .sequence import Sequence
 
-FLOAT32_BYTES = 4
+KV_DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 
 
 @dataclass
@@ -27,10 +27,17 @@ class MultiModalCache:
     vision_embeds: Optional[paddle.Tensor] = None  # (n, hidden) in the order of vision_rows
 
 
-def kv_block_bytes(text_config, block_size: int) -> int:
-    """Bytes of one block over all layers: key + value, float32."""
+def kv_cache_dtype(model_dtype: str) -> str:
+    """The KV cache's dtype for a model computing in `model_dtype`: a bfloat16 model keeps its keys
+    and values in bf16 (half the bytes to hold and to read per decode step, as HF and vLLM keep them
+    in the model's dtype); a float32 model in float32."""
+    return "bfloat16" if model_dtype == "bfloat16" else "float32"
+
+
+def kv_block_bytes(text_config, block_size: int, dtype: str = "float32") -> int:
+    """Bytes of one block over all layers: key + value, in the cache's dtype."""
     per_token = 2 * text_config.num_hidden_layers * text_config.num_key_value_heads * text_config.head_dim
-    return per_token * block_size * FLOAT32_BYTES
+    return per_token * block_size * KV_DTYPE_BYTES[dtype]
 
 
 class ModelRunner:
@@ -39,19 +46,20 @@ class ModelRunner:
         self.model = model
         self.config = model.config
         self.block_size = block_size
-        self.num_blocks = kv_cache_memory // kv_block_bytes(self.config.text, block_size)
+        self.kv_dtype = kv_cache_dtype(model.compute_dtype)
+        self.num_blocks = kv_cache_memory // kv_block_bytes(self.config.text, block_size, self.kv_dtype)
         if max_blocks is not None:
             self.num_blocks = min(self.num_blocks, max_blocks)
         if self.num_blocks < 1:
             raise ValueError(f"kv_cache_memory={kv_cache_memory} bytes holds no block of "
-                             f"{kv_block_bytes(self.config.text, block_size)} bytes; raise it")
+                             f"{kv_block_bytes(self.config.text, block_size, self.kv_dtype)} bytes; raise it")
         self.kv_caches = self._allocate_kv_caches()
         self.last_vision_seconds = 0.0            # vision tower time within the last run()
 
     def _allocate_kv_caches(self) -> list:
         t = self.config.text
         shape = [self.num_blocks * self.block_size, t.num_key_value_heads, t.head_dim]   # slot-major
-        return [(paddle.zeros(shape, "float32"), paddle.zeros(shape, "float32"))
+        return [(paddle.zeros(shape, self.kv_dtype), paddle.zeros(shape, self.kv_dtype))
                 for _ in range(t.num_hidden_layers)]
 
     @paddle.no_grad()

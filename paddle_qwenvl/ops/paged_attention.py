@@ -10,6 +10,9 @@ from ..layers.attention_metadata import AttentionMetadata
 from ._build import compiled_ops
 from .threads import num_threads
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+CACHE_DTYPES = (paddle.float32, paddle.bfloat16)
+
 
 def _check(q, k, v, k_cache, v_cache, meta: AttentionMetadata):
     qs, ks, cs = q.shape, k.shape, k_cache.shape     # each .shape is a call into Paddle: read once
@@ -21,6 +24,8 @@ def _check(q, k, v, k_cache, v_cache, meta: AttentionMetadata):
         raise ValueError(f"query heads {qs[1]} must be a multiple of kv heads {ks[1]}")
     if cs[1:] != ks[1:] or v_cache.shape != cs:
         raise ValueError(f"cache {cs} does not hold (slots, {ks[1]}, {ks[2]})")
+    if k_cache.dtype not in CACHE_DTYPES or v_cache.dtype != k_cache.dtype:
+        raise ValueError(f"the caches must be both float32 or both bfloat16; got {k_cache.dtype}, {v_cache.dtype}")
 
 
 def context_slots(meta: AttentionMetadata) -> list:
@@ -35,9 +40,13 @@ def context_slots(meta: AttentionMetadata) -> list:
 
 
 def write_kv(k, v, k_cache, v_cache, slot_mapping):
-    """Scatter new keys/values (T, Hkv, D) into their cache slots in place."""
-    k_cache.scatter_(slot_mapping, k, overwrite=True)
-    v_cache.scatter_(slot_mapping, v, overwrite=True)
+    """Scatter new keys/values (T, Hkv, D) into their cache slots in place (a bf16 cache takes them
+    rounded to bf16)."""
+    for rows, cache in ((k, k_cache), (v, v_cache)):
+        if cache.dtype == paddle.bfloat16:     # Paddle's CPU scatter has no bf16 kernel: move the bits as int32 pairs
+            cache.view(paddle.int32).scatter_(slot_mapping, rows.astype("bfloat16").view(paddle.int32), overwrite=True)
+        else:
+            cache.scatter_(slot_mapping, rows, overwrite=True)
 
 
 def paged_attention_ref(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
@@ -52,8 +61,8 @@ def paged_attention_ref(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scal
     for slots, m, n in zip(context_slots(meta), meta.query_lens, meta.context_lens):
         idx = paddle.to_tensor(slots)
         qi = q[start:start + m].transpose([1, 0, 2]).unsqueeze(0)            # (1, Hq, m, D)
-        ki = paddle.gather(k_cache, idx).transpose([1, 0, 2]).unsqueeze(0)   # (1, Hkv, n, D)
-        vi = paddle.gather(v_cache, idx).transpose([1, 0, 2]).unsqueeze(0)
+        ki = paddle.gather(k_cache, idx).astype("float32").transpose([1, 0, 2]).unsqueeze(0)   # (1, Hkv, n, D)
+        vi = paddle.gather(v_cache, idx).astype("float32").transpose([1, 0, 2]).unsqueeze(0)
         outs.append(_sdpa(qi, ki, vi, m, n, scale)[0].transpose([1, 0, 2]))
         start += m
     return paddle.concat(outs, axis=0)
@@ -97,14 +106,14 @@ def _kernel_inputs(meta: AttentionMetadata):
     return cached[1]
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float,
                     compute_dtype: str = "float32"):
     """Entry point used by the attention layer: the compiled kernel (external_ops/
     paged_attention_op.cc) for float32 when available, else paged_attention_ref. Same contract:
-    writes k/v into their slots in place, returns out (T, Hq, D).
+    writes k/v into their slots in place, returns out (T, Hq, D). The caches are float32, or
+    bfloat16 (a bf16 model's: half the bytes; k/v stored rounded to bf16, read back widened).
 
     compute_dtype "bfloat16" (a bf16 model's): fresh prompts of 128 tokens or more (nothing cached
     before them) attend on oneDNN bf16 GEMMs where the CPU has native bf16 (products summed in
@@ -112,7 +121,7 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
     ops = compiled_ops()
-    if ops is None or q.dtype != paddle.float32 or k_cache.dtype != paddle.float32 or not sum(meta.query_lens):
+    if ops is None or q.dtype != paddle.float32 or not sum(meta.query_lens):
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
     _check(q, k, v, k_cache, v_cache, meta)
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)

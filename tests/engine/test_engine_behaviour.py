@@ -201,6 +201,22 @@ def test_kv_cache_sized_from_budget_and_capped_by_use(parts):
     assert big.runner.num_blocks == 3 * 4
 
 
+def test_bfloat16_model_keeps_a_bf16_kv_cache_of_twice_the_tokens(tmp_path):
+    """A bfloat16 model's keys and values are held in bf16: the same budget holds twice the blocks,
+    and a batch of requests generates through it (the paged kernels widen the rows as they read)."""
+    model_dir = make_tiny_checkpoint(tmp_path / "m", family="qwen2_vl", seed=3)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    t = load_model(model_dir, progress=False).config.text
+    block_bytes = 2 * t.num_hidden_layers * t.num_key_value_heads * t.head_dim * 4 * 16     # fp32
+    config = EngineConfig(max_model_len=64, block_size=16, max_num_seqs=64, kv_cache_memory=10 * block_bytes)
+    fp32 = LLMEngine(load_model(model_dir, progress=False), tokenizer, config)
+    bf16 = LLMEngine(load_model(model_dir, progress=False, dtype="bfloat16"), tokenizer, config)
+    assert (fp32.runner.num_blocks, bf16.runner.num_blocks) == (10, 20)
+    assert str(bf16.runner.kv_caches[0][0].dtype) == "paddle.bfloat16"
+    outs = bf16.generate([inputs(bf16, p) for p in PROMPTS], seeded(max_new_tokens=8))
+    assert [len(o.token_ids) for o in outs] == [8, 8, 8]
+
+
 def test_incremental_decoder_waits_for_whole_characters(parts):
     tokenizer = parts[1]
     text = "A café ☕ by the river — naïve ünïcode"

@@ -67,6 +67,10 @@ PREFILL_CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size
 ]
 
 
+def _bf16(t):
+    return t.astype("bfloat16").astype("float32")
+
+
 def check_against_reference(q_lens, ctx_lens, hq, hkv, d, bs):
     q, k, v, kc, vc, meta = make_batch(q_lens, ctx_lens, hq, hkv, d, bs)
     kc_ref, vc_ref = kc.clone(), vc.clone()
@@ -91,14 +95,45 @@ def test_prefill_tiles_match_reference(q_lens, ctx_lens, hq, hkv, d, bs):
     check_against_reference(q_lens, ctx_lens, hq, hkv, d, bs)
 
 
+def check_bf16_cache(q_lens, ctx_lens, hq, hkv, d, bs):
+    """bf16 caches (a bf16 model's): k/v are stored rounded to bf16 (as Paddle's cast rounds), and
+    the output is the fp32 kernel's on fp32 caches holding those values, bit for bit (the rows are
+    widened exactly as they are read); the reference path takes bf16 caches too."""
+    q, k, v, kc, vc, meta = make_batch(q_lens, ctx_lens, hq, hkv, d, bs)
+    kb, vb = kc.astype("bfloat16"), vc.astype("bfloat16")
+    kw, vw = kb.astype("float32"), vb.astype("float32")
+    out = paged_attention(q, k, v, kb, vb, meta, d ** -0.5).numpy()
+    np.testing.assert_array_equal(out, paged_attention(q, _bf16(k), _bf16(v), kw, vw, meta, d ** -0.5).numpy())
+    np.testing.assert_array_equal(kb.astype("float32").numpy(), kw.numpy())
+    np.testing.assert_array_equal(vb.astype("float32").numpy(), vw.numpy())
+    kr, vr = kc.astype("bfloat16"), vc.astype("bfloat16")
+    ref = paged_attention_ref(q, k, v, kr, vr, meta, d ** -0.5).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=2e-5)
+    np.testing.assert_array_equal(kr.astype("float32").numpy(), kw.numpy())
+
+
+@needs_ops
+@pytest.mark.parametrize("q_lens,ctx_lens,hq,hkv,d,bs", CASES + PREFILL_CASES[1:])
+def test_bf16_cache_is_the_fp32_kernel_on_rounded_values(q_lens, ctx_lens, hq, hkv, d, bs):
+    check_bf16_cache(q_lens, ctx_lens, hq, hkv, d, bs)
+
+
+def test_caches_of_other_or_mixed_dtypes_are_rejected():
+    q, k, v, kc, vc, meta = make_batch([4], [4], 2, 1, 16, 4)
+    for kcache, vcache in ((kc.astype("float16"), vc.astype("float16")), (kc, vc.astype("bfloat16"))):
+        with pytest.raises(ValueError, match="both float32 or both bfloat16"):
+            paged_attention(q, k, v, kcache, vcache, meta, 0.25)
+
+
 @needs_ops
 def test_portable_kernels_match_reference():
     """PADDLE_QWENVL_KERNELS=portable (read once per process, hence the subprocess) runs every
-    case, decode and prefill, on kernels_portable.cc."""
+    case, decode and prefill, on kernels_portable.cc, with fp32 and bf16 caches."""
     env = dict(os.environ, PADDLE_QWENVL_KERNELS="portable")
     script = ("import sys; sys.path.insert(0, %r); import test_paged_attention as t\n"
               "from paddle_qwenvl.ops._build import build_info; assert not build_info()['avx512']\n"
               "for case in t.CASES + t.PREFILL_CASES[1:]: t.check_against_reference(*case)\n"
+              "for case in t.CASES[:7] + t.PREFILL_CASES[3:5]: t.check_bf16_cache(*case)\n"
               "print('portable ok')" % os.path.dirname(__file__))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "portable ok" in done.stdout, done.stderr[-3000:]
@@ -114,10 +149,6 @@ BF16_CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size; the fresh long promp
     ([130, 1, 200, 40], [130, 500, 260, 40], 6, 3, 80, 16),   # fresh + decode + chunked + short fresh
     ([128, 700], [128, 700], 28, 4, 128, 64),         # two fresh prompts side by side, GQA 7
 ]
-
-
-def _bf16(t):
-    return t.astype("bfloat16").astype("float32")
 
 
 def _fresh_rows(q_lens, ctx_lens):

@@ -86,7 +86,7 @@ def test_bf16_prefill_keeps_int4_agreement(mid_dir, fp32_logits, monkeypatch):
 def test_bfloat16_weights_agree_with_fp32(mid_dir, fp32_logits):
     model = load_model(mid_dir, progress=False, dtype="bfloat16")
     top1, cos = agreement(fp32_logits, prompt_logits(model))
-    assert top1 >= 0.99 and cos >= 0.9999          # measured here: 0.997, 0.999994
+    assert top1 >= 0.99 and cos >= 0.9999          # measured here: 0.994, 0.999994 (0.997 with an fp32 KV cache)
 
 
 def test_bfloat16_holds_linears_and_embeddings_in_bf16(mid_dir):
