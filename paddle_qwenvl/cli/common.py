@@ -41,7 +41,7 @@ def set_up_runtime(threads: Optional[int] = None) -> int:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """float32 and bfloat16 run as asked (bfloat16: weights held in bf16, sums in fp32); float16
+    """float32 and bfloat16 run as asked (bfloat16: bf16 math, sums in fp32); float16
     runs as float32, with a note: there are no fp16 kernels here."""
     if dtype not in FLOAT_DTYPES:
         raise UserError(f"--dtype {dtype!r} is not known; use float32 or bfloat16")
@@ -144,7 +144,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="checkpoint directory (config.json, *.safetensors, tokenizer); "
                         "default: the random-weight demo model")
     g.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES,
-                   help="bfloat16: weights held in bf16 (half the memory and decode bytes); "
+                   help="float32: fp32 math (a bf16 checkpoint's weights are held in bf16 as they are); "
+                        "bfloat16: bf16 math (faster prefill and vision tower, bf16 KV cache); "
                         "float16 runs as float32 (with a note)")
     g.add_argument("--max-model-len", type=int, default=4096, help="prompt + output tokens per request")
     g.add_argument("--threads", type=int, default=None,

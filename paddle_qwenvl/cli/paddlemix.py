@@ -3,7 +3,7 @@
 Every flag does what it says. Differences from PaddleMIX (the last three print a note when used):
   --max_length / --min_length   tokens to generate (PaddleNLP's meaning), not prompt + output
   --top_k                       applied (PaddleMIX parses it and ignores it)
-  --dtype float16               runs in float32 (--dtype bfloat16 holds the weights in bf16)
+  --dtype float16               runs in float32 (--dtype bfloat16 computes in bf16)
   --llm_mode static             not available yet: runs dynamic
   --block_attn --append_attn --inference_model --output_via_mq --attn_implementation
                                 obsolete here: the KV cache is always paged, the model is always
@@ -80,7 +80,7 @@ def _add_generation_args(p):
 def _add_runtime_args(p):
     g = p.add_argument_group("runtime")
     g.add_argument("--dtype", default="float32",
-                   help="float32 or bfloat16 (weights held in bf16); float16 runs as float32")
+                   help="float32 (fp32 math) or bfloat16 (bf16 math); float16 runs as float32")
     g.add_argument("--llm_mode", default="dynamic", choices=["dynamic", "static"])
     for flag in OBSOLETE:
         kind = dict(type=str) if flag == "attn_implementation" else dict(type=str2bool, nargs="?", const=True)
