@@ -1,8 +1,5 @@
 """Weight-only quantization options (`quant_type`) and quantized checkpoints."""
-import json
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 QUANT_TYPES = ("weight_only_int8", "weight_only_int4")
@@ -57,26 +54,3 @@ def make_quant_config(quant_type: Optional[str], group_size: int = 128, quantize
 def saved_quant_config(config) -> Optional[QuantConfig]:
     """The QuantConfig a checkpoint was saved with (`save_quantized`), else None."""
     return QuantConfig.from_dict(config.raw.get(CONFIG_KEY))
-
-
-def save_quantized(model, source_dir, out_dir, shard_bytes: int = 2 << 30) -> Path:
-    """Write a quantized model as a checkpoint that loads without re-quantizing.
-
-    Tensors keep our names (fused qkv_proj / gate_up_proj, qweight + scales); the tokenizer and
-    processor files are copied from `source_dir`.
-    """
-    from .weight_writer import ShardWriter
-    if model.quant is None:
-        raise ValueError("the model is not quantized: load it with quant_type first")
-    source_dir, out_dir = Path(source_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for f in source_dir.iterdir():
-        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
-            shutil.copy2(f, out_dir / f.name)
-    config = dict(model.config.raw, **{CONFIG_KEY: model.quant.to_dict()})
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-    state = model.state_dict()
-    with ShardWriter(out_dir, "keep", shard_bytes, progress=False, total=len(state)) as writer:
-        for name, tensor in state.items():
-            writer.add(name, tensor)                # bf16 ones (kept from the checkpoint) stay bf16
-    return out_dir

@@ -6,7 +6,7 @@ import paddle
 
 from .engine.inputs import PromptInputs
 from .engine.model_runner import kv_cache_dtype
-from .layers.attention_metadata import AttentionMetadata
+from .ops.attention_metadata import AttentionMetadata
 from .models.rope import get_mrope_positions
 from .sampling import SamplingParams, SamplingRow, make_generator, sample
 

@@ -54,7 +54,7 @@ def main():
     args = parse_args()
     import paddle
     paddle.base.core.set_num_threads(args.threads)
-    from paddle_qwenvl.tiny import make_tiny_checkpoint
+    from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or make_tiny_checkpoint(tmp, family="qwen2_vl", text=MID_TEXT)
         engine = build_engine(model_dir, args)

@@ -36,7 +36,7 @@ def parse_args():
 def main():
     args = parse_args()
     from paddle_qwenvl import Predictor, SamplingParams
-    from paddle_qwenvl.benchmarking import decode_weight_bytes
+    from paddle_qwenvl.tools.bench import decode_weight_bytes
     from paddle_qwenvl.cli.common import set_up_runtime
     threads = set_up_runtime(args.threads)
     dram = dram_limit(threads, reps=3)

@@ -19,7 +19,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
+from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref

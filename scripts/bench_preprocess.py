@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from paddle_qwenvl.processing import Processor
-from paddle_qwenvl.processing.tiny_tokenizer import write_processor_files
+from paddle_qwenvl.tools.tiny_tokenizer import write_processor_files
 
 
 def _test_image(path):
@@ -80,7 +80,7 @@ def bench_video(work, repeats):
 def bench_vision(work, out, depth, preprocess_seconds):
     import paddle
     from paddle_qwenvl.models import load_model
-    from paddle_qwenvl.tiny import make_preset_checkpoint
+    from paddle_qwenvl.tools.tiny import make_preset_checkpoint
     model_dir = make_preset_checkpoint(work / "vit", "qwen2-vl-2b", num_layers=1, vision_depth=depth,
                                        dtype="float32", progress=False)
     model = load_model(str(model_dir), progress=False)

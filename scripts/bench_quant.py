@@ -21,7 +21,7 @@ SETTINGS = [("fp32", "none", False), ("int8", "weight_only_int8", False), ("int4
 
 
 def cached_preset(preset: str, num_layers, root: Path) -> Path:
-    from paddle_qwenvl.tiny import make_preset_checkpoint
+    from paddle_qwenvl.tools.tiny import make_preset_checkpoint
     path = root / f"{preset}-L{num_layers or 'all'}"
     if not (path / "config.json").is_file():
         print(f"building random {preset} checkpoint in {path} (once)", file=sys.stderr)
@@ -31,7 +31,7 @@ def cached_preset(preset: str, num_layers, root: Path) -> Path:
 
 def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -> dict:
     from paddle_qwenvl import Predictor, SamplingParams
-    from paddle_qwenvl.benchmarking import (PeakAnonymous, decode_weight_bytes, peak_resident_bytes,
+    from paddle_qwenvl.tools.bench import (PeakAnonymous, decode_weight_bytes, peak_resident_bytes,
                                             read_bandwidth_gbps, resident_bytes)
     start = time.perf_counter()
     with PeakAnonymous() as anon:

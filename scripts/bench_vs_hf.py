@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from paddle_qwenvl.benchmarking import peak_resident_bytes, read_bandwidth_gbps
+from paddle_qwenvl.tools.bench import peak_resident_bytes, read_bandwidth_gbps
 
 QUESTION = "Describe this image."
 PATCH_MERGE = 4                      # spatial_merge_size ** 2: patches per vision token
@@ -214,9 +214,9 @@ def decode_weight_bytes(model_dir, bytes_per_weight: float = 4.0, lm_head_bytes:
 
 
 def cached_checkpoint(preset: str, num_layers) -> Path:
-    from paddle_qwenvl.demo import cache_root
-    from paddle_qwenvl.presets import PRESETS
-    from paddle_qwenvl.tiny import make_preset_checkpoint
+    from paddle_qwenvl.tools.demo_model import cache_root
+    from paddle_qwenvl.tools.presets import PRESETS
+    from paddle_qwenvl.tools.tiny import make_preset_checkpoint
     layers = num_layers or PRESETS[preset][1]["num_hidden_layers"]
     target = cache_root() / "bench" / f"{preset}-L{layers}"
     if not (target / "config.json").is_file():
@@ -298,7 +298,7 @@ def ours_weights(result: dict) -> str:
 
 def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, torch_gb_s: float,
              probe: tuple) -> dict:
-    """probe: (GB/s, how) of paddle_qwenvl.benchmarking.read_bandwidth_gbps, several streams per
+    """probe: (GB/s, how) of paddle_qwenvl.tools.bench.read_bandwidth_gbps, several streams per
     thread; one stream per thread (numpy's and torch's sums) reads well below what DRAM gives."""
     float_bytes = 2.0 if ours.get("weight_dtype", dtype) == "bfloat16" else 4.0
     bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, float_bytes)

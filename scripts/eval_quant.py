@@ -20,7 +20,7 @@ from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.quantization import make_quant_config
 from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
                 num_key_value_heads=2, mrope_section=[8, 12, 12], tie_word_embeddings=False)

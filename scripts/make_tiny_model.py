@@ -4,7 +4,7 @@
     python scripts/make_tiny_model.py /tmp/demo --demo                      # the demo's size
     python scripts/make_tiny_model.py /tmp/2b --preset qwen2-vl-2b --num_layers 4   # real-size shapes
 
-Same as `paddle-qwenvl make-tiny`; a thin layer over paddle_qwenvl.tiny.
+Same as `paddle-qwenvl make-tiny`; a thin layer over paddle_qwenvl.tools.tiny.
 """
 import argparse
 import sys

@@ -31,7 +31,7 @@ def _add_demo_parser(subparsers) -> None:
 
 
 def _demo(args) -> int:
-    from ..demo import run_demo
+    from .demo import run_demo
     return run_demo(args.family, args.rebuild, args.threads, args.model)
 
 

@@ -5,7 +5,7 @@ With no --image/--video the bundled demo image is used.
 """
 import sys
 
-from .benchmark import format_report, run_benchmark, summarize, write_json
+from ..tools.bench import format_report, run_benchmark, summarize, write_json
 from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, describe_quant,
                      predictor_from_args, sampling_from_args, user_message)
 

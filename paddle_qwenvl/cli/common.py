@@ -203,7 +203,7 @@ def predictor_from_args(args, batch_size: int = 1):
     set_up_runtime(args.threads)
     model_dir = args.model
     if model_dir is None:
-        from ..demo import demo_checkpoint
+        from ..tools.demo_model import demo_checkpoint
         model_dir = demo_checkpoint()
         warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
     return load_predictor(check_model_dir(model_dir), quant_options(args), dtype=resolve_dtype(args.dtype),

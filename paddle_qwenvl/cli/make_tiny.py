@@ -8,7 +8,7 @@ The weights are random: good for tests, demos and speed/memory measurements, not
 import argparse
 import time
 
-from ..presets import PRESETS
+from ..tools.presets import PRESETS
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..tiny import make_preset_checkpoint, make_tiny_checkpoint
+    from ..tools.tiny import make_preset_checkpoint, make_tiny_checkpoint
     from .common import UserError, quiet
     if (args.num_layers or args.vision_depth) and not args.preset:
         raise UserError("--num-layers / --vision-depth only apply with --preset NAME")
@@ -40,7 +40,7 @@ def run(args) -> int:
         out = make_preset_checkpoint(args.out_dir, args.preset, num_layers=args.num_layers,
                                      vision_depth=args.vision_depth, seed=args.seed, progress=not quiet())
     elif args.demo:
-        from ..demo import DEMO_TEXT, DEMO_VISION
+        from ..tools.demo_model import DEMO_TEXT, DEMO_VISION
         out = make_tiny_checkpoint(args.out_dir, args.family, args.seed, DEMO_TEXT, DEMO_VISION[args.family])
     else:
         out = make_tiny_checkpoint(args.out_dir, args.family, args.seed)

@@ -13,7 +13,7 @@ Video defaults follow PaddleMIX: 1 frame per second, at most 360*420 pixels per 
 import argparse
 import sys
 
-from .benchmark import format_report, run_benchmark, summarize, write_json
+from ..tools.bench import format_report, run_benchmark, summarize, write_json
 from .common import (DEMO_IMAGE, DEMO_VIDEO, add_quant_args, check_model_dir, describe_quant, load_predictor,
                      quant_options, resolve_dtype, sampling_from, set_up_runtime, user_message, warn)
 

@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from ..models import load_model
-    from ..quantization import make_quant_config, save_quantized
+    from ..quantization import make_quant_config
+    from ..tools.weight_writer import save_quantized
     if not args.quant_type:
         raise UserError("give --quant-type weight_only_int8 or weight_only_int4")
     source = check_model_dir(args.model_dir)

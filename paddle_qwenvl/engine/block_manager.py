@@ -1,7 +1,7 @@
 """Hands out fixed-size KV cache blocks to sequences (no prefix sharing).
 
 Block b holds cache slots b * block_size .. (b + 1) * block_size - 1 (see
-`paddle_qwenvl.layers.attention_metadata`). Pure Python over ints.
+`paddle_qwenvl.ops.attention_metadata`). Pure Python over ints.
 """
 from collections import deque
 

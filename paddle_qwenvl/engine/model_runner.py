@@ -11,7 +11,7 @@ from typing import List, Optional
 import numpy as np
 import paddle
 
-from ..layers.attention_metadata import AttentionMetadata
+from ..ops.attention_metadata import AttentionMetadata
 from ..models.rope import get_mrope_positions
 from ..sampling import SamplingRow, sample
 from .sequence import Sequence

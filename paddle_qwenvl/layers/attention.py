@@ -3,7 +3,7 @@ import paddle.nn as nn
 
 from ..ops.paged_attention import paged_attention
 from ..ops.rotary import rotary_qkv
-from .attention_metadata import AttentionMetadata
+from ..ops.attention_metadata import AttentionMetadata
 from .linear import compute_dtype, make_linear
 
 

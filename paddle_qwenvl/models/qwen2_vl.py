@@ -4,7 +4,7 @@ import paddle
 import paddle.nn as nn
 
 from ..config import ModelConfig, VisionConfig
-from ..layers.attention_metadata import AttentionMetadata
+from ..ops.attention_metadata import AttentionMetadata
 from ..layers.embedding import TiedQuantizedEmbedding
 from ..layers.linear import compute_dtype, make_linear
 from ..layers.norm import LayerNorm

@@ -4,7 +4,7 @@ import paddle.nn as nn
 
 from ..config import TextConfig
 from ..layers.attention import Attention
-from ..layers.attention_metadata import AttentionMetadata
+from ..ops.attention_metadata import AttentionMetadata
 from ..layers.linear import make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm

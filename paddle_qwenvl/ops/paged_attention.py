@@ -1,12 +1,12 @@
 """Attention over the paged KV cache: writes the step's new K/V into their slots, then attends.
 
-Layout contract: see `paddle_qwenvl.layers.attention_metadata`.
+Layout contract: see `paddle_qwenvl.ops.attention_metadata`.
 """
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ..layers.attention_metadata import AttentionMetadata
+from .attention_metadata import AttentionMetadata
 from ._build import compiled_ops
 from .threads import num_threads
 

@@ -12,7 +12,7 @@ SMALL_PIXELS = dict(max_pixels=64 * 28 * 28)        # keeps images at <= 64 patc
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    from paddle_qwenvl.tiny import make_tiny_checkpoint
+    from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
     root = tmp_path_factory.mktemp("e2e_models")
     return {family: make_tiny_checkpoint(root / family, family, seed=0, **SMALL_PIXELS)
             for family in ("qwen2_vl", "qwen2_5_vl")}

@@ -17,8 +17,8 @@ def load_script():
 
 
 def test_decode_weight_bytes_of_qwen2_vl_2b(tmp_path):
-    from paddle_qwenvl.presets import PRESETS
-    from paddle_qwenvl.tiny import hf_config
+    from paddle_qwenvl.tools.presets import PRESETS
+    from paddle_qwenvl.tools.tiny import hf_config
     _, text, vision = PRESETS["qwen2-vl-2b"]
     (tmp_path / "config.json").write_text(json.dumps(hf_config("qwen2_vl", text, vision, {})))
     # per layer: qkv 1536 x (1536 + 2 * 256), o 1536 x 1536, gate/up/down 3 x 1536 x 8960

@@ -27,7 +27,7 @@ def test_no_arguments_runs_the_demo_on_image_and_video(cli, cache_root):
 
 
 def test_demo_checkpoint_is_built_once(tmp_path, monkeypatch):
-    from paddle_qwenvl.demo import demo_checkpoint
+    from paddle_qwenvl.tools.demo_model import demo_checkpoint
     monkeypatch.setenv("PADDLE_QWENVL_CACHE", str(tmp_path))
     first = demo_checkpoint("qwen2_vl")
     stamp = (first / "model.safetensors").stat().st_mtime_ns

@@ -12,7 +12,7 @@ from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.engine.llm_engine import EngineConfig, LLMEngine
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.sampling import SamplingParams
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 PROMPTS = ["A picture shows a small red house", "Two children walk along the bank",
            "the sky above them is bright blue"]

@@ -6,7 +6,7 @@ from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.engine.llm_engine import EngineConfig, LLMEngine
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.sampling import SamplingParams
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 from hf_parity_utils import hf_greedy, mixed_requests
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from paddle_qwenvl import Predictor, SamplingParams
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 from hf_parity_utils import hf_greedy
 

@@ -13,7 +13,7 @@ from paddle_qwenvl.ops import decoder_layer as fused
 from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.quantization import QuantConfig
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits, single_sequence_metadata
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 pytestmark = pytest.mark.skipif(compiled_ops() is None or not build_info()["onednn"],
                                 reason="compiled ops with oneDNN unavailable")

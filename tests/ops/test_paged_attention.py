@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
+from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref, token_layout
 

@@ -47,7 +47,7 @@ def bf16_checkpoint(family, tmp_path_factory):
     """family's tiny model written in bf16 (as published): (our float32 model, HF float32, dir)."""
     import transformers
     from paddle_qwenvl.models import load_model
-    from paddle_qwenvl.tiny import make_tiny_checkpoint
+    from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
     from .conftest import HF_CLASSES
     path = make_tiny_checkpoint(tmp_path_factory.mktemp(f"bf16-{family}") / "m", family, seed=1, dtype="bfloat16")
     hf = getattr(transformers, HF_CLASSES[family]).from_pretrained(path, dtype=torch.float32,
@@ -110,7 +110,7 @@ def test_greedy_tokens_match(models, family, case):
 
 def test_batch_of_two_packed_matches_hf_padded_batch(models, family):
     """Two prompts of different lengths in one packed forward vs HF's left-padded batch."""
-    from paddle_qwenvl.layers.attention_metadata import AttentionMetadata
+    from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
     from paddle_qwenvl.models.rope import get_mrope_positions
     from paddle_qwenvl.simple_generate import encode_vision
     ours, hf, _ = models[family]

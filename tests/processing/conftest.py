@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from paddle_qwenvl.processing.tiny_tokenizer import write_processor_files
+from paddle_qwenvl.tools.tiny_tokenizer import write_processor_files
 
 
 @pytest.fixture(scope="session")

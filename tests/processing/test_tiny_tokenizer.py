@@ -5,7 +5,7 @@ import jinja2
 import pytest
 
 from paddle_qwenvl.processing.chat_template import CHAT_TEMPLATES
-from paddle_qwenvl.processing.tiny_tokenizer import QWEN2_VL_SPECIAL_TOKENS, write_processor_files
+from paddle_qwenvl.tools.tiny_tokenizer import QWEN2_VL_SPECIAL_TOKENS, write_processor_files
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,9 +9,10 @@ from safetensors.numpy import load_file
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.sampling import SamplingParams
 from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
-from paddle_qwenvl.tiny import make_tiny_checkpoint
-from paddle_qwenvl.weight_writer import ShardWriter
-from paddle_qwenvl.quantization import make_quant_config, save_quantized
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.weight_writer import ShardWriter
+from paddle_qwenvl.quantization import make_quant_config
+from paddle_qwenvl.tools.weight_writer import save_quantized
 from paddle_qwenvl.weights import matrix_dtypes
 
 from tests.parity.cases import CASES, build

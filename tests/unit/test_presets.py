@@ -5,10 +5,10 @@ import pytest
 
 from paddle_qwenvl.config import ModelConfig
 from paddle_qwenvl.models.registry import build_model
-from paddle_qwenvl.presets import PRESETS
+from paddle_qwenvl.tools.presets import PRESETS
 from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
-from paddle_qwenvl.tiny import hf_config
+from paddle_qwenvl.tools.tiny import hf_config
 
 IDS = dict(vision_start_token_id=151652, vision_end_token_id=151653, image_token_id=151655,
            video_token_id=151656, bos_token_id=151643, eos_token_id=151645)

@@ -12,14 +12,15 @@ import paddle
 import pytest
 
 import paddle_qwenvl.layers.linear as linear_layers
-from paddle_qwenvl.benchmarking import decode_weight_bytes
+from paddle_qwenvl.tools.bench import decode_weight_bytes
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.ops.weight_only_linear import weight_only_linear
 from paddle_qwenvl.ops._build import compiled_ops
-from paddle_qwenvl.quantization import QuantConfig, make_quant_config, save_quantized
+from paddle_qwenvl.quantization import QuantConfig, make_quant_config
+from paddle_qwenvl.tools.weight_writer import save_quantized
 from paddle_qwenvl.engine.inputs import PromptInputs
 from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
-from paddle_qwenvl.tiny import make_tiny_checkpoint
+from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
                 num_key_value_heads=2, mrope_section=[8, 12, 12], tie_word_embeddings=False)

@@ -1,10 +1,14 @@
-"""Sharded safetensors writer with an index, as published checkpoints are laid out."""
+"""Sharded safetensors writer with an index, as published checkpoints are laid out, and
+`save_quantized` (a quantized model as a checkpoint that loads without re-quantizing)."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 from tqdm import tqdm
+
+from ..quantization import CONFIG_KEY
 
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
@@ -76,3 +80,25 @@ def _save(tensors: dict, path: Path, dtype: str):
     as_paddle = (lambda v: paddle.to_tensor(v).view(paddle.bfloat16)) if dtype == "bfloat16" else \
         (lambda v: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v)
     save_paddle({k: as_paddle(v) for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+
+
+def save_quantized(model, source_dir, out_dir, shard_bytes: int = 2 << 30) -> Path:
+    """Write a quantized model as a checkpoint that loads without re-quantizing.
+
+    Tensors keep our names (fused qkv_proj / gate_up_proj, qweight + scales); the tokenizer and
+    processor files are copied from `source_dir`.
+    """
+    if model.quant is None:
+        raise ValueError("the model is not quantized: load it with quant_type first")
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in source_dir.iterdir():
+        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "model.safetensors.index.json":
+            shutil.copy2(f, out_dir / f.name)
+    config = dict(model.config.raw, **{CONFIG_KEY: model.quant.to_dict()})
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2))
+    state = model.state_dict()
+    with ShardWriter(out_dir, "keep", shard_bytes, progress=False, total=len(state)) as writer:
+        for name, tensor in state.items():
+            writer.add(name, tensor)                # bf16 ones (kept from the checkpoint) stay bf16
+    return out_dir

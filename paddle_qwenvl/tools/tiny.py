@@ -106,7 +106,7 @@ def write_weights(out_dir: Path, shapes: dict, seed: int, std: float, dtype: str
 def write_model_dir(out_dir, family: str, text: dict, vision: dict, seed: int = 0, std: float = 0.05,
                     dtype: str = "float32", progress: bool = False, embed_std: Optional[float] = None,
                     **processor_overrides) -> Path:
-    from .processing.tiny_tokenizer import write_processor_files
+    from .tiny_tokenizer import write_processor_files
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = write_processor_files(str(out_dir), family, **processor_overrides)

@@ -5,65 +5,25 @@ Builds a small random-weight checkpoint once (cached under $PADDLE_QWENVL_CACHE,
 pipeline (processor, vision tower, paged-KV decoder, sampler, detokenizer) and prints the answers
 and timings. The weights are random, so the answers are meaningless; the timings are real.
 """
-import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
+from ..tools.demo_model import DEMO_TEXT, FAMILY_NAMES, cache_root, demo_checkpoint
+from .common import DEMO_IMAGE, DEMO_VIDEO, check_model_dir, load_predictor, set_up_runtime, user_message
 
-# Small but not trivial, so timings mean something: builds in a few seconds, ~30 MB of float32.
-DEMO_TEXT = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, mrope_section=[8, 12, 12])          # head_dim 64
-DEMO_VISION = {"qwen2_vl": dict(depth=4, embed_dim=128, num_heads=2, mlp_ratio=2),
-               "qwen2_5_vl": dict(depth=4, hidden_size=128, num_heads=2, intermediate_size=256,
-                                  window_size=112, fullatt_block_indexes=[1, 3], tokens_per_second=2)}
-FAMILY_NAMES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
 MAX_NEW_TOKENS = 32
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("PADDLE_QWENVL_CACHE") or Path.home() / ".cache" / "paddle_qwenvl")
-
-
-def demo_checkpoint(family: str = "qwen2_5_vl", rebuild: bool = False) -> Path:
-    """The cached demo model directory of `family`, built on first use.
-
-    Built in a temporary directory and renamed into place, so an interrupted build is never used."""
-    if family not in DEMO_VISION:
-        raise ValueError(f"family must be one of {sorted(DEMO_VISION)}, got {family!r}")
-    target = cache_root() / f"demo-{family}-{__version__}"
-    if rebuild and target.exists():
-        shutil.rmtree(target)
-    if not (target / "config.json").is_file():
-        _build(target, family)
-    return target
-
-
-def _build(target: Path, family: str) -> None:
-    from .tiny import make_tiny_checkpoint
-    tmp = target.with_name(f"{target.name}.building-{os.getpid()}")
-    start = time.perf_counter()
-    make_tiny_checkpoint(tmp, family, seed=0, text=DEMO_TEXT, vision=DEMO_VISION[family])
-    try:
-        os.replace(tmp, target)
-    except OSError:                       # another process finished first: use theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"built the demo checkpoint in {time.perf_counter() - start:.1f} s: {target}", file=sys.stderr)
 
 
 def demo_requests():
     """(label, messages) for the bundled image and video."""
-    from .cli.common import DEMO_IMAGE, DEMO_VIDEO, user_message
     return [(f"image {DEMO_IMAGE.name}", [user_message("Describe this image.", images=[str(DEMO_IMAGE)])]),
             (f"video {DEMO_VIDEO.name}", [user_message("Describe this video.", videos=[str(DEMO_VIDEO)])])]
 
 
 def run_demo(family: str = "qwen2_5_vl", rebuild: bool = False, threads=None, model_dir=None) -> int:
     """Both bundled requests through the demo checkpoint of `family`, or through `model_dir`."""
-    from .cli.common import check_model_dir, load_predictor, set_up_runtime
-    from .sampling import SamplingParams
+    from ..sampling import SamplingParams
     threads = set_up_runtime(threads)
     if model_dir is None:
         model_dir = demo_checkpoint(family, rebuild)
