@@ -10,7 +10,7 @@ import os
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import AddedToken
 
-from .chat_template import CHAT_TEMPLATES
+from ..processing.chat_template import CHAT_TEMPLATES
 
 # Qwen2's pre-tokenizer split pattern (contractions, letters, single digits, punctuation, spaces).
 QWEN2_SPLIT_REGEX = (
