@@ -17,9 +17,9 @@ import paddle
 
 from paddle_qwenvl import SamplingParams
 from paddle_qwenvl.engine.inputs import PromptInputs
+from paddle_qwenvl.engine.llm_engine import EngineConfig, LLMEngine
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.quantization import make_quant_config
-from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
 from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
@@ -30,10 +30,18 @@ SETTINGS = [("weight_only_int8", 128, False), ("weight_only_int4", 128, False), 
             ("weight_only_int8", 128, True), ("weight_only_int4", 128, True)]
 
 
+def engine_for(model) -> LLMEngine:
+    """The engine generate() runs, without a tokenizer (token ids out)."""
+    return LLMEngine(model, None, EngineConfig(max_model_len=1024, block_size=64, max_num_seqs=1))
+
+
 def prompt_logits(model, ids):
-    blocks = -(-len(ids) // 64)
-    with paddle.no_grad():
-        return prefill_logits(model, PromptInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
+    return engine_for(model).prompt_logits([PromptInputs(ids)])[0]
+
+
+def generate_ids(model, prompts, params):
+    engine = engine_for(model)
+    return [engine.generate([PromptInputs(p)], params)[0].token_ids for p in prompts]
 
 
 def vision_features(model, grid=(1, 16, 16)):
@@ -60,14 +68,14 @@ def evaluate(model_dir, positions=320, prompts=4, new_tokens=32):
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     ref = load_model(model_dir, progress=False)
     ref_logits = prompt_logits(ref, long_ids)
-    ref_gen = [generate_ids(ref, PromptInputs(p), params) for p in short]
+    ref_gen = generate_ids(ref, short, params)
     ref_vision = vision_features(ref)
     rows = []
     for quant_type, group, everything in SETTINGS:
         model = load_model(model_dir, make_quant_config(quant_type, group, everything, everything), progress=False)
         got = prompt_logits(model, long_ids)
         cos = cosine(got, ref_logits)
-        gen = [generate_ids(model, PromptInputs(p), params) for p in short]
+        gen = generate_ids(model, short, params)
         vision_cos = cosine(vision_features(model), ref_vision).min() if everything else None
         rows.append((model.quant.describe(), (got.argmax(-1) == ref_logits.argmax(-1)).mean(), cos.min(),
                      cos.mean(), vision_cos, [matching_prefix(a, b) for a, b in zip(gen, ref_gen)]))

@@ -5,13 +5,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Union
 
-from ..sampling import SamplingParams, make_generator
-from .block_manager import BlockManager
+import numpy as np
+
 from ..processing.tokenizer import IncrementalDecoder
+from ..sampling import SamplingParams
+from .block_manager import BlockManager, blocks_for
 from .detokenizer import find_stop, stream_safe_end
 from .inputs import PromptInputs
 from .model_runner import ModelRunner
 from .outputs import RequestOutput, Usage
+from .request import Request, stop_token_ids
 from .scheduler import Scheduler
 from .sequence import Sequence
 
@@ -38,6 +41,9 @@ class EngineConfig:
 
 
 class LLMEngine:
+    """Continuous batching over one paged KV cache. `tokenizer` (processing.Tokenizer) detokenizes
+    the outputs; with None the outputs carry token ids only (text stays empty, stop strings unused)."""
+
     def __init__(self, model, tokenizer, config: EngineConfig):
         self.config = config
         self.tokenizer = tokenizer
@@ -52,12 +58,23 @@ class LLMEngine:
                              f"or lower max_model_len")
         blocks = BlockManager(self.runner.num_blocks, config.block_size)
         self.scheduler = Scheduler(blocks, config.max_num_seqs, config.max_num_batched_tokens)
-        self._sequences = {}              # request id -> unfinished Sequence
+        self._requests = {}               # request id -> unfinished Request
         self._outputs = {}                # request id -> queued outputs (generate/stream)
         self._lock = threading.RLock()    # one step at a time; see _follow
 
     def add_request(self, inputs: PromptInputs, params: SamplingParams,
                     request_id: Optional[str] = None) -> str:
+        request = self._new_request(inputs, params, request_id)
+        with self._lock:
+            if request.request_id in self._requests:
+                raise ValueError(f"request id {request.request_id!r} is already running")
+            self.scheduler.add(request.seq)
+            self._requests[request.request_id] = request
+        return request.request_id
+
+    def _new_request(self, inputs: PromptInputs, params: SamplingParams,
+                     request_id: Optional[str] = None) -> Request:
+        """A checked Request with its prompt state prepared; not yet scheduled."""
         if not isinstance(params, SamplingParams):
             raise TypeError(f"sampling must be a SamplingParams, got {type(params).__name__}")
         if len(inputs.input_ids) >= self.config.max_model_len:
@@ -65,16 +82,10 @@ class LLMEngine:
                              f"{self.config.max_model_len} leaves no room to generate: shorten the "
                              f"prompt (smaller images/videos) or raise max_model_len")
         self._check_token_ids(inputs.input_ids + params.stop_token_ids)
-        seq = Sequence(inputs.input_ids, params, request_id, mm_inputs=inputs)
-        self.runner.prepare_prompt(seq)
-        seq.generator = make_generator(params)
-        seq.decoder = IncrementalDecoder(self.tokenizer)
-        with self._lock:
-            if seq.request_id in self._sequences:
-                raise ValueError(f"request id {seq.request_id!r} is already running")
-            self.scheduler.add(seq)
-            self._sequences[seq.request_id] = seq
-        return seq.request_id
+        seq = Sequence(inputs.input_ids, request_id)
+        decoder = IncrementalDecoder(self.tokenizer) if self.tokenizer is not None else None
+        return Request(seq, params, stop_token_ids(params, self.eos_ids), self.runner.prepare_prompt(inputs),
+                       decoder)
 
     def _check_token_ids(self, ids: List[int]) -> None:
         vocab = self.runner.config.text.vocab_size
@@ -90,9 +101,9 @@ class LLMEngine:
         """Stops a request; False if it is unknown or already finished."""
         with self._lock:
             seq = self.scheduler.abort(request_id)
-            self._sequences.pop(request_id, None)
+            request = self._requests.pop(request_id, None)
             if seq is not None and request_id in self._outputs:
-                self._outputs[request_id].append(self._output(seq))
+                self._outputs[request_id].append(self._output(request))
         return seq is not None
 
     def step(self) -> List[RequestOutput]:
@@ -105,66 +116,75 @@ class LLMEngine:
         return outputs
 
     def _step(self) -> List[RequestOutput]:
-        batch = self.scheduler.schedule()
+        batch = [self._requests[seq.request_id] for seq in self.scheduler.schedule()]
         if not batch:
             if self.has_unfinished():
                 raise RuntimeError("the scheduler could not schedule any waiting request")
             return []
         start = time.perf_counter()
-        token_ids = self.runner.run(batch, self.eos_ids)
+        token_ids = self.runner.run(batch)
         self._add_step_time(batch, time.perf_counter() - start - self.runner.last_vision_seconds)
-        self.scheduler.postprocess(batch, token_ids)
-        return [self._after_token(seq) for seq in batch]
+        self.scheduler.postprocess([r.seq for r in batch], token_ids)
+        return [self._after_token(r) for r in batch]
 
     @staticmethod
-    def _add_step_time(batch: List[Sequence], seconds: float) -> None:
-        """Wall time of the step without the vision tower, to prefill or decode of each sequence."""
-        for seq in batch:
-            if seq.num_computed_tokens == 0:
-                seq.timings.prefill += seconds
+    def _add_step_time(batch: List[Request], seconds: float) -> None:
+        """Wall time of the step without the vision tower, to prefill or decode of each request."""
+        for r in batch:
+            if r.seq.num_computed_tokens == 0:
+                r.timings.prefill += seconds
             else:
-                seq.timings.decode += seconds
+                r.timings.decode += seconds
 
-    def _after_token(self, seq: Sequence) -> RequestOutput:
-        stopped = self._add_text(seq, seq.decoder.push(seq.token_ids[-1]))
-        reason = "stop" if stopped else self._finish_reason(seq)
-        if reason is not None and not stopped and self._add_text(seq, seq.decoder.flush()):
+    def _after_token(self, request: Request) -> RequestOutput:
+        seq = request.seq
+        stopped = self._add_text(request, self._decode(request, seq.token_ids[-1]))
+        reason = "stop" if stopped else self._finish_reason(request)
+        if reason is not None and not stopped and self._add_text(request, self._decode(request)):
             reason = "stop"                       # held-back text completed a stop string
         if reason is not None:
             self.scheduler.finish(seq, reason)
-            self._sequences.pop(seq.request_id, None)
-        return self._output(seq)
+            self._requests.pop(request.request_id, None)
+        return self._output(request)
 
     @staticmethod
-    def _add_text(seq: Sequence, text: str) -> bool:
+    def _decode(request: Request, token_id: Optional[int] = None) -> str:
+        """The text a new token completes (None: flush what is held back); '' without a tokenizer."""
+        if request.decoder is None:
+            return ""
+        return request.decoder.flush() if token_id is None else request.decoder.push(token_id)
+
+    @staticmethod
+    def _add_text(request: Request, text: str) -> bool:
         """Appends decoded text; True if it completed a stop string (the text is cut before it)."""
-        seq.output_text += text
-        params = seq.sampling_params
-        if not text or not params.stop or seq.num_completion_tokens < params.min_new_tokens:
+        request.text += text
+        params = request.params
+        if not text or not params.stop or request.seq.num_completion_tokens < params.min_new_tokens:
             return False
-        cut = find_stop(seq.output_text, params.stop, len(text))
+        cut = find_stop(request.text, params.stop, len(text))
         if cut is None:
             return False
-        seq.output_text = seq.output_text[:cut]
+        request.text = request.text[:cut]
         return True
 
-    def _finish_reason(self, seq: Sequence) -> Optional[str]:
+    def _finish_reason(self, request: Request) -> Optional[str]:
         """"stop" for an EOS / stop id (once min_new_tokens exist), "length" at a length limit."""
-        params, token = seq.sampling_params, seq.token_ids[-1]
-        stop_ids = params.stop_token_ids + ([] if params.ignore_eos else self.eos_ids)
-        if token in stop_ids and seq.num_completion_tokens >= params.min_new_tokens:
+        seq, params = request.seq, request.params
+        if seq.token_ids[-1] in request.stop_ids and seq.num_completion_tokens >= params.min_new_tokens:
             return "stop"
         if seq.num_completion_tokens >= params.max_new_tokens or seq.num_tokens >= self.config.max_model_len:
             return "length"
         return None
 
-    def _output(self, seq: Sequence) -> RequestOutput:
-        end = stream_safe_end(seq.output_text, seq.sampling_params.stop, seq.is_finished)
-        delta = seq.output_text[seq.num_streamed_chars:end]
-        seq.num_streamed_chars = max(seq.num_streamed_chars, end)
-        return RequestOutput(seq.request_id, seq.output_text, seq.completion_token_ids, seq.is_finished,
+    @staticmethod
+    def _output(request: Request) -> RequestOutput:
+        seq = request.seq
+        end = stream_safe_end(request.text, request.params.stop, seq.is_finished)
+        delta = request.text[request.num_streamed_chars:end]
+        request.num_streamed_chars = max(request.num_streamed_chars, end)
+        return RequestOutput(seq.request_id, request.text, seq.completion_token_ids, seq.is_finished,
                              seq.finish_reason, Usage(seq.num_prompt_tokens, seq.num_completion_tokens),
-                             seq.timings, delta)
+                             request.timings, delta)
 
     def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
         """Adds the requests (all or none) and opens an output queue for each."""
@@ -222,3 +242,48 @@ class LLMEngine:
         ids = self._add_all(requests, sampling)
         final = {out.request_id: out for out in self._follow(ids) if out.finished}
         return [final[i] for i in ids]
+
+    def prompt_logits(self, requests: List[PromptInputs],
+                      continuations: Optional[List[List[int]]] = None) -> List[np.ndarray]:
+        """Logits at every position of each prompt, followed by its continuation tokens if given:
+        (prompt + continuation tokens, vocab) per request. The prompts are prefilled together in
+        one step, then each continuation token is fed as a decode step, through the same runner
+        and paged KV cache as generate(); nothing is sampled. For parity checks and scoring."""
+        continuations = continuations or [[] for _ in requests]
+        if len(continuations) != len(requests):
+            raise ValueError(f"{len(continuations)} continuations given for {len(requests)} requests")
+        blocks = self.scheduler.block_manager
+        with self._lock:
+            batch = [self._new_request(r, SamplingParams()) for r in requests]
+            self._check_fits([r.seq for r in batch], continuations)
+            taken = []
+            try:
+                for r in batch:
+                    blocks.allocate(r.seq)
+                    taken.append(r)
+                    r.seq.num_scheduled_tokens = r.seq.num_tokens
+                logits = [[rows.numpy()] for rows in self.runner.logits(batch)]
+                for step in range(max(len(c) for c in continuations)):
+                    live = [(r, c[step], out) for r, c, out in zip(batch, continuations, logits) if step < len(c)]
+                    for r, token, _ in live:
+                        r.seq.num_computed_tokens += r.seq.num_scheduled_tokens
+                        r.seq.append_token(token)
+                        blocks.append_slot(r.seq)
+                        r.seq.num_scheduled_tokens = 1
+                    rows = self.runner.logits([r for r, _, _ in live])
+                    for (_, _, out), row in zip(live, rows):
+                        out.append(row.numpy())
+            finally:
+                for r in taken:
+                    blocks.free(r.seq)
+        return [np.concatenate(out) for out in logits]
+
+    def _check_fits(self, seqs: List[Sequence], continuations: List[List[int]]) -> None:
+        """prompt_logits runs beside the scheduler: the prompts and continuations must fit now."""
+        blocks = self.scheduler.block_manager
+        need = sum(blocks_for(s.num_tokens + len(c), blocks.block_size) for s, c in zip(seqs, continuations))
+        tokens = sum(s.num_tokens for s in seqs)
+        if need > blocks.num_free_blocks or tokens > self.config.max_num_batched_tokens:
+            raise ValueError(f"{len(seqs)} prompt(s) of {tokens} tokens with their continuations need {need} "
+                             f"free KV cache blocks and a step of {tokens} tokens; {blocks.num_free_blocks} "
+                             f"blocks are free and a step takes {self.config.max_num_batched_tokens} tokens")

@@ -2,7 +2,14 @@
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .sequence import Timings
+
+@dataclass
+class Timings:
+    """Seconds spent on this request. Batched steps are shared, so prefill/decode are wall times
+    of the steps the request took part in."""
+    vision: float = 0.0
+    prefill: float = 0.0
+    decode: float = 0.0
 
 
 @dataclass

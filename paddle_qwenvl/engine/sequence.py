@@ -1,11 +1,11 @@
-"""One request's state as the engine sees it: tokens, cache blocks, status and per-request extras.
+"""What the scheduler and the block manager see of a request: its tokens, cache blocks and status.
 
-Plain Python (no tensors are created here), so the scheduler and block manager can be tested alone.
+Plain Python (no tensors), so the scheduler and block manager can be tested alone. Everything else
+about a request (sampling, text, media, timings) is the engine's (engine/request.py).
 """
 import enum
 import itertools
-from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import List, Optional
 
 
 class SequenceStatus(enum.Enum):
@@ -14,46 +14,27 @@ class SequenceStatus(enum.Enum):
     FINISHED = "finished"
 
 
-@dataclass
-class Timings:
-    """Seconds spent on this request. Batched steps are shared, so prefill/decode are wall times
-    of the steps the request took part in."""
-    vision: float = 0.0
-    prefill: float = 0.0
-    decode: float = 0.0
-
-
 class Sequence:
-    """Token ids (prompt + output so far), the block table of its KV cache and its bookkeeping.
+    """Token ids (prompt + output so far), the block table of its KV cache and its status.
 
     `num_computed_tokens` counts tokens whose keys/values are in the cache. After a preemption by
     recompute it drops to 0 and the whole prompt + output is prefilled again.
     """
     _ids = itertools.count()
 
-    def __init__(self, token_ids: List[int], sampling_params: Any = None,
-                 request_id: Optional[str] = None, mm_inputs: Any = None):
+    def __init__(self, token_ids: List[int], request_id: Optional[str] = None):
         if not token_ids:
             raise ValueError("a request needs at least one prompt token; got an empty prompt")
         self.seq_id = next(Sequence._ids)
         self.request_id = request_id if request_id is not None else str(self.seq_id)
         self.token_ids = list(token_ids)
         self.num_prompt_tokens = len(token_ids)
-        self.sampling_params = sampling_params
         self.status = SequenceStatus.WAITING
         self.block_table: List[int] = []
         self.num_computed_tokens = 0
         self.num_scheduled_tokens = 0   # set by the scheduler for the current step
         self.num_preemptions = 0
         self.finish_reason: Optional[str] = None
-        self.mm_inputs = mm_inputs        # pixel values, grids: consumed by the model runner
-        self.mm_cache: Any = None         # vision embeddings + prompt positions, kept for recompute
-        self.mrope_delta = 0              # decode position of index p is p + mrope_delta
-        self.timings = Timings()
-        self.generator: Any = None        # per-request random generator (sampling)
-        self.output_text = ""
-        self.decoder: Any = None          # incremental detokenizer of the output
-        self.num_streamed_chars = 0
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -1,5 +1,4 @@
 """Qwen2-VL (and QVQ): vision tower with full attention per frame + Qwen2 decoder."""
-import numpy as np
 import paddle
 import paddle.nn as nn
 
@@ -67,21 +66,6 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def embed_tokens(self, input_ids):
         x = self.model.embed_tokens(input_ids)
         return x if x.dtype == paddle.float32 else x.astype("float32")    # a bfloat16 table
-
-    def embed_inputs(self, input_ids, image_embeds=None, video_embeds=None):
-        """Token embeddings (T, hidden) with image/video pad tokens replaced by vision features, in order."""
-        ids = input_ids.numpy() if isinstance(input_ids, paddle.Tensor) else np.asarray(input_ids)
-        x = self.embed_tokens(paddle.to_tensor(ids, dtype="int64"))
-        for token_id, embeds, kind in ((self.config.image_token_id, image_embeds, "image"),
-                                       (self.config.video_token_id, video_embeds, "video")):
-            where = np.flatnonzero(ids == token_id)
-            count = 0 if embeds is None else embeds.shape[0]
-            if len(where) != count:
-                raise ValueError(f"{len(where)} {kind} pad tokens in the prompt but {count} {kind} "
-                                 "features: each image/video needs t*h*w/merge^2 pad tokens")
-            if count:
-                x = paddle.scatter(x, paddle.to_tensor(where), embeds)
-        return x
 
     def forward(self, inputs_embeds, positions, attn_meta: AttentionMetadata, kv_caches):
         """(T, hidden) packed embeddings, (3, T) positions -> (T, hidden) final hidden states."""

@@ -151,9 +151,9 @@ def test_threads_share_batches_and_get_their_own_outputs(engine):
     expected = [engine.generate([inputs(engine, p)], params)[0].token_ids for p in PROMPTS]
     sizes, run = [], engine.runner.run
 
-    def recording_run(seqs, eos_ids):
-        sizes.append(len(seqs))
-        return run(seqs, eos_ids)
+    def recording_run(requests):
+        sizes.append(len(requests))
+        return run(requests)
     engine.runner.run = recording_run
     results = [None] * len(PROMPTS)
 

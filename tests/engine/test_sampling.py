@@ -4,8 +4,9 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.sampling import (SamplingParams, SamplingRow, apply_penalties, make_generator,
-                                    mask_min_new_tokens, min_p_mask, sample, top_k_mask, top_p_mask)
+from paddle_qwenvl.sampling import SamplingParams
+from paddle_qwenvl.engine.sampler import (SamplingRow, apply_penalties, make_generator,
+                                          mask_min_new_tokens, min_p_mask, sample, top_k_mask, top_p_mask)
 
 INF = float("-inf")
 
@@ -92,7 +93,7 @@ def test_matches_hf_warpers_on_random_logits():
     from transformers.generation.logits_process import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor,
                                                         TemperatureLogitsWarper, TopKLogitsWarper,
                                                         TopPLogitsWarper)
-    from paddle_qwenvl.sampling import process_logits
+    from paddle_qwenvl.engine.sampler import process_logits
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(1, 64)).astype(np.float32) * 3
     ids = [5, 9, 9, 40]

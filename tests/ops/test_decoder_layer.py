@@ -12,8 +12,8 @@ from paddle_qwenvl.models import load_model
 from paddle_qwenvl.ops import decoder_layer as fused
 from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.quantization import QuantConfig
-from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits, single_sequence_metadata
 from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
+from tests.runs import greedy_ids, make_engine
 
 pytestmark = pytest.mark.skipif(compiled_ops() is None or not build_info()["onednn"],
                                 reason="compiled ops with oneDNN unavailable")
@@ -31,21 +31,12 @@ def fused_calls(monkeypatch):
     return calls
 
 
-def run_steps(model, steps=3, prompt=PROMPT):
-    """Logits of the prompt and of `steps` greedy decode steps, and the final KV caches."""
-    blocks = (len(prompt) + steps) // BLOCK + 1
-    caches = new_kv_caches(model, blocks * BLOCK)
-    with paddle.no_grad():
-        logits, delta = prefill_logits(model, PromptInputs(prompt), caches, BLOCK, blocks)
-        out = [logits.numpy()]
-        for i in range(steps):
-            pos = len(prompt) + i
-            token = int(out[-1][-1].argmax())
-            meta = single_sequence_metadata(pos, 1, BLOCK, blocks)
-            hidden = model(model.embed_tokens(paddle.to_tensor([token])),
-                           paddle.full([3, 1], pos + delta, dtype="int64"), meta, caches)
-            out.append(model.compute_logits(hidden).numpy())
-    return out, [(k.numpy(), v.numpy()) for k, v in caches]
+def run_steps(model, tokens=(), prompt=PROMPT):
+    """Logits of the prompt (one prefill step) and of one decode step per token of `tokens`,
+    (len(prompt) + len(tokens), vocab), and the KV caches after them."""
+    engine = make_engine(model, BLOCK)
+    logits = engine.prompt_logits([PromptInputs(prompt)], [list(tokens)])[0]
+    return logits, [(k.numpy(), v.numpy()) for k, v in engine.runner.kv_caches]
 
 
 @pytest.mark.parametrize("dtype,quant,prompt", [
@@ -72,15 +63,15 @@ def test_fused_layer_matches_the_single_ops_on_kept_bf16_weights(tmp_path, monke
 def assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt):
     layers = model.config.text.num_hidden_layers
     monkeypatch.setenv(fused.ENV, "0")
-    single_logits, single_caches = run_steps(model, prompt=prompt)
+    tokens = greedy_ids(model, PromptInputs(prompt), 3, BLOCK)        # 3 greedy decode steps
+    single_logits, single_caches = run_steps(model, tokens, prompt)
     assert fused_calls["layer"] == fused_calls["stack"] == 0
     for setting, calls in (("layer", {"layer": 4 * layers}), ("1", {"stack": 4})):   # prefill + 3 decode steps
         fused_calls.clear()
         monkeypatch.setenv(fused.ENV, setting)
-        fused_logits, fused_caches = run_steps(model, prompt=prompt)
+        fused_logits, fused_caches = run_steps(model, tokens, prompt)
         assert dict(fused_calls) == calls
-        for a, b in zip(single_logits, fused_logits):
-            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(single_logits, fused_logits)
         for (ka, va), (kb, vb) in zip(single_caches, fused_caches):
             np.testing.assert_array_equal(ka, kb)
             np.testing.assert_array_equal(va, vb)
@@ -99,7 +90,7 @@ def test_bf16_model_attends_in_bf16_on_long_prompts(tiny_dirs, monkeypatch, sett
     for dtype in ("bfloat16", "float32"):
         for a in attns:
             monkeypatch.setattr(a, "compute_dtype", dtype)
-        logits[dtype] = (run_steps(model, 0, LONG_PROMPT)[0][0], run_steps(model, 0, PROMPT)[0][0])
+        logits[dtype] = (run_steps(model, (), LONG_PROMPT)[0], run_steps(model, (), PROMPT)[0])
     assert np.abs(logits["bfloat16"][0] - logits["float32"][0]).max() > 1e-4
     np.testing.assert_array_equal(logits["bfloat16"][1], logits["float32"][1])
 

@@ -4,8 +4,7 @@ import paddle
 import pytest
 import torch
 
-from paddle_qwenvl.sampling import SamplingParams
-from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
+from tests.runs import greedy_ids, make_engine, prompt_logits
 
 from .cases import CASES, build
 
@@ -24,20 +23,13 @@ def hf_kwargs(inputs, family):
     return kw
 
 
-def our_logits(model, inputs):
-    blocks = -(-len(inputs.input_ids) // 16)
-    with paddle.no_grad():
-        logits, _ = prefill_logits(model, inputs, new_kv_caches(model, blocks * 16), 16, blocks)
-    return logits.numpy()
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_prefill_logits_match(models, family, case):
     ours, hf, _ = models[family]
     inputs = build(ours.config, CASES[case])
     with torch.no_grad():
         ref = hf(**hf_kwargs(inputs, family)).logits[0].numpy()
-    got = our_logits(ours, inputs)
+    got = prompt_logits(ours, inputs)
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() <= LOGIT_TOL
 
@@ -63,13 +55,12 @@ def test_bf16_checkpoint_matches_hf_in_float32(bf16_checkpoint, family):
     inputs = build(ours.config, CASES["image_and_video"])
     with torch.no_grad():
         ref = hf(**hf_kwargs(inputs, family)).logits[0].numpy()
-    assert np.abs(our_logits(ours, inputs) - ref).max() <= LOGIT_TOL
+    assert np.abs(prompt_logits(ours, inputs) - ref).max() <= LOGIT_TOL
     hf.generation_config.eos_token_id = None
     with torch.no_grad():
         ref_ids = hf.generate(**hf_kwargs(inputs, family), max_new_tokens=32, min_new_tokens=32, do_sample=False,
                               pad_token_id=0)[0, len(inputs.input_ids):].tolist()
-    assert generate_ids(ours, inputs, SamplingParams(max_new_tokens=32, temperature=0.0, ignore_eos=True),
-                        block_size=16) == ref_ids
+    assert greedy_ids(ours, inputs, 32) == ref_ids
 
 
 @pytest.mark.parametrize("case", ["one_image", "two_images"])
@@ -95,7 +86,7 @@ def test_video_features_match(models, family):
     assert np.abs(got - ref).max() <= 1e-5
 
 
-@pytest.mark.parametrize("case", ["text", "two_images", "image_and_video"])
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_greedy_tokens_match(models, family, case):
     ours, hf, _ = models[family]
     inputs = build(ours.config, CASES[case])
@@ -103,30 +94,16 @@ def test_greedy_tokens_match(models, family, case):
     with torch.no_grad():
         ref = hf.generate(**hf_kwargs(inputs, family), max_new_tokens=32, min_new_tokens=32, do_sample=False,
                           pad_token_id=0)[0, len(inputs.input_ids):].tolist()
-    got = generate_ids(ours, inputs, SamplingParams(max_new_tokens=32, temperature=0.0, ignore_eos=True),
-                       block_size=16)
+    got = greedy_ids(ours, inputs, 32)
     assert got == ref
 
 
 def test_batch_of_two_packed_matches_hf_padded_batch(models, family):
-    """Two prompts of different lengths in one packed forward vs HF's left-padded batch."""
-    from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
-    from paddle_qwenvl.models.rope import get_mrope_positions
-    from paddle_qwenvl.simple_generate import encode_vision
+    """Two prompts of different lengths in one packed prefill step vs HF's left-padded batch."""
     ours, hf, _ = models[family]
     seqs = [build(ours.config, CASES["one_image"], seed=1), build(ours.config, CASES["image_and_video"], seed=2)]
     lens = [len(s.input_ids) for s in seqs]
-    bs, blocks = 16, [-(-n // 16) for n in lens]
-    tables = [list(range(blocks[0])) + [-1] * (max(blocks) - blocks[0]),
-              list(range(blocks[0], sum(blocks))) + [-1] * (max(blocks) - blocks[1])]
-    slots = np.concatenate([np.arange(n) + tables[i][0] * bs for i, n in enumerate(lens)])
-    meta = AttentionMetadata(lens, lens, paddle.to_tensor(slots), paddle.to_tensor(tables, dtype="int32"), bs)
-    with paddle.no_grad():
-        embeds = paddle.concat([ours.embed_inputs(s.input_ids, *encode_vision(ours, s)) for s in seqs])
-        pos = np.concatenate([get_mrope_positions(s.input_ids, s.image_grid_thw, s.video_grid_thw,
-                                                  s.second_per_grid_ts, ours.config)[0] for s in seqs], axis=1)
-        hidden = ours(embeds, paddle.to_tensor(pos), meta, new_kv_caches(ours, sum(blocks) * bs))
-        got = ours.compute_logits(hidden).numpy()
+    got = np.concatenate(make_engine(ours).prompt_logits(seqs))
     width = max(lens)
     ids = torch.tensor([[0] * (width - n) + s.input_ids for n, s in zip(lens, seqs)])
     mask = torch.tensor([[0] * (width - n) + [1] * n for n in lens])

@@ -7,8 +7,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from paddle_qwenvl.models import load_model
-from paddle_qwenvl.sampling import SamplingParams
-from paddle_qwenvl.simple_generate import generate_ids, new_kv_caches, prefill_logits
+from tests.runs import greedy_ids, prompt_logits
 from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 from paddle_qwenvl.tools.weight_writer import ShardWriter
 from paddle_qwenvl.quantization import make_quant_config
@@ -67,9 +66,7 @@ def test_float32_model_holds_the_bf16_weights_as_they_are(bf16_dir):
 
 
 def _logits(model, inputs):
-    blocks = -(-len(inputs.input_ids) // 16)
-    with paddle.no_grad():
-        return prefill_logits(model, inputs, new_kv_caches(model, blocks * 16), 16, blocks)[0].numpy()
+    return prompt_logits(model, inputs)
 
 
 def test_kept_weights_give_the_widened_models_numbers(bf16_dir):
@@ -79,8 +76,7 @@ def test_kept_weights_give_the_widened_models_numbers(bf16_dir):
     inputs = build(kept.config, CASES["image_and_video"] + list(range(20, 60)))
     a, b = _logits(kept, inputs), _logits(widened, inputs)
     assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
-    params = SamplingParams(max_new_tokens=24, temperature=0.0, ignore_eos=True)
-    assert generate_ids(kept, inputs, params, block_size=16) == generate_ids(widened, inputs, params, block_size=16)
+    assert greedy_ids(kept, inputs, 24) == greedy_ids(widened, inputs, 24)
 
 
 def test_bfloat16_model_still_computes_in_bf16(bf16_dir):

@@ -19,7 +19,7 @@ from paddle_qwenvl.layers.mlp import GatedMLP
 from paddle_qwenvl.layers.norm import RMSNorm
 from paddle_qwenvl.models import load_model
 from paddle_qwenvl.ops._build import compiled_ops
-from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
+from tests.runs import prompt_logits
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 FUSED = ("pqv_rms_norm", "pqv_add_rms_norm", "pqv_swiglu", "pqv_rotary_qkv", "pqv_decoder_layer", "pqv_decoder_stack")
@@ -38,7 +38,7 @@ def op_calls(monkeypatch):
 def decoder_op_calls(tiny_dirs, op_calls):
     model = load_model(tiny_dirs["qwen2_5_vl"], progress=False)
     with paddle.no_grad():
-        prefill_logits(model, PromptInputs(list(range(1, 20))), new_kv_caches(model, 32), 16, 2)
+        prompt_logits(model, PromptInputs(list(range(1, 20))))
     return model.config.text.num_hidden_layers, op_calls
 
 

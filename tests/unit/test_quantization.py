@@ -19,7 +19,7 @@ from paddle_qwenvl.ops._build import compiled_ops
 from paddle_qwenvl.quantization import QuantConfig, make_quant_config
 from paddle_qwenvl.tools.weight_writer import save_quantized
 from paddle_qwenvl.engine.inputs import PromptInputs
-from paddle_qwenvl.simple_generate import new_kv_caches, prefill_logits
+from tests.runs import prompt_logits as engine_prompt_logits
 from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
@@ -36,9 +36,7 @@ def mid_dir(tmp_path_factory):
 
 def prompt_logits(model, n=POSITIONS):
     ids = np.random.default_rng(0).integers(0, 1000, n).tolist()
-    blocks = -(-n // 64)
-    with paddle.no_grad():
-        return prefill_logits(model, PromptInputs(ids), new_kv_caches(model, blocks * 64), 64, blocks)[0].numpy()
+    return engine_prompt_logits(model, PromptInputs(ids), block_size=64)
 
 
 def agreement(a, b):

@@ -1,0 +1,48 @@
+"""What the engine keeps per request beside its Sequence: sampling, text, media and timings."""
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+import paddle
+
+from ..sampling import SamplingParams
+from .outputs import Timings
+from .sampler import SamplingRow, make_generator
+from .sequence import Sequence
+
+
+def stop_token_ids(params: SamplingParams, eos_token_ids: List[int]) -> Tuple[int, ...]:
+    """The ids that end a request: its stop_token_ids, and the model's EOS ids unless ignore_eos."""
+    return tuple(sorted(set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos_token_ids))))
+
+
+@dataclass
+class PromptState:
+    """The model runner's per-request state: prompt positions and vision rows on arrival, pixels
+    until the first prefill encodes them, vision embeddings after (kept for a recompute)."""
+    positions: np.ndarray                          # (3, num_prompt_tokens) int64 M-RoPE positions
+    mrope_delta: int                               # decode position of token p is p + mrope_delta
+    media: list = field(default_factory=list)      # [(name, pixels, grids)] not yet encoded
+    vision_rows: Optional[np.ndarray] = None       # (n,) prompt indices of image/video pad tokens
+    vision_embeds: Optional[paddle.Tensor] = None  # (n, hidden) in the order of vision_rows
+
+
+class Request:
+    """One request in the engine: the Sequence the scheduler moves, and everything else."""
+
+    def __init__(self, seq: Sequence, params: SamplingParams, stop_ids: Tuple[int, ...],
+                 prompt: PromptState, decoder=None):
+        self.seq, self.params, self.stop_ids, self.prompt = seq, params, stop_ids, prompt
+        self.generator = make_generator(params)  # this request's own random stream
+        self.decoder = decoder                   # incremental detokenizer, None without a tokenizer
+        self.text = ""                           # output text so far (cut before a stop string)
+        self.num_streamed_chars = 0
+        self.timings = Timings()
+
+    @property
+    def request_id(self) -> str:
+        return self.seq.request_id
+
+    def sampling_row(self) -> SamplingRow:
+        return SamplingRow(self.params, self.seq.prompt_token_ids, self.seq.completion_token_ids,
+                           self.generator, self.stop_ids)

@@ -1,0 +1,132 @@
+"""The engine's sampler: logits processing for a batch whose rows have their own SamplingParams,
+then one token per row (argmax, or a draw from the request's own random stream)."""
+from dataclasses import dataclass
+from typing import List, Sequence as Seq
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ..sampling import SamplingParams
+
+NEG_INF = float("-inf")
+
+
+def make_generator(params: SamplingParams) -> np.random.Generator:
+    """A request's own random stream: seeded ones reproduce regardless of batch composition."""
+    return np.random.default_rng(params.seed)
+
+
+@dataclass
+class SamplingRow:
+    """What the sampler needs about one row of the logits batch."""
+    params: SamplingParams
+    prompt_ids: Seq[int]
+    output_ids: Seq[int]
+    generator: np.random.Generator
+    stop_ids: Seq[int] = ()          # masked while fewer than min_new_tokens were generated
+
+
+def _column(rows, fn, dtype="float32") -> paddle.Tensor:
+    return paddle.to_tensor(np.array([fn(r) for r in rows], dtype=dtype)).unsqueeze(1)   # (B, 1)
+
+
+def _token_mask(id_lists, vocab: int) -> np.ndarray:
+    """(B, V) bool, True at the ids of each row's list."""
+    mask = np.zeros((len(id_lists), vocab), dtype=bool)
+    for i, ids in enumerate(id_lists):
+        mask[i, np.asarray(ids, dtype=np.int64)] = True
+    return mask
+
+
+def apply_penalties(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    """Repetition (HF: divide positive, multiply negative logits of every prompt or output token),
+    then presence/frequency (OpenAI: subtract over output token counts). logits (B, V)."""
+    if not any(r.params.uses_penalties for r in rows):
+        return logits
+    vocab = logits.shape[1]
+    seen = paddle.to_tensor(_token_mask([list(r.prompt_ids) + list(r.output_ids) for r in rows], vocab))
+    rep = _column(rows, lambda r: r.params.repetition_penalty)
+    penalized = paddle.where(logits > 0, logits / rep, logits * rep)
+    logits = paddle.where(seen, penalized, logits)
+    counts = np.zeros((len(rows), vocab), dtype=np.float32)
+    for i, r in enumerate(rows):
+        np.add.at(counts[i], np.asarray(r.output_ids, dtype=np.int64), 1.0)
+    counts = paddle.to_tensor(counts)
+    freq = _column(rows, lambda r: r.params.frequency_penalty)
+    pres = _column(rows, lambda r: r.params.presence_penalty)
+    return logits - freq * counts - pres * (counts > 0).astype("float32")
+
+
+def mask_min_new_tokens(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    """Stop ids get -inf in rows that have fewer than min_new_tokens outputs."""
+    masked = [r.stop_ids if len(r.output_ids) < r.params.min_new_tokens else [] for r in rows]
+    if not any(len(ids) for ids in masked):
+        return logits
+    mask = _token_mask(masked, logits.shape[1])
+    return paddle.where(paddle.to_tensor(mask), paddle.full_like(logits, NEG_INF), logits)
+
+
+def apply_temperature(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    return logits / _column(rows, lambda r: r.params.temperature or 1.0)
+
+
+def top_k_mask(logits: paddle.Tensor, top_k: List[int]) -> paddle.Tensor:
+    """HF: remove logits below the k-th largest (ties with it kept). k = 0 keeps all."""
+    vocab = logits.shape[1]
+    ks = np.array([min(k, vocab) if k > 0 else vocab for k in top_k], dtype=np.int64)
+    ordered = paddle.sort(logits, axis=-1, descending=True)
+    kth = paddle.take_along_axis(ordered, paddle.to_tensor(ks - 1).unsqueeze(1), axis=-1)   # (B, 1)
+    return paddle.where(logits < kth, paddle.full_like(logits, NEG_INF), logits)
+
+
+def top_p_mask(logits: paddle.Tensor, top_p: List[float]) -> paddle.Tensor:
+    """HF: in ascending order, remove tokens whose cumulative probability is <= 1 - top_p,
+    always keeping the most likely one."""
+    order = paddle.argsort(logits, axis=-1)                                   # ascending
+    cum = paddle.cumsum(F.softmax(paddle.take_along_axis(logits, order, axis=-1), axis=-1), axis=-1)
+    p = paddle.to_tensor(np.array(top_p, dtype=np.float32)).unsqueeze(1)
+    remove_sorted = (cum <= 1 - p).astype("int32")
+    remove_sorted[:, -1] = 0
+    remove = paddle.put_along_axis(paddle.zeros_like(remove_sorted), order, remove_sorted, axis=-1)
+    return paddle.where(remove.astype("bool"), paddle.full_like(logits, NEG_INF), logits)
+
+
+def min_p_mask(logits: paddle.Tensor, min_p: List[float]) -> paddle.Tensor:
+    """HF: remove tokens whose probability is below min_p times the top probability."""
+    probs = F.softmax(logits, axis=-1)
+    floor = paddle.to_tensor(np.array(min_p, dtype=np.float32)).unsqueeze(1) * probs.max(-1, keepdim=True)
+    return paddle.where(probs < floor, paddle.full_like(logits, NEG_INF), logits)
+
+
+def process_logits(logits: paddle.Tensor, rows: List[SamplingRow]):
+    """-> (processed logits for greedy rows, warped logits for sampled rows), both (B, V)."""
+    logits = mask_min_new_tokens(apply_penalties(logits, rows), rows)
+    warped = apply_temperature(logits, rows)
+    if any(r.params.top_k > 0 for r in rows):
+        warped = top_k_mask(warped, [r.params.top_k for r in rows])
+    if any(r.params.top_p < 1 for r in rows):
+        warped = top_p_mask(warped, [r.params.top_p for r in rows])
+    if any(r.params.min_p > 0 for r in rows):
+        warped = min_p_mask(warped, [r.params.min_p for r in rows])
+    return logits, warped
+
+
+def sample(logits: paddle.Tensor, rows: List[SamplingRow]) -> List[int]:
+    """One token per row of logits (B, V): argmax for greedy rows, else a draw from the row's
+    own generator (inverse CDF, so a seeded request reproduces in any batch)."""
+    if logits.shape[0] != len(rows):
+        raise ValueError(f"{logits.shape[0]} logits rows for {len(rows)} sampling rows")
+    processed, warped = process_logits(logits.astype("float32"), rows)
+    greedy = processed.argmax(axis=-1).numpy()
+    if all(r.params.greedy for r in rows):
+        return [int(t) for t in greedy]
+    probs = F.softmax(warped, axis=-1).numpy().astype(np.float64)
+    return [int(greedy[i]) if r.params.greedy else _draw(probs[i], r.generator)
+            for i, r in enumerate(rows)]
+
+
+def _draw(probs: np.ndarray, generator: np.random.Generator) -> int:
+    cdf = np.cumsum(probs)
+    index = np.searchsorted(cdf, generator.random() * cdf[-1], side="right")
+    return int(min(index, len(probs) - 1))
