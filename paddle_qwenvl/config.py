@@ -9,6 +9,30 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 
+FLOAT_DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a model computes and holds its float weights, given to every layer at construction.
+
+    compute: the model's math. "float32": fp32 math; bf16-held weights are widened exactly as they
+    are used. "bfloat16": x is rounded to bf16 for the linears (sums in fp32) and attention runs in
+    bf16 where it applies (long vision blocks, fresh prompts).
+    weights: the dtype of the float linear weights and embedding tables (default: compute); norms
+    and biases stay float32. "bfloat16" under float32 math holds a bf16 checkpoint as it is.
+    """
+    compute: str = "float32"
+    weights: Optional[str] = None
+
+    def __post_init__(self):
+        if self.weights is None:
+            object.__setattr__(self, "weights", self.compute)
+        for name in ("compute", "weights"):
+            if getattr(self, name) not in FLOAT_DTYPES:
+                raise ValueError(f"Precision {name}={getattr(self, name)!r}: use one of {FLOAT_DTYPES}")
+
+
 @dataclass(frozen=True)
 class TextConfig:
     vocab_size: int
@@ -88,18 +112,35 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, eos_token_ids: Optional[List[int]] = None) -> "ModelConfig":
-        archs = raw.get("architectures") or []
-        if not archs:
-            raise ValueError("config.json has no 'architectures' entry; expected e.g. "
-                             "['Qwen2VLForConditionalGeneration']")
-        text = _text_config(raw.get("text_config") or raw)
-        eos = eos_token_ids or _as_list(raw.get("eos_token_id"))
-        return cls(architecture=archs[0], text=text,
-                   vision=_vision_config(raw["vision_config"], archs[0], text.hidden_size),
-                   image_token_id=raw["image_token_id"], video_token_id=raw["video_token_id"],
-                   vision_start_token_id=raw["vision_start_token_id"],
-                   vision_end_token_id=raw.get("vision_end_token_id", raw["vision_start_token_id"] + 1),
-                   eos_token_ids=tuple(eos), raw=raw)
+        architecture = _architecture(raw)
+        text_raw = raw.get("text_config") or raw
+        text = _text_config(text_raw)
+        eos = eos_token_ids or _as_list(raw.get("eos_token_id")) or _as_list(text_raw.get("eos_token_id"))
+        ids = {name: raw[name] if raw.get(name) is not None else default
+               for name, default in SPECIAL_TOKEN_DEFAULTS.items()}
+        return cls(architecture=architecture, text=text,
+                   vision=_vision_config(raw["vision_config"], architecture, text.hidden_size),
+                   eos_token_ids=tuple(eos), raw=raw, **ids)
+
+
+# By model_type, for a config.json without a top-level `architectures` (transformers writes one so
+# for a model built from a config); HF loads such a file by model_type too.
+ARCHITECTURE_BY_MODEL_TYPE = {"qwen2_vl": "Qwen2VLForConditionalGeneration",
+                              "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+# What HF's Qwen2VLConfig / Qwen2_5_VLConfig take when config.json leaves an id out (Qwen's vocabulary).
+SPECIAL_TOKEN_DEFAULTS = dict(image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
+                              vision_end_token_id=151653)
+
+
+def _architecture(raw: dict) -> str:
+    archs = raw.get("architectures") or []
+    if archs:
+        return archs[0]
+    model_type = raw.get("model_type")
+    if model_type in ARCHITECTURE_BY_MODEL_TYPE:
+        return ARCHITECTURE_BY_MODEL_TYPE[model_type]
+    raise ValueError(f"config.json has no 'architectures' entry and model_type {model_type!r} is not one of "
+                     f"{sorted(ARCHITECTURE_BY_MODEL_TYPE)}: is this a Qwen2-VL / Qwen2.5-VL checkpoint?")
 
 
 def _as_list(x) -> list:

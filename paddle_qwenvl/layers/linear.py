@@ -1,53 +1,26 @@
 """Linear layers with HF weight layout (out_features, in_features): y = x @ W^T + b.
 
-`Linear` holds float32 weights, or bfloat16 ones when built inside `float_weights("bfloat16", ...)`;
-`WeightOnlyLinear` holds int8 / int4 weights quantized as they are loaded (`load_weight`), so the
-float32 matrix never lives in the model.
+`Linear` holds float32 or bfloat16 weights, as its `Precision` says; `WeightOnlyLinear` holds int8 /
+int4 weights quantized as they are loaded (`load_weight`), so the float32 matrix never lives in the model.
 """
-import contextlib
 import dataclasses
 
 import paddle
 import paddle.nn as nn
 from paddle.nn.initializer.lazy_init import lazy_init_helper
 
+from ..config import Precision
 from ..ops.linear import linear
 from ..ops.weight_only_linear import quantize_weight, weight_only_linear
 
 _INIT = nn.initializer.Normal(mean=0.0, std=0.02)
-_weight_dtype = ["float32"]     # what float_weights() set for the model being built
-_compute_dtype = ["float32"]
+FLOAT32 = Precision()
 
 
-@contextlib.contextmanager
-def float_weights(dtype: str, compute_dtype: str = None):
-    """Float linear weights and embedding tables created inside are `dtype` ("float32" or
-    "bfloat16"), so a bf16 model never allocates a float32 copy. Norms and biases stay float32.
-    compute_dtype (default: dtype) is the model's math: "bfloat16" rounds x to bf16 for bf16
-    weights (sums in fp32) and lets attention run in bf16; "float32" with bf16 weights (a float32
-    model keeping its checkpoint's bf16 weights) computes exactly in fp32 (`ops.linear(exact=True)`)."""
-    saved = _weight_dtype[0], _compute_dtype[0]
-    _weight_dtype[0], _compute_dtype[0] = dtype, compute_dtype or dtype
-    try:
-        yield
-    finally:
-        _weight_dtype[0], _compute_dtype[0] = saved
-
-
-def weight_dtype() -> str:
-    """The float weight dtype of the model being built ("float32" unless inside float_weights)."""
-    return _weight_dtype[0]
-
-
-def compute_dtype() -> str:
-    """The math of the model being built: "float32" or "bfloat16" (see float_weights)."""
-    return _compute_dtype[0]
-
-
-def make_embedding(num_embeddings: int, dim: int) -> nn.Embedding:
-    """nn.Embedding whose table has the dtype of float_weights() (lookups return it too)."""
+def make_embedding(num_embeddings: int, dim: int, precision: Precision = FLOAT32) -> nn.Embedding:
+    """nn.Embedding whose table is in precision.weights (lookups return that dtype too)."""
     saved = paddle.get_default_dtype()
-    paddle.set_default_dtype(_weight_dtype[0])
+    paddle.set_default_dtype(precision.weights)
     try:
         return nn.Embedding(num_embeddings, dim)
     finally:
@@ -65,13 +38,13 @@ def on_rows(fn, x, out_features: int):
 
 
 class Linear(nn.Layer):
-    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, precision: Precision = FLOAT32):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = self.create_parameter([out_features, in_features], dtype=_weight_dtype[0],
+        self.weight = self.create_parameter([out_features, in_features], dtype=precision.weights,
                                             default_initializer=_INIT)
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
-        self.exact = _compute_dtype[0] == "float32"      # bf16 weights in a float32 model: fp32 math
+        self.exact = precision.compute == "float32"      # bf16 weights in a float32 model: fp32 math
 
     def forward(self, x):
         return on_rows(lambda rows: linear(rows, self.weight, self.bias, self.exact), x, self.out_features)
@@ -120,14 +93,15 @@ class WeightOnlyLinear(nn.Layer):
         return self.qweight, self.scales
 
 
-def make_linear(in_features: int, out_features: int, bias: bool = True, quant=None) -> nn.Layer:
-    """A float32 Linear, or a WeightOnlyLinear when `quant` (a QuantConfig) is given.
+def make_linear(in_features: int, out_features: int, bias: bool = True, quant=None,
+                precision: Precision = FLOAT32) -> nn.Layer:
+    """A float Linear in `precision`, or a WeightOnlyLinear when `quant` (a QuantConfig) is given.
 
     int4 needs in_features to be a multiple of the group size; layers where it is not (e.g.
     Qwen2.5-VL's vision MLP, 3420 wide) are quantized to int8 instead.
     """
     if quant is None:
-        return Linear(in_features, out_features, bias)
+        return Linear(in_features, out_features, bias, precision)
     if quant.quant_type == "weight_only_int4" and in_features % quant.group_size:
         quant = dataclasses.replace(quant, quant_type="weight_only_int8")
     return WeightOnlyLinear(in_features, out_features, bias, quant)

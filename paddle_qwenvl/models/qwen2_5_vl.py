@@ -3,7 +3,8 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..config import VisionConfig
+from ..config import Precision, VisionConfig
+from ..layers.linear import FLOAT32
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from .qwen2_vl import Qwen2VLForConditionalGeneration
@@ -11,11 +12,11 @@ from .vision import PatchEmbed, PatchMerger, VisionAttention, cos_sin, frame_cu_
 
 
 class Qwen2_5VisionBlock(nn.Layer):
-    def __init__(self, cfg: VisionConfig, quant=None):
+    def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.norm1, self.norm2 = RMSNorm(cfg.hidden_size), RMSNorm(cfg.hidden_size)
-        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, bias=True, quant=quant)
+        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant, precision)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, True, quant, precision)
 
     def forward(self, x, cos, sin, cu_seqlens):
         x = x + self.attn(self.norm1(x), cos, sin, cu_seqlens)
@@ -44,12 +45,12 @@ def window_index(grid_thw, window_size: int, patch_size: int, merge: int):
 
 
 class Qwen2_5VisionTransformer(nn.Layer):
-    def __init__(self, cfg: VisionConfig, quant=None):
+    def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg)
-        self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg, quant) for _ in range(cfg.depth)])
-        self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size), quant)
+        self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size), quant, precision)
 
     def forward(self, pixel_values, grid_thw):
         """(N, patch_dim) -> (N / merge^2, out_hidden); windows reordered in, restored after the merger."""

@@ -2,10 +2,10 @@
 import paddle
 import paddle.nn as nn
 
-from ..config import ModelConfig, VisionConfig
+from ..config import ModelConfig, Precision, VisionConfig
 from ..ops.attention_metadata import AttentionMetadata
 from ..layers.embedding import TiedQuantizedEmbedding
-from ..layers.linear import compute_dtype, make_linear
+from ..layers.linear import FLOAT32, make_linear
 from ..layers.norm import LayerNorm
 from ..ops.linear import linear
 from .text import Qwen2Model
@@ -13,11 +13,11 @@ from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin
 
 
 class Qwen2VisionBlock(nn.Layer):
-    def __init__(self, cfg: VisionConfig, quant=None):
+    def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.norm1, self.norm2 = LayerNorm(cfg.hidden_size), LayerNorm(cfg.hidden_size)
-        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant)
-        self.mlp = VisionMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant)
+        self.attn = VisionAttention(cfg.hidden_size, cfg.num_heads, quant, precision)
+        self.mlp = VisionMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant, precision)
 
     def forward(self, x, cos, sin, cu_seqlens):
         x = x + self.attn(self.norm1(x), cos, sin, cu_seqlens)
@@ -25,12 +25,12 @@ class Qwen2VisionBlock(nn.Layer):
 
 
 class Qwen2VisionTransformer(nn.Layer):
-    def __init__(self, cfg: VisionConfig, quant=None):
+    def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg)
-        self.blocks = nn.LayerList([Qwen2VisionBlock(cfg, quant) for _ in range(cfg.depth)])
-        self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size), quant)
+        self.blocks = nn.LayerList([Qwen2VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
+        self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size), quant, precision)
 
     def forward(self, pixel_values, grid_thw):
         """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
@@ -45,17 +45,17 @@ class Qwen2VisionTransformer(nn.Layer):
 class Qwen2VLForConditionalGeneration(nn.Layer):
     vision_class = Qwen2VisionTransformer
 
-    def __init__(self, config: ModelConfig, quant=None):
+    def __init__(self, config: ModelConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
-        self.config, self.quant = config, quant
-        self.compute_dtype = compute_dtype()     # "float32": exact math on bf16-held weights too
-        self.visual = self.vision_class(config.vision, quant.for_vision() if quant else None)
+        self.config, self.quant, self.precision = config, quant, precision
+        self.compute_dtype = precision.compute   # "float32": exact math on bf16-held weights too
+        self.visual = self.vision_class(config.vision, quant.for_vision() if quant else None, precision)
         text, head_quant = config.text, quant.for_lm_head() if quant else None
         tied = text.tie_word_embeddings
         if not tied or head_quant:          # tied and not quantized: logits use embed_tokens.weight
-            self.lm_head = make_linear(text.hidden_size, text.vocab_size, False, head_quant)
+            self.lm_head = make_linear(text.hidden_size, text.vocab_size, False, head_quant, precision)
         embed = TiedQuantizedEmbedding(self.lm_head) if tied and head_quant else None
-        self.model = Qwen2Model(text, quant, embed_tokens=embed)
+        self.model = Qwen2Model(text, quant, precision, embed_tokens=embed)
 
     def get_image_features(self, pixel_values, grid_thw):
         """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (sum t*h*w / merge^2, hidden)."""

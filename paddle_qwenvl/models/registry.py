@@ -4,8 +4,7 @@ import contextlib
 import paddle
 import paddle.nn as nn
 
-from ..config import ModelConfig
-from ..layers.linear import float_weights
+from ..config import FLOAT_DTYPES, ModelConfig, Precision
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
 
@@ -38,15 +37,15 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype
         # to be loaded over: parameters stay unallocated until their checkpoint tensor arrives
         # (filling a 2B model with zeros first took 5 of its 13 s of loading)
         lazy = contextlib.nullcontext() if random_init else paddle.LazyGuard()
-        with float_weights(weight_dtype or dtype, dtype), lazy:
-            model = model_class(config)(config, quant)
+        with lazy:
+            model = model_class(config)(config, quant, Precision(dtype, weight_dtype))
     finally:
         nn.initializer.set_global_initializer(None)
     model.eval()
     return model
 
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = FLOAT_DTYPES
 
 
 def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32", keep_bf16: bool = True):

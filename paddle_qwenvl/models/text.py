@@ -2,10 +2,10 @@
 import paddle
 import paddle.nn as nn
 
-from ..config import TextConfig
+from ..config import Precision, TextConfig
 from ..layers.attention import Attention
 from ..ops.attention_metadata import AttentionMetadata
-from ..layers.linear import make_embedding
+from ..layers.linear import FLOAT32, make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from ..layers.rotary import MRotaryEmbedding
@@ -13,11 +13,11 @@ from ..ops.decoder_layer import decoder_layer, decoder_layer_applies, decoder_st
 
 
 class DecoderLayer(nn.Layer):
-    def __init__(self, cfg: TextConfig, quant=None):
+    def __init__(self, cfg: TextConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.self_attn = Attention(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
-                                   cfg.head_dim, quant)
-        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant=quant)
+                                   cfg.head_dim, quant, precision)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant=quant, precision=precision)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -58,11 +58,12 @@ class DecoderLayer(nn.Layer):
 class Qwen2Model(nn.Layer):
     """HF's `model.*` weights: embed_tokens, layers, norm."""
 
-    def __init__(self, cfg: TextConfig, quant=None, embed_tokens: nn.Layer = None):
+    def __init__(self, cfg: TextConfig, quant=None, precision: Precision = FLOAT32, embed_tokens: nn.Layer = None):
         super().__init__()
         # embed_tokens: given when tied to a quantized lm_head (layers/embedding.py)
-        self.embed_tokens = make_embedding(cfg.vocab_size, cfg.hidden_size) if embed_tokens is None else embed_tokens
-        self.layers = nn.LayerList([DecoderLayer(cfg, quant) for _ in range(cfg.num_hidden_layers)])
+        self.embed_tokens = make_embedding(cfg.vocab_size, cfg.hidden_size, precision) if embed_tokens is None \
+            else embed_tokens
+        self.layers = nn.LayerList([DecoderLayer(cfg, quant, precision) for _ in range(cfg.num_hidden_layers)])
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = MRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.mrope_section)
 

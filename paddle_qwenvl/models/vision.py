@@ -3,9 +3,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from ..config import VisionConfig
+from ..config import Precision, VisionConfig
 from ..layers.activation import get_activation
-from ..layers.linear import compute_dtype, make_linear
+from ..layers.linear import FLOAT32, make_linear
 from ..ops.block_attention import block_attention
 from ..ops.linear import linear
 from ..ops.rotary import rotary_qkv
@@ -30,12 +30,12 @@ class PatchEmbed(nn.Layer):
 
 
 class VisionAttention(nn.Layer):
-    def __init__(self, dim: int, num_heads: int, quant=None):
+    def __init__(self, dim: int, num_heads: int, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.compute_dtype = compute_dtype()        # a bf16 model attends in bf16 too (long blocks)
-        self.qkv = make_linear(dim, 3 * dim, True, quant)
-        self.proj = make_linear(dim, dim, True, quant)
+        self.compute_dtype = precision.compute      # a bf16 model attends in bf16 too (long blocks)
+        self.qkv = make_linear(dim, 3 * dim, True, quant, precision)
+        self.proj = make_linear(dim, dim, True, quant, precision)
 
     def forward(self, x, cos, sin, cu_seqlens):
         N = x.shape[0]
@@ -47,9 +47,10 @@ class VisionAttention(nn.Layer):
 class VisionMLP(nn.Layer):
     """Qwen2-VL's fc1 -> act -> fc2."""
 
-    def __init__(self, dim: int, hidden: int, act: str, quant=None):
+    def __init__(self, dim: int, hidden: int, act: str, quant=None, precision: Precision = FLOAT32):
         super().__init__()
-        self.fc1, self.fc2 = make_linear(dim, hidden, True, quant), make_linear(hidden, dim, True, quant)
+        self.fc1 = make_linear(dim, hidden, True, quant, precision)
+        self.fc2 = make_linear(hidden, dim, True, quant, precision)
         self.act = get_activation(act)
 
     def forward(self, x):
@@ -59,12 +60,12 @@ class VisionMLP(nn.Layer):
 class PatchMerger(nn.Layer):
     """Norm each patch, then concatenate each merge x merge group and project: (N, C) -> (N/m^2, out)."""
 
-    def __init__(self, cfg: VisionConfig, norm: nn.Layer, quant=None):
+    def __init__(self, cfg: VisionConfig, norm: nn.Layer, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.merged_dim = cfg.hidden_size * cfg.spatial_merge_size ** 2
         self.ln_q = norm
-        self.mlp = nn.LayerList([make_linear(self.merged_dim, self.merged_dim, True, quant), nn.GELU(),
-                                 make_linear(self.merged_dim, cfg.out_hidden_size, True, quant)])
+        self.mlp = nn.LayerList([make_linear(self.merged_dim, self.merged_dim, True, quant, precision), nn.GELU(),
+                                 make_linear(self.merged_dim, cfg.out_hidden_size, True, quant, precision)])
 
     def forward(self, x):
         x = self.ln_q(x).reshape([-1, self.merged_dim])

@@ -4,7 +4,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_qwenvl.layers.linear import float_weights
+from paddle_qwenvl.config import Precision
 from paddle_qwenvl.models.vision import VisionAttention
 from paddle_qwenvl.ops._build import build_info
 
@@ -13,8 +13,7 @@ DIM, HEADS = 128, 4
 
 def _layer(dtype):
     paddle.seed(0)
-    with float_weights(dtype):
-        return VisionAttention(DIM, HEADS)
+    return VisionAttention(DIM, HEADS, precision=Precision(dtype))
 
 
 def _inputs(n):

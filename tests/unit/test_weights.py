@@ -80,7 +80,7 @@ def test_missing_directory_says_what_to_pass(tmp_path):
 
 
 def test_sharded_bfloat16_checkpoint_loads_as_rounded_fp32(tmp_path):
-    from paddle_qwenvl import tiny
+    from paddle_qwenvl.tools import tiny
     from paddle_qwenvl.tools.weight_writer import ShardWriter, to_bfloat16_bits
     fp32 = tiny.make_tiny_checkpoint(tmp_path / "fp32", "qwen2_vl")
     cfg = json.loads((fp32 / "config.json").read_text())
