@@ -7,9 +7,10 @@ ignored). Throughput = generated tokens / wall time of the whole batch (prefill 
 """
 import argparse
 import tempfile
-import time
 
 import numpy as np
+
+from paddle_qwenvl.tools.bench import timed_generate
 
 MID_TEXT = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
                 num_key_value_heads=2, mrope_section=[8, 12, 12])
@@ -42,12 +43,8 @@ def run(engine, n, args, seed):
     rng = np.random.default_rng(seed)
     requests = [PromptInputs(rng.integers(10, 900, args.prompt_tokens).tolist()) for _ in range(n)]
     params = SamplingParams(temperature=0, max_new_tokens=args.new_tokens, ignore_eos=True)
-    start = time.perf_counter()
-    outs = engine.generate(requests, params)
-    wall = time.perf_counter() - start
-    generated = sum(o.usage.completion_tokens for o in outs)
-    decode = max(o.timings.decode for o in outs)
-    return generated, wall, decode
+    _, stats = timed_generate(engine, requests, params)
+    return stats.completion_tokens, stats.end_to_end, stats.decode
 
 
 def main():

@@ -7,15 +7,15 @@ checkpoint: all layers in one op call (pqv_decoder_stack, the default), one op c
 One text request, greedy, exactly --max_new_tokens tokens. Each round runs it once per path;
 printed: decode tokens/s per round and path, their means and ratios to the single ops, the weight
 bytes read per token and what that means in GB/s beside the DRAM read bandwidth probed before and
-after (bench_ops.py's probe), and whether all paths generated the same tokens. The machine's speed
-drifts between rounds, hence the alternation.
+after (tools.timing.ReadProbe, bench_ops.py's probe), and whether all paths generated the same
+tokens. The machine's speed drifts between rounds, hence the alternation.
 """
 import argparse
 import os
 import statistics
 
-from bench_ops import dram_limit
-from bench_vs_hf import cached_checkpoint
+from paddle_qwenvl.tools.bench import cached_preset_checkpoint, decode_weight_bytes
+from paddle_qwenvl.tools.timing import ReadProbe
 
 PROMPT = "Write a long story about a cat who learns to sail."
 PATHS = {"1": "one op for all layers", "layer": "one op per layer", "0": "single ops"}   # FUSED_LAYERS values
@@ -36,12 +36,11 @@ def parse_args():
 def main():
     args = parse_args()
     from paddle_qwenvl import Predictor, SamplingParams
-    from paddle_qwenvl.tools.bench import decode_weight_bytes
     from paddle_qwenvl.cli.common import set_up_runtime
     threads = set_up_runtime(args.threads)
-    dram = dram_limit(threads, reps=3)
-    probes = [dram.probe()]
-    model_dir = cached_checkpoint(args.preset, args.num_layers)
+    probe = ReadProbe(threads)
+    probes = [probe(9)]                                                       # as bench_ops.py --quick
+    model_dir = cached_preset_checkpoint(args.preset, args.num_layers)
     predictor = Predictor.from_pretrained(model_dir, dtype=args.dtype, quant_type=args.quant_type, progress=False)
     messages = [{"role": "user", "content": PROMPT}]
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0, ignore_eos=True)
@@ -54,7 +53,7 @@ def main():
             speed[path].append((len(out.token_ids) - 1) / out.timings.decode)  # the first token ends prefill
             tokens[path] = out.token_ids
         print(f"round {r + 1}: " + "   ".join(f"{PATHS[p]} {speed[p][-1]:6.2f}" for p in PATHS) + " tokens/s", flush=True)
-    probes.append(dram.probe())
+    probes.append(probe(9))
     weight_bytes = decode_weight_bytes(predictor.model)     # as held: a float32 model may hold bf16 weights
     means = {p: statistics.mean(speed[p]) for p in PATHS}
     print(f"{args.preset} {args.quant_type or args.dtype}: " + ", ".join(

@@ -13,7 +13,6 @@ is the least noisy). Fairness:
 """
 import argparse
 import os
-import time
 
 import numpy as np
 import paddle
@@ -24,87 +23,28 @@ from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
 from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
+from paddle_qwenvl.tools.roofline import Limit, Rows
+from paddle_qwenvl.tools.timing import ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates
 
 SECTIONS = ("gemv", "gemm", "attention", "prefill", "vision", "elementwise")
 
 
-def best_seconds(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-TARGETED = []   # (name, value, limit, stock, target) of the rows that issue 5 sets a target for
-
-
-def row(name, measured, unit, stock=None, target=None):
-    """measured: (value, limit) as returned by Limit.around. target: ("limit", fraction) or
-    ("stock", ratio), the row's goal in issue 5, reported again at the end (print_targets)."""
-    value, limit = measured
-    frac = f"{value / limit:6.1%} of {limit:6.1f}" if limit else ""
-    extra = f"   stock Paddle {stock:8.3g} {unit}  (x{value / stock:.1f})" if stock else ""
-    print(f"  {name:<44} {value:8.1f} {unit}  {frac}{extra}", flush=True)
-    if target:
-        TARGETED.append((name, value, limit, stock, target))
-
-
-def print_targets():
-    """Issue 5's targets, row by row, as this run measured them. A GEMM's limit is oneDNN's GEMM in
-    the row's dtype: where stock Paddle already runs near it (fp32 on Intel, where Paddle's matmul
-    is MKL), 3x stock is beyond the machine and the line says so."""
-    if TARGETED:
-        print("issue 5 targets in this run:")
-    for name, value, limit, stock, (kind, goal) in TARGETED:
-        got = value / limit if kind == "limit" else value / stock
-        shown = f"{got:.1%} of the limit (>= {goal:.0%})" if kind == "limit" else f"x{got:.1f} stock (>= x{goal:g})"
-        note = ""
-        if kind == "stock" and goal * stock > limit:
-            note = f"; stock runs at {stock / limit:.0%} of the oneDNN limit, so x{goal:g} would be {goal * stock / limit:.1f}x that limit"
-        print(f"  {'met   ' if got >= goal else 'MISSED'}  {name:<44} {shown}{note}")
-
-
-class Limit:
-    """A machine limit (DRAM GB/s or GEMM GFLOP/s) re-probed around every row."""
-
-    def __init__(self, probe, rounds=1):
-        self.probe, self.rounds, self.best = probe, rounds, 0.0
-
-    def around(self, measure):
-        """(value, limit): `rounds` times a probe, measure(), a probe; the best value and the
-        highest probe of those rounds (op and limit taken from the same stretch of time)."""
-        value, limit = 0.0, self.probe()
-        for _ in range(self.rounds):
-            value = max(value, measure())
-            limit = max(limit, self.probe())
-        self.best = max(self.best, limit)
-        return value, limit
+ROWS = Rows()               # every row printed, and the targets some of them are held to
+row = ROWS.row
 
 
 # Memory-bound rows alternate probe and measurement this many times (best of each). With one
-# round, on the 2026-12-05 machine a row of the first shape (a different one each run) sometimes
+# round, on a 2-thread machine a row of the first shape (a different one each run) sometimes
 # read 48-62% where the same row repeated later in the process read 85-90%: one slow stretch of
 # a few hundred ms had caught the whole row but neither probe.
 DRAM_ROUNDS = 3
-PROBE_STREAMS = (1, 4, 8)   # streams per thread the read probe tries; the limit is the fastest
 
 
 def dram_limit(nt, reps):
-    """All threads summing 128 MB slices of a buffer of 3x the L3 (`copies_beyond_cache`), one slice
-    after the other, so that no pass reuses what an earlier one left in the cache; best of 3 * reps
-    passes of a few ms each: as short as the ops' calls, so on a busy machine the probe has the same
-    chance as the op of landing in a quiet moment. Each thread reads its part as 1, 4 and 8 streams
-    side by side (more misses in flight: on the 2026-12-01 Intel machine 4-8 streams read 26-31 GB/s
-    where 1 read ~20 and MKL's GEMV 27); the limit is the fastest. (A single 128 MB buffer is not
-    enough on a 300 MB L3: it read 49-51 GB/s where 0.5-2 GB buffers read 28-40.)"""
-    slice_bytes = 128 << 20
-    slices = [paddle.ones([slice_bytes // 4]) for _ in range(copies_beyond_cache(slice_bytes))]
-    read = lambda streams: cycled(lambda i: compiled_ops().pqv_read_sum(slices[i], streams, nt), len(slices))
-    probe = lambda: max(slice_bytes / best_seconds(read(s), 3 * reps) / 1e9 for s in PROBE_STREAMS)
-    return Limit(probe, rounds=DRAM_ROUNDS)
+    """The DRAM read probe (tools.timing.ReadProbe: 128 MB slices cycled past the L3) at the best
+    of 3 * reps reads, DRAM_ROUNDS rounds around each row."""
+    probe = ReadProbe(nt)
+    return Limit(lambda: probe(3 * reps), rounds=DRAM_ROUNDS)
 
 
 def gemm_job(weight_dtype="float32"):
@@ -116,47 +56,6 @@ def gemm_job(weight_dtype="float32"):
 def gemm_limit(reps):
     flops, call = gemm_job()
     return Limit(lambda: flops / best_seconds(call, reps) / 1e9)
-
-
-def interleaved_rates(jobs, reps):
-    """jobs: (work, call) pairs, called in turn `reps` times after a warm-up: the best work / second
-    of each, in G/s. Every job gets the same stretches of time: on the 2026-12-01 Emerald Rapids
-    machine oneDNN's AMX GEMM ran at ~450 or ~900-1100 GFLOP/s from one second to the next, so a
-    row measured after its stock reference or its limit could land in the other regime."""
-    for _, call in jobs:
-        call()
-    best = [float("inf")] * len(jobs)
-    for _ in range(reps):
-        for i, (_, call) in enumerate(jobs):
-            t = time.perf_counter()
-            call()
-            best[i] = min(best[i], time.perf_counter() - t)
-    return [work / seconds / 1e9 for (work, _), seconds in zip(jobs, best)]
-
-
-def l3_bytes(default=32 << 20):
-    """This CPU's last-level cache, from sysfs ("107520K"), else `default`."""
-    try:
-        text = open("/sys/devices/system/cpu/cpu0/cache/index3/size").read().strip()
-        return int(text[:-1]) << {"K": 10, "M": 20}[text[-1]]
-    except (OSError, ValueError, KeyError):
-        return default
-
-
-def copies_beyond_cache(nbytes):
-    """How many operand copies to cycle through so that every call reads from DRAM, not L3: at least
-    128 MB and 3x the L3 in all (an L3 that is not strictly LRU keeps part of a cycle only a little
-    larger than itself: stock GEMV rows with 2 x 90 MB copies read faster than the DRAM probe)."""
-    return max(1, -(-max(128 << 20, 3 * l3_bytes()) // nbytes))
-
-
-def cycled(fn_of_copy, count):
-    state = {"i": 0}
-
-    def call():
-        fn_of_copy(state["i"] % count)
-        state["i"] += 1
-    return call
 
 
 def rate(work, fn, reps):
@@ -213,7 +112,8 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
             (f"weight_only_int4 ({wo}) {m}x{k}x{n}", lambda: weight_only_linear(x, *q4, algo="weight_only_int4"), wo),
             (f"weight_only_int8 exact (fp32) {m}x{k}x{n}", lambda: weight_only_linear(x, *q8, exact=True), "fp32"))
     for name, fn, limit_dtype in rows:
-        stock_rate, value, limit = interleaved_rates([stock, (flops, fn), limits[limit_dtype]], 3 * reps)
+        stock_rate, value, limit = interleaved_rates(dict(stock=stock, row=(flops, fn), limit=limits[limit_dtype]),
+                                                      3 * reps).values()
         if limit_dtype == "fp32":
             gemm.best = max(gemm.best, limit)
         row(name, (value, limit), "GFLOP/s", stock_rate, ("stock", 3.0))
@@ -316,7 +216,8 @@ def bench_vision_attention(reps, lengths, heads=16, d=80):
             rows.append(("fused AMX kernel bf16",
                          amx_switched("1", lambda: block_attention_gemm(q, k, v, cu, scale, True)), "bf16"))
         for name, fn, dtype in rows:
-            stock_rate, value, limit = interleaved_rates([stock, (flops, fn), limits[dtype]], max(2, reps // 2))
+            stock_rate, value, limit = interleaved_rates(dict(stock=stock, row=(flops, fn), limit=limits[dtype]),
+                                                          max(2, reps // 2)).values()
             row(f"n={n} {name}", (value, limit), "GFLOP/s", stock_rate)
 
 
@@ -375,7 +276,7 @@ def main():
         bench_elementwise(dram, reps)
     seen = [f"DRAM read {dram.best:.1f} GB/s"] * bool(dram.best) + [f"oneDNN fp32 GEMM {gemm.best:.1f} GFLOP/s"] * bool(gemm.best)
     print(f"best limits seen over the run: {', '.join(seen)}")
-    print_targets()
+    ROWS.print_targets()
 
 
 if __name__ == "__main__":

@@ -5,15 +5,14 @@
                                                         #   extrapolated to its 32 blocks
 """
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from paddle_qwenvl.processing import Processor
+from paddle_qwenvl.tools.timing import median_seconds
 from paddle_qwenvl.tools.tiny_tokenizer import write_processor_files
 
 
@@ -26,16 +25,6 @@ def _test_image(path):
     return Image.open(path).convert("RGB")
 
 
-def _median_seconds(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_preprocess(work, repeats):
     write_processor_files(str(work), "qwen2_vl")  # published limits: 3136..12845056 pixels
     processor = Processor.from_pretrained(str(work))
@@ -43,8 +32,8 @@ def bench_preprocess(work, repeats):
     message = lambda src: [{"role": "user", "content": [{"type": "image", "image": src},
                                                         {"type": "text", "text": "Describe."}]}]
     out = processor(message(image))
-    decoded = _median_seconds(lambda: processor(message(image)), repeats)
-    from_file = _median_seconds(lambda: processor(message(str(work / "img.jpg"))), repeats)
+    decoded = median_seconds(lambda: processor(message(image)), repeats)
+    from_file = median_seconds(lambda: processor(message(str(work / "img.jpg"))), repeats)
     print(f"1280x720 -> grid_thw {out.image_grid_thw[0]}, pixel_values {out.pixel_values.shape}, "
           f"{len(out.input_ids)} tokens")
     print(f"preprocess (PIL image in): {decoded * 1e3:.1f} ms median of {repeats}")
@@ -72,7 +61,7 @@ def bench_video(work, repeats):
     message = [{"role": "user", "content": [{"type": "video", "video": str(work / "clip.mp4")},
                                             {"type": "text", "text": "Describe."}]}]
     out = processor(message)
-    seconds = _median_seconds(lambda: processor(message), repeats)
+    seconds = median_seconds(lambda: processor(message), repeats)
     print(f"1280x720 4 s 30 fps video -> grid_thw {out.video_grid_thw[0]}, "
           f"{out.pixel_values_videos.shape[0]} patches: {seconds * 1e3:.1f} ms median of {repeats}")
 
@@ -85,7 +74,7 @@ def bench_vision(work, out, depth, preprocess_seconds):
                                        dtype="float32", progress=False)
     model = load_model(str(model_dir), progress=False)
     pixels = paddle.to_tensor(out.pixel_values)
-    seconds = _median_seconds(lambda: model.get_image_features(pixels, out.image_grid_thw), 1)
+    seconds = median_seconds(lambda: model.get_image_features(pixels, out.image_grid_thw), 1)
     full = seconds / depth * 32  # Qwen2-VL's ViT has 32 blocks; patch embed + merger are small
     print(f"vision tower, {depth} of 32 blocks: {seconds:.2f} s -> ~{full:.1f} s for all 32 "
           f"(threads: paddle default)")

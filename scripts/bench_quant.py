@@ -15,24 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+from paddle_qwenvl.tools.bench import cached_preset_checkpoint
+
 # (label, quant_type, also quantize the vision tower and lm_head)
 SETTINGS = [("fp32", "none", False), ("int8", "weight_only_int8", False), ("int4", "weight_only_int4", False),
             ("int8 +vision +lm_head", "weight_only_int8", True), ("int4 +vision +lm_head", "weight_only_int4", True)]
 
 
-def cached_preset(preset: str, num_layers, root: Path) -> Path:
-    from paddle_qwenvl.tools.tiny import make_preset_checkpoint
-    path = root / f"{preset}-L{num_layers or 'all'}"
-    if not (path / "config.json").is_file():
-        print(f"building random {preset} checkpoint in {path} (once)", file=sys.stderr)
-        make_preset_checkpoint(path, preset, num_layers=num_layers)
-    return path
-
-
 def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -> dict:
     from paddle_qwenvl import Predictor, SamplingParams
-    from paddle_qwenvl.tools.bench import (PeakAnonymous, decode_weight_bytes, peak_resident_bytes,
-                                            read_bandwidth_gbps, resident_bytes)
+    from paddle_qwenvl.tools.bench import PeakAnonymous, decode_weight_bytes, peak_resident_bytes, resident_bytes
+    from paddle_qwenvl.tools.timing import read_bandwidth_gbps
     start = time.perf_counter()
     with PeakAnonymous() as anon:
         predictor = Predictor.from_pretrained(model_dir, quant_type=None if quant_type == "none" else quant_type,
@@ -88,7 +81,8 @@ def main():
     ap.add_argument("--preset", default="qwen2-vl-2b")
     ap.add_argument("--num_layers", type=int, default=None, help="cut the decoder for a quicker run")
     ap.add_argument("--new_tokens", type=int, default=32)
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "paddle_qwenvl" / "presets"))
+    ap.add_argument("--cache", default=None, help="folder of the cached random checkpoints "
+                    "(default: $PADDLE_QWENVL_CACHE/bench, shared with bench_vs_hf.py)")
     ap.add_argument("--settings", default=",".join(label for label, *_ in SETTINGS),
                     help="comma-separated subset of: " + ", ".join(label for label, *_ in SETTINGS))
     ap.add_argument("--json", default=None, help="also write the figures here")
@@ -99,7 +93,7 @@ def main():
     if args.worker:
         print(json.dumps(worker(args.worker, args.quant_type, args.new_tokens, args.everything)))
         return
-    model_dir = cached_preset(args.preset, args.num_layers, Path(args.cache))
+    model_dir = cached_preset_checkpoint(args.preset, args.num_layers, root=args.cache)
     chosen = [x.strip() for x in args.settings.split(",")]
     unknown = set(chosen) - {label for label, *_ in SETTINGS}
     if unknown:

@@ -25,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from paddle_qwenvl.tools.bench import peak_resident_bytes, read_bandwidth_gbps
+from paddle_qwenvl.tools.bench import (cached_preset_checkpoint, decode_weight_bytes, peak_resident_bytes,
+                                       timed_generate)
+from paddle_qwenvl.tools.timing import best_seconds, read_bandwidth_gbps
 
 QUESTION = "Describe this image."
 PATCH_MERGE = 4                      # spatial_merge_size ** 2: patches per vision token
@@ -60,9 +62,10 @@ def chat_prompt(model_dir) -> str:
     return Processor.from_pretrained(model_dir).render(messages)
 
 
-def best_of(runs: list) -> dict:
-    """The timed run with the shortest end-to-end time."""
-    return min(runs, key=lambda r: r["end_to_end"])
+def side_result(runs: list, **extra) -> dict:
+    """The timed run with the shortest end-to-end time, all runs and `extra` (load seconds, ...)."""
+    return dict(min(runs, key=lambda r: r["end_to_end"]), runs=runs, peak_memory_bytes=peak_resident_bytes(),
+                **extra)
 
 
 # ---------------------------------------------------------------- our side
@@ -82,18 +85,14 @@ def run_ours(args) -> dict:
     sampling = SamplingParams(temperature=0.0, max_new_tokens=n, min_new_tokens=n)
     predictor.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=2))          # warm-up
     runs = [_timed_ours(predictor, messages, sampling) for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes(),
-                weight_dtype=predictor.weight_dtype)
+    return side_result(runs, load=load, weight_dtype=predictor.weight_dtype)
 
 
 def _timed_ours(predictor, messages, sampling) -> dict:
-    start = time.perf_counter()
-    out = predictor.generate(messages, sampling)
-    e2e = time.perf_counter() - start
-    t = out.timings
-    return dict(end_to_end=e2e, vision=t.vision, prefill=t.prefill, decode=t.decode,
-                preprocess=e2e - t.vision - t.prefill - t.decode, prompt_tokens=out.usage.prompt_tokens,
-                completion_tokens=out.usage.completion_tokens, token_ids=list(out.token_ids))
+    (out,), stats = timed_generate(predictor, [messages], sampling)
+    return dict(end_to_end=stats.end_to_end, vision=stats.vision, prefill=stats.prefill, decode=stats.decode,
+                preprocess=stats.other, prompt_tokens=stats.prompt_tokens,
+                completion_tokens=stats.completion_tokens, token_ids=list(out.token_ids))
 
 
 # ---------------------------------------------------------------- HF side
@@ -111,7 +110,7 @@ def run_hf(args) -> dict:
     _timed_hf(model, image_processor, tokenizer, prompt, args.image, 2, vision)                # warm-up
     runs = [_timed_hf(model, image_processor, tokenizer, prompt, args.image, args.max_new_tokens, vision)
             for _ in range(args.repeat)]
-    return dict(best_of(runs), load=load, runs=runs, peak_memory_bytes=peak_resident_bytes())
+    return side_result(runs, load=load)
 
 
 def _load_hf(model_dir):
@@ -182,49 +181,17 @@ def torch_bandwidth(threads: int) -> float:
         return float("nan")
     torch.set_num_threads(threads)
     x = torch.ones(2 ** 28)
-    return max(x.numel() * 4 / _seconds(lambda: float(x.sum())) for _ in range(3)) / 1e9
+    return x.numel() * 4 / best_seconds(lambda: float(x.sum()), 3, warmup=0) / 1e9
 
 
 # ---------------------------------------------------------------- the orchestrator
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def numpy_bandwidth() -> float:
     """GB/s of numpy's sum over 1 GiB of float32 (best of 3). numpy sums on one thread."""
     import numpy as np
     x = np.ones(2 ** 28, dtype=np.float32)
-    return max(x.nbytes / _seconds(x.sum) for _ in range(3)) / 1e9
-
-
-def decode_weight_bytes(model_dir, bytes_per_weight: float = 4.0, lm_head_bytes: float = 4.0) -> float:
-    """Bytes of weights read per decode token: every decoder linear layer plus the lm_head
-    (embedding rows, norms, biases, quantization scales and a short prompt's KV cache are not
-    counted: each is under 2% here)."""
-    c = json.loads((Path(model_dir) / "config.json").read_text())
-    h, inter = c["hidden_size"], c["intermediate_size"]
-    head_dim = h // c["num_attention_heads"]
-    q, kv = c["num_attention_heads"] * head_dim, c["num_key_value_heads"] * head_dim
-    per_layer = h * (q + 2 * kv) + q * h + 3 * h * inter
-    return c["num_hidden_layers"] * per_layer * bytes_per_weight + c["vocab_size"] * h * lm_head_bytes
-
-
-def cached_checkpoint(preset: str, num_layers) -> Path:
-    from paddle_qwenvl.tools.demo_model import cache_root
-    from paddle_qwenvl.tools.presets import PRESETS
-    from paddle_qwenvl.tools.tiny import make_preset_checkpoint
-    layers = num_layers or PRESETS[preset][1]["num_hidden_layers"]
-    target = cache_root() / "bench" / f"{preset}-L{layers}"
-    if not (target / "config.json").is_file():
-        print(f"building a random {preset} checkpoint with {layers} layers in {target} (once) ...", flush=True)
-        tmp = target.with_name(target.name + ".building")
-        make_preset_checkpoint(tmp, preset, num_layers=layers)
-        os.replace(tmp, target)
-    return target
+    return x.nbytes / best_seconds(x.sum, 3, warmup=0) / 1e9
 
 
 def resized_image(args, out_dir) -> str:
@@ -298,7 +265,7 @@ def ours_weights(result: dict) -> str:
 
 def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, torch_gb_s: float,
              probe: tuple) -> dict:
-    """probe: (GB/s, how) of paddle_qwenvl.tools.bench.read_bandwidth_gbps, several streams per
+    """probe: (GB/s, how) of paddle_qwenvl.tools.timing.read_bandwidth_gbps, several streams per
     thread; one stream per thread (numpy's and torch's sums) reads well below what DRAM gives."""
     float_bytes = 2.0 if ours.get("weight_dtype", dtype) == "bfloat16" else 4.0
     bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, float_bytes)
@@ -313,7 +280,7 @@ def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, to
 
 
 def orchestrate(args) -> dict:
-    model_dir = Path(args.model_dir) if args.model_dir else cached_checkpoint(args.preset, args.num_layers)
+    model_dir = Path(args.model_dir) if args.model_dir else cached_preset_checkpoint(args.preset, args.num_layers)
     with tempfile.TemporaryDirectory() as tmp:
         image = resized_image(args, tmp)
         ours = run_side("ours", args, model_dir, image)

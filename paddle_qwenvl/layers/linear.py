@@ -30,7 +30,7 @@ def make_embedding(num_embeddings: int, dim: int, precision: Precision = FLOAT32
 def on_rows(fn, x, out_features: int):
     """fn(rows (M, in)) -> (M, out) applied to x (..., in), returning (..., out). A 2-D x (every
     decoder linear) goes straight through: a reshape is one more Paddle call (~4 us here), and
-    Python-side calls are a good part of a decode step (docs/kernels.md, session 7)."""
+    Python-side calls are a good part of a decode step."""
     if x.ndim == 2:
         return fn(x)
     shape = x.shape

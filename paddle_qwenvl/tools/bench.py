@@ -1,47 +1,20 @@
 """The benchmark toolkit: timed runs of a batch of requests and their report (vision, prefill,
-decode tokens/s, end-to-end seconds, peak memory), memory bandwidth, resident memory, weight bytes
-per decode step.
+decode tokens/s, end-to-end seconds, peak memory), resident memory, the weight bytes one decode
+step reads, and random real-size checkpoints built once and cached. The timer and the bandwidth
+probe are in timing.py; rates against machine limits in roofline.py.
 
 Imports no Paddle at module level, so HF-side benchmark processes can use it too."""
 import json
+import os
+import shutil
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import List
 
 import numpy as np
-
-
-def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5, threads: int = None) -> tuple:
-    """(GB/s, how): best of `repeats` full reads of a buffer far larger than the caches.
-
-    With the compiled ops the read uses `threads` (default: all of ours, the decode kernels' situation);
-    without them numpy reads on one thread, well below what the hardware gives (a lower bound).
-    """
-    import paddle
-
-    from ..ops._build import compiled_ops
-    from ..ops.threads import num_threads
-    n = megabytes * (1 << 20) // 4
-    ops = compiled_ops()
-    if ops is not None:
-        buf, threads = paddle.ones([n], dtype="float32"), threads or num_threads()
-        reads = [lambda s=s: ops.pqv_read_sum(buf, s, threads) for s in (1, 4, 8)]
-        how = f"compiled read, {threads} threads, the fastest of 1, 4 or 8 streams each"
-    else:
-        buf = np.ones(n, dtype=np.float32)
-        reads = [buf.max]
-        how = "numpy max, 1 thread (lower bound)"
-    for read in reads:
-        read()
-    best = min(_timed(read) for read in reads for _ in range(repeats))
-    return n * 4 / best / 1e9, how
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def _status_bytes(field: str) -> int:
@@ -89,9 +62,16 @@ class PeakAnonymous:
         self.peak = max(self.peak, _status_bytes("RssAnon"))
 
 
-def decode_weight_bytes(model) -> int:
-    """Bytes of weights one decode step reads: every decoder linear (float or quantized) and
-    the lm_head (or the tied embedding matrix); embeddings are read one row per token."""
+def decode_weight_bytes(model, bytes_per_weight: float = 4.0, lm_head_bytes: float = 4.0):
+    """Bytes of weights one decode step reads: every decoder linear (float or quantized) and the
+    lm_head (or the tied embedding matrix). Embedding rows, norms, biases and a short prompt's KV
+    cache are not counted (each under 2% of a 2B model's).
+
+    model: a loaded model (its bytes as held; the two widths are ignored), or a checkpoint directory
+    (parameter counts from its config.json, `bytes_per_weight` each in the decoder, `lm_head_bytes`
+    in the lm_head: an estimate before loading)."""
+    if isinstance(model, (str, os.PathLike)):
+        return _config_weight_bytes(model, bytes_per_weight, lm_head_bytes)
     from ..layers.linear import Linear, WeightOnlyLinear
     total = 0
     for layer in model.model.layers.sublayers():
@@ -105,9 +85,42 @@ def decode_weight_bytes(model) -> int:
     return total + (_nbytes(head.weight) if isinstance(head, Linear) else _nbytes(head.qweight) + _nbytes(head.scales))
 
 
+def _config_weight_bytes(model_dir, bytes_per_weight: float, lm_head_bytes: float) -> float:
+    c = json.loads((Path(model_dir) / "config.json").read_text())
+    h, inter = c["hidden_size"], c["intermediate_size"]
+    head_dim = h // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * head_dim, c["num_key_value_heads"] * head_dim
+    per_layer = h * (q + 2 * kv) + q * h + 3 * h * inter
+    return c["num_hidden_layers"] * per_layer * bytes_per_weight + c["vocab_size"] * h * lm_head_bytes
+
+
 def _nbytes(t) -> int:
     return int(np.prod(t.shape)) * t.element_size()
 
+
+def cached_preset_checkpoint(preset: str, num_layers: int = None, dtype: str = "bfloat16", root=None) -> Path:
+    """A random real-size checkpoint of `preset` (tools.presets), cut to `num_layers` decoder
+    layers, built on first use as root/<preset>-L<layers> (default root: the cache's bench/ folder;
+    the directory name gains -<dtype> unless bfloat16, the published dtype). Built in a temporary
+    directory and renamed into place, so an interrupted build is never used."""
+    from .demo_model import cache_root
+    from .presets import PRESETS
+    from .tiny import make_preset_checkpoint
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    layers = num_layers or PRESETS[preset][1]["num_hidden_layers"]
+    name = f"{preset}-L{layers}" + ("" if dtype == "bfloat16" else f"-{dtype}")
+    target = Path(root or cache_root() / "bench") / name
+    if not (target / "config.json").is_file():
+        print(f"building a random {preset} checkpoint with {layers} layers in {target} (once) ...",
+              file=sys.stderr, flush=True)
+        tmp = target.with_name(f"{target.name}.building-{os.getpid()}")
+        make_preset_checkpoint(tmp, preset, num_layers=layers, dtype=dtype)
+        try:
+            os.replace(tmp, target)
+        except OSError:                   # another process finished first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 @dataclass
@@ -137,7 +150,8 @@ def stats_of(outputs, seconds: float) -> RunStats:
 
 
 def timed_generate(predictor, requests: list, sampling):
-    """(outputs, RunStats) of one generate() over all `requests`."""
+    """(outputs, RunStats) of one generate() over all `requests`. predictor: a Predictor, or an
+    LLMEngine with its PromptInputs requests."""
     start = time.perf_counter()
     outputs = predictor.generate(list(requests), sampling)
     return outputs, stats_of(outputs, time.perf_counter() - start)

@@ -1,5 +1,5 @@
-"""scripts/bench_ops.py: the interleaved timing helper, the L3-sized copy count, and a short run."""
-import importlib.util
+"""scripts/bench_ops.py and its toolkit (tools.timing, tools.roofline): the interleaved timer, the
+L3-sized copy count, the targets report, and a short run."""
 import re
 import subprocess
 import sys
@@ -8,15 +8,10 @@ import time
 import pytest
 
 from paddle_qwenvl.ops._build import build_info, compiled_ops
+from paddle_qwenvl.tools import timing
+from paddle_qwenvl.tools.roofline import Rows
 
 from .conftest import ROOT
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_ops", ROOT / "scripts" / "bench_ops.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_interleaved_rates_calls_the_jobs_in_turn():
@@ -27,29 +22,28 @@ def test_interleaved_rates_calls_the_jobs_in_turn():
             calls.append(name)
             time.sleep(0.005)
         return call
-    rates = load_script().interleaved_rates([(2e9, job("a")), (4e9, job("b"))], reps=3)
+    rates = timing.interleaved_rates({"a": (2e9, job("a")), "b": (4e9, job("b"))}, repeats=3)
     assert calls == ["a", "b"] * 4                      # one warm-up round, then 3 timed rounds in turn
-    assert 1.5 < rates[1] / rates[0] < 2.5               # the same ~5 ms a call, twice the work
+    assert 1.5 < rates["b"] / rates["a"] < 2.5           # the same ~5 ms a call, twice the work
 
 
 def test_operand_copies_exceed_three_times_the_l3(monkeypatch):
-    bench = load_script()
-    monkeypatch.setattr(bench, "l3_bytes", lambda: 300 << 20)
-    assert bench.copies_beyond_cache(128 << 20) == 8     # 8 x 128 MB >= 900 MB
-    assert bench.copies_beyond_cache(45 << 20) == 20
-    monkeypatch.setattr(bench, "l3_bytes", lambda: 8 << 20)
-    assert bench.copies_beyond_cache(32 << 20) == 4      # at least 128 MB in all
+    monkeypatch.setattr(timing, "l3_bytes", lambda: 300 << 20)
+    assert timing.copies_beyond_cache(128 << 20) == 8    # 8 x 128 MB >= 900 MB
+    assert timing.copies_beyond_cache(45 << 20) == 20
+    monkeypatch.setattr(timing, "l3_bytes", lambda: 8 << 20)
+    assert timing.copies_beyond_cache(32 << 20) == 4     # at least 128 MB in all
 
 
 def test_targets_are_reported_met_or_missed_with_unreachable_ones_explained(capsys):
-    bench = load_script()
+    bench = Rows()
     bench.row("int8 gemv", (28.0, 34.0), "GB/s", 30.0, ("limit", 0.8))             # 82%
     bench.row("attention", (19.0, 34.0), "GB/s", 0.2, ("limit", 0.6))              # 56%
     bench.row("bf16 gemm", (1100.0, 1200.0), "GFLOP/s", 330.0, ("stock", 3.0))     # x3.3
     bench.row("fp32 gemm", (360.0, 370.0), "GFLOP/s", 340.0, ("stock", 3.0))       # x1.1, stock at 92%
     bench.row("untargeted", (1.0, 2.0), "GB/s", 1.0)
     bench.print_targets()
-    report = capsys.readouterr().out.split("issue 5 targets in this run:\n")[1].splitlines()
+    report = capsys.readouterr().out.split("targets in this run:\n")[1].splitlines()
     assert [line.split()[:2] for line in report] == [["met", "int8"], ["MISSED", "attention"], ["met", "bf16"],
                                                      ["MISSED", "fp32"]]
     assert "82.4% of the limit (>= 80%)" in report[0] and "x3.3 stock (>= x3)" in report[2]

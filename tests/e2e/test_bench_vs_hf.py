@@ -1,19 +1,13 @@
-"""scripts/bench_vs_hf.py: the roofline's byte count, and one whole run on a tiny checkpoint."""
-import importlib.util
+"""scripts/bench_vs_hf.py: the roofline's byte count (tools.bench), and one whole run on a tiny checkpoint."""
 import json
 import subprocess
 import sys
 
 import pytest
 
+from paddle_qwenvl.tools.bench import decode_weight_bytes
+
 from .conftest import ROOT
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_vs_hf", ROOT / "scripts" / "bench_vs_hf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_decode_weight_bytes_of_qwen2_vl_2b(tmp_path):
@@ -25,8 +19,14 @@ def test_decode_weight_bytes_of_qwen2_vl_2b(tmp_path):
     per_layer = 1536 * 2048 + 1536 * 1536 + 3 * 1536 * 8960
     params = 28 * per_layer + 151936 * 1536                    # + lm_head (tied to the embedding)
     assert params == 1_543_569_408
-    assert load_script().decode_weight_bytes(tmp_path, 4.0) == params * 4
-    assert load_script().decode_weight_bytes(tmp_path, 2.0, 2.0) == params * 2     # --dtype bfloat16
+    assert decode_weight_bytes(tmp_path, 4.0) == params * 4
+    assert decode_weight_bytes(tmp_path, 2.0, 2.0) == params * 2     # --dtype bfloat16
+
+
+def test_decode_weight_bytes_from_the_config_are_what_a_loaded_model_holds(tiny_models):
+    from paddle_qwenvl.models import load_model
+    for model_dir in tiny_models.values():                      # float32 checkpoints
+        assert decode_weight_bytes(load_model(str(model_dir), progress=False)) == decode_weight_bytes(model_dir, 4.0)
 
 
 @pytest.mark.slow
