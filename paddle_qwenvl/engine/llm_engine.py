@@ -1,9 +1,10 @@
 """The engine loop: requests in, one scheduled model step at a time, outputs (or text deltas) out."""
+import struct
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from .detokenizer import find_stop, stream_safe_end
 from .inputs import PromptInputs
 from .model_runner import ModelRunner
 from .outputs import RequestOutput, Usage
-from .request import Request, stop_token_ids
+from .request import PromptState, Request, stop_token_ids
 from .scheduler import Scheduler
 from .sequence import Sequence
 
@@ -27,7 +28,10 @@ class EngineConfig:
                                          # bound: no more than max_num_seqs x max_model_len tokens;
                                          # float32, bf16 for a bfloat16 model)
     max_num_seqs: int = 16               # sequences per step
-    max_num_batched_tokens: Optional[int] = None   # tokens per step; default max_model_len
+    max_num_batched_tokens: Optional[int] = None   # tokens per step (default max_model_len); a
+                                         # longer prompt is prefilled in chunks beside the decodes
+    enable_prefix_caching: bool = True   # reuse the KV blocks of an identical prompt prefix
+    encoder_cache_memory: int = 256 << 20   # bytes of vision embeddings kept by media content
 
     def __post_init__(self):
         for name in ("max_model_len", "block_size", "kv_cache_memory", "max_num_seqs"):
@@ -35,9 +39,24 @@ class EngineConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.max_num_batched_tokens is None:
             self.max_num_batched_tokens = max(self.max_model_len, self.max_num_seqs)
-        if self.max_num_batched_tokens < self.max_model_len:
-            raise ValueError(f"max_num_batched_tokens={self.max_num_batched_tokens} must be >= "
-                             f"max_model_len={self.max_model_len}: a whole prompt is prefilled in one step")
+        if not isinstance(self.max_num_batched_tokens, int) or self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(f"max_num_batched_tokens={self.max_num_batched_tokens!r} must be an integer >= "
+                             f"max_num_seqs={self.max_num_seqs}: every running sequence decodes one token a step")
+        if not isinstance(self.encoder_cache_memory, int) or self.encoder_cache_memory < 0:
+            raise ValueError(f"encoder_cache_memory must be an integer >= 0 bytes, got {self.encoder_cache_memory!r}")
+
+
+def media_spans(prompt: PromptState, inputs: PromptInputs) -> List[Tuple[int, int, bytes]]:
+    """(first, end, key) of each media's placeholder run, for prefix caching: the key is the media's
+    content hash, with a video's seconds per temporal grid (they set its tokens' positions)."""
+    seconds = iter(inputs.second_per_grid_ts or [])
+    spans = []
+    for item in prompt.media:
+        key = item.key
+        if item.kind == "video":
+            key += struct.pack("<d", next(seconds, 0.0))
+        spans.append((int(item.rows[0]), int(item.rows[-1]) + 1, key))
+    return spans
 
 
 class LLMEngine:
@@ -50,13 +69,13 @@ class LLMEngine:
         self.eos_ids = list(model.config.eos_token_ids)
         # no more blocks than max_num_seqs sequences of max_model_len tokens can use
         most = config.max_num_seqs * -(-config.max_model_len // config.block_size)
-        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory, most)
+        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory, most, config.encoder_cache_memory)
         capacity = self.runner.num_blocks * config.block_size
         if capacity < config.max_model_len:
             raise ValueError(f"kv_cache_memory={config.kv_cache_memory} bytes holds {capacity} tokens, "
                              f"fewer than max_model_len={config.max_model_len}: raise kv_cache_memory "
                              f"or lower max_model_len")
-        blocks = BlockManager(self.runner.num_blocks, config.block_size)
+        blocks = BlockManager(self.runner.num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self._requests = {}               # request id -> unfinished Request
         self._outputs = {}                # request id -> queued outputs (generate/stream)
@@ -82,10 +101,10 @@ class LLMEngine:
                              f"{self.config.max_model_len} leaves no room to generate: shorten the "
                              f"prompt (smaller images/videos) or raise max_model_len")
         self._check_token_ids(inputs.input_ids + params.stop_token_ids)
-        seq = Sequence(inputs.input_ids, request_id)
+        prompt = self.runner.prepare_prompt(inputs)
+        seq = Sequence(inputs.input_ids, request_id, media_spans(prompt, inputs))
         decoder = IncrementalDecoder(self.tokenizer) if self.tokenizer is not None else None
-        return Request(seq, params, stop_token_ids(params, self.eos_ids), self.runner.prepare_prompt(inputs),
-                       decoder)
+        return Request(seq, params, stop_token_ids(params, self.eos_ids), prompt, decoder)
 
     def _check_token_ids(self, ids: List[int]) -> None:
         vocab = self.runner.config.text.vocab_size
@@ -125,13 +144,14 @@ class LLMEngine:
         token_ids = self.runner.run(batch)
         self._add_step_time(batch, time.perf_counter() - start - self.runner.last_vision_seconds)
         self.scheduler.postprocess([r.seq for r in batch], token_ids)
-        return [self._after_token(r) for r in batch]
+        return [self._after_token(r) for r, token in zip(batch, token_ids) if token is not None]
 
     @staticmethod
     def _add_step_time(batch: List[Request], seconds: float) -> None:
-        """Wall time of the step without the vision tower, to prefill or decode of each request."""
+        """Wall time of the step without the vision tower, to prefill (the step computes prompt
+        tokens, or recomputes) or decode of each request."""
         for r in batch:
-            if r.seq.num_computed_tokens == 0:
+            if r.seq.num_computed_tokens < r.seq.num_prompt_tokens:
                 r.timings.prefill += seconds
             else:
                 r.timings.decode += seconds
@@ -183,8 +203,8 @@ class LLMEngine:
         delta = request.text[request.num_streamed_chars:end]
         request.num_streamed_chars = max(request.num_streamed_chars, end)
         return RequestOutput(seq.request_id, request.text, seq.completion_token_ids, seq.is_finished,
-                             seq.finish_reason, Usage(seq.num_prompt_tokens, seq.num_completion_tokens),
-                             request.timings, delta)
+                             seq.finish_reason, Usage(seq.num_prompt_tokens, seq.num_completion_tokens,
+                                                      seq.num_cached_tokens or 0), request.timings, delta)
 
     def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
         """Adds the requests (all or none) and opens an output queue for each."""
@@ -218,8 +238,10 @@ class LLMEngine:
 
     def _collect(self, live) -> List[RequestOutput]:
         with self._lock:
-            if not any(self._outputs[r] for r in live) and not self.step():
-                raise RuntimeError(f"requests {sorted(live)} are neither running nor finished")
+            if not any(self._outputs[r] for r in live):
+                if not self.has_unfinished():
+                    raise RuntimeError(f"requests {sorted(live)} are neither running nor finished")
+                self.step()                       # a prefill chunk may give no output yet
             return [self._outputs[r].popleft() for r in live for _ in range(len(self._outputs[r]))]
 
     def _close(self, ids: List[str]) -> None:
@@ -259,7 +281,7 @@ class LLMEngine:
             taken = []
             try:
                 for r in batch:
-                    blocks.allocate(r.seq)
+                    blocks.allocate(r.seq, use_cache=False)
                     taken.append(r)
                     r.seq.num_scheduled_tokens = r.seq.num_tokens
                 logits = [[rows.numpy()] for rows in self.runner.logits(batch)]

@@ -1,9 +1,13 @@
 """Runs one scheduled step: packs the requests' new tokens, runs the model over the paged KV
-cache, and samples one token per request (or returns the logits of every scheduled token).
+cache, and samples one token per request that reached its newest token (or returns the logits of
+every scheduled token).
 
-The vision tower runs once per request, at its first prefill; the merged vision embeddings and
-prompt M-RoPE positions stay in the request's PromptState, so a recompute after preemption reuses them.
+The vision tower runs for a media item when a step first needs its placeholder tokens (none when
+they are all in a cached prefix), and not at all when the encoder cache knows its content. The
+embeddings and prompt M-RoPE positions stay in the request's PromptState, so a recompute after
+preemption reuses them.
 """
+import hashlib
 import time
 from typing import List, Optional
 
@@ -12,8 +16,9 @@ import paddle
 
 from ..models.rope import get_mrope_positions
 from ..ops.attention_metadata import AttentionMetadata
+from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
-from .request import PromptState, Request
+from .request import MediaItem, PromptState, Request
 from .sampler import sample
 
 KV_DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
@@ -32,10 +37,21 @@ def kv_block_bytes(text_config, block_size: int, dtype: str = "float32") -> int:
     return per_token * block_size * KV_DTYPE_BYTES[dtype]
 
 
+def media_key(kind: str, grid, pixels: np.ndarray) -> bytes:
+    """A hash of what the vision tower sees: the processed pixels and their grid."""
+    h = hashlib.blake2b(kind.encode(), digest_size=16)
+    h.update(np.asarray(grid, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(pixels, dtype=np.float32).tobytes())
+    return h.digest()
+
+
 class ModelRunner:
-    def __init__(self, model, block_size: int, kv_cache_memory: int, max_blocks: Optional[int] = None):
-        """KV cache of as many blocks as `kv_cache_memory` bytes hold, at most `max_blocks`."""
+    def __init__(self, model, block_size: int, kv_cache_memory: int, max_blocks: Optional[int] = None,
+                 encoder_cache_memory: int = 0):
+        """KV cache of as many blocks as `kv_cache_memory` bytes hold, at most `max_blocks`; vision
+        embeddings of up to `encoder_cache_memory` bytes kept by content."""
         self.model = model
+        self.encoder_cache = EncoderCache(encoder_cache_memory)
         self.config = model.config
         self.block_size = block_size
         self.kv_dtype = kv_cache_dtype(model.compute_dtype)
@@ -55,12 +71,19 @@ class ModelRunner:
                 for _ in range(t.num_hidden_layers)]
 
     @paddle.no_grad()
-    def run(self, requests: List[Request]) -> List[int]:
-        """One token per request, for requests whose `seq.num_scheduled_tokens` are set."""
+    def run(self, requests: List[Request]) -> List[Optional[int]]:
+        """For requests whose `seq.num_scheduled_tokens` are set: a token for each whose step reaches
+        its newest token, None for a prefill chunk that does not."""
         hidden, meta = self._forward(requests)
-        last = paddle.to_tensor(np.cumsum(meta.query_lens) - 1)
-        logits = self.model.compute_logits(paddle.gather(hidden, last))        # (B, vocab)
-        return sample(logits, [r.sampling_row() for r in requests])
+        ends = np.cumsum(meta.query_lens) - 1
+        done = [i for i, r in enumerate(requests)
+                if r.seq.num_computed_tokens + r.seq.num_scheduled_tokens == r.seq.num_tokens]
+        out: List[Optional[int]] = [None] * len(requests)
+        if done:
+            logits = self.model.compute_logits(paddle.gather(hidden, paddle.to_tensor(ends[done])))  # (B, vocab)
+            for i, token in zip(done, sample(logits, [requests[i].sampling_row() for i in done])):
+                out[i] = token
+        return out
 
     @paddle.no_grad()
     def logits(self, requests: List[Request]) -> List[paddle.Tensor]:
@@ -72,51 +95,73 @@ class ModelRunner:
         """(final hidden states (T, hidden) of the step's packed tokens, its attention metadata)."""
         start = time.perf_counter()
         for r in requests:
-            if r.prompt.media:
-                self._encode_media(r)
+            self._encode_media(r)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(requests)
         embeds = self._embed(requests, ids)
         return self.model(embeds, paddle.to_tensor(positions), meta, self.kv_caches), meta
 
     def prepare_prompt(self, inputs: PromptInputs) -> PromptState:
-        """On arrival: the prompt's M-RoPE positions and where its vision embeddings go.
+        """On arrival: the prompt's M-RoPE positions and its media items (where their embeddings go).
         Raises ValueError when placeholders and grids disagree, before anything runs."""
         positions, delta = get_mrope_positions(inputs.input_ids, inputs.image_grid_thw, inputs.video_grid_thw,
                                                inputs.second_per_grid_ts, self.config)
         state = PromptState(positions, delta)
-        ids = np.asarray(inputs.input_ids)
-        cfg = self.config
-        for token_id, pixels, grids, name in ((cfg.image_token_id, inputs.pixel_values, inputs.image_grid_thw, "image"),
-                                              (cfg.video_token_id, inputs.pixel_values_videos,
-                                               inputs.video_grid_thw, "video")):
+        ids, cfg = np.asarray(inputs.input_ids), self.config
+        for kind, token_id, pixels, grids in (("image", cfg.image_token_id, inputs.pixel_values, inputs.image_grid_thw),
+                                              ("video", cfg.video_token_id, inputs.pixel_values_videos,
+                                               inputs.video_grid_thw)):
             if grids:
-                state.media.append((name, pixels, grids))
-                rows = self._pad_rows(ids, token_id, grids, name)
-                state.vision_rows = rows if state.vision_rows is None else np.concatenate([state.vision_rows, rows])
+                state.media += self._media_items(kind, ids, token_id, np.asarray(pixels, dtype=np.float32), grids)
         return state
 
-    def _pad_rows(self, ids: np.ndarray, token_id: int, grids, name: str) -> np.ndarray:
+    def _media_items(self, kind: str, ids: np.ndarray, token_id: int, pixels: np.ndarray, grids) -> List[MediaItem]:
+        """One item per grid, in prompt order: the i-th run of placeholders is the i-th grid's."""
         rows = np.flatnonzero(ids == token_id)
-        expected = sum(t * h * w for t, h, w in grids) // self.config.vision.spatial_merge_size ** 2
-        if len(rows) != expected:
-            raise ValueError(f"the prompt has {len(rows)} {name} pad tokens but {name}_grid_thw "
-                             f"{list(grids)} gives {expected} {name} embeddings: expand each pad to "
+        merge = self.config.vision.spatial_merge_size ** 2
+        counts = [t * h * w // merge for t, h, w in grids]
+        if len(rows) != sum(counts):
+            raise ValueError(f"the prompt has {len(rows)} {kind} pad tokens but {kind}_grid_thw "
+                             f"{list(grids)} gives {sum(counts)} {kind} embeddings: expand each pad to "
                              f"t*h*w/merge^2 tokens (the processor does this)")
-        return rows
+        items, row, patch = [], 0, 0
+        for grid, count in zip(grids, counts):
+            patches = pixels[patch:patch + count * merge]
+            items.append(MediaItem(kind, patches, tuple(grid), rows[row:row + count], media_key(kind, grid, patches)))
+            row, patch = row + count, patch + count * merge
+        return items
+
+    @staticmethod
+    def _needed(request: Request) -> List[MediaItem]:
+        """The media whose placeholder tokens this step computes."""
+        start = request.seq.num_computed_tokens
+        end = start + request.seq.num_scheduled_tokens
+        return [m for m in request.prompt.media if m.rows[0] < end and m.rows[-1] >= start]
 
     def _encode_media(self, request: Request) -> None:
-        """Once per request, at its first prefill; kept in its PromptState for recomputes."""
-        start, state = time.perf_counter(), request.prompt
-        embeds = [self._vision_features(name, pixels, grids) for name, pixels, grids in state.media]
-        state.vision_embeds = paddle.concat(embeds, axis=0)   # rows in vision_rows order
-        state.media = []                                      # pixels are no longer needed
-        request.timings.vision += time.perf_counter() - start
+        """Embeddings for the media this step needs: from the encoder cache, else the vision tower
+        (one call per kind for what is missing)."""
+        start = time.perf_counter()
+        missing = []
+        for item in self._needed(request):
+            if item.embeds is None:
+                item.embeds = self.encoder_cache.get(item.key)
+            if item.embeds is None:
+                missing.append(item)
+        for kind in ("image", "video"):
+            items = [m for m in missing if m.kind == kind]
+            if items:
+                self._run_vision_tower(kind, items)
+        if missing:
+            request.timings.vision += time.perf_counter() - start
 
-    def _vision_features(self, name, pixels, grids) -> paddle.Tensor:
-        pixels = paddle.to_tensor(np.asarray(pixels, dtype=np.float32))
-        fn = self.model.get_image_features if name == "image" else self.model.get_video_features
-        return fn(pixels, grids)
+    def _run_vision_tower(self, kind: str, items: List[MediaItem]) -> None:
+        pixels = paddle.to_tensor(np.concatenate([m.pixels for m in items]))
+        fn = self.model.get_image_features if kind == "image" else self.model.get_video_features
+        embeds = fn(pixels, [m.grid for m in items])                  # rows of all items, in order
+        for item, part in zip(items, paddle.split(embeds, [len(m.rows) for m in items])):
+            item.embeds, item.pixels = part, None
+            self.encoder_cache.put(item.key, part, int(np.prod(part.shape)) * part.element_size())
 
     def _pack(self, requests: List[Request]):
         """Packed token ids (T,), positions (3, T) and the attention metadata of the step."""
@@ -163,11 +208,13 @@ class ModelRunner:
         embeds = self.model.embed_tokens(paddle.to_tensor(ids))
         rows, feats, offset = [], [], 0
         for r in requests:
-            state = r.prompt
-            if r.seq.num_computed_tokens == 0 and state.vision_embeds is not None:
-                rows.append(state.vision_rows + offset)
-                feats.append(state.vision_embeds)
-            offset += r.seq.num_scheduled_tokens
+            start, n = r.seq.num_computed_tokens, r.seq.num_scheduled_tokens
+            for item in self._needed(r):
+                inside = np.flatnonzero((item.rows >= start) & (item.rows < start + n))
+                rows.append(item.rows[inside] - start + offset)
+                feats.append(item.embeds if len(inside) == len(item.rows) else
+                             paddle.gather(item.embeds, paddle.to_tensor(inside)))
+            offset += n
         if rows:
             index = paddle.to_tensor(np.concatenate(rows))
             embeds = paddle.scatter(embeds, index, paddle.concat(feats, axis=0), overwrite=True)

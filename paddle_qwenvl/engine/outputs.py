@@ -16,6 +16,7 @@ class Timings:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0         # prompt tokens whose KV blocks came from the prefix cache
 
     @property
     def total_tokens(self) -> int:

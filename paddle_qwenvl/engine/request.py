@@ -17,14 +17,23 @@ def stop_token_ids(params: SamplingParams, eos_token_ids: List[int]) -> Tuple[in
 
 
 @dataclass
+class MediaItem:
+    """One image or video of a prompt."""
+    kind: str                                      # "image" or "video"
+    pixels: Optional[np.ndarray]                   # (t*h*w, patch_dim) float32; None once encoded
+    grid: Tuple[int, int, int]                     # (t, h, w) patches
+    rows: np.ndarray                               # prompt indices of its placeholder tokens
+    key: bytes                                     # content hash (kind, grid, pixels): the encoder cache's key
+    embeds: Optional[paddle.Tensor] = None         # (len(rows), hidden), kept for a recompute
+
+
+@dataclass
 class PromptState:
-    """The model runner's per-request state: prompt positions and vision rows on arrival, pixels
-    until the first prefill encodes them, vision embeddings after (kept for a recompute)."""
+    """The model runner's per-request state: prompt positions and media on arrival, each media's
+    vision embeddings once a step needs them."""
     positions: np.ndarray                          # (3, num_prompt_tokens) int64 M-RoPE positions
     mrope_delta: int                               # decode position of token p is p + mrope_delta
-    media: list = field(default_factory=list)      # [(name, pixels, grids)] not yet encoded
-    vision_rows: Optional[np.ndarray] = None       # (n,) prompt indices of image/video pad tokens
-    vision_embeds: Optional[paddle.Tensor] = None  # (n, hidden) in the order of vision_rows
+    media: List[MediaItem] = field(default_factory=list)
 
 
 class Request:

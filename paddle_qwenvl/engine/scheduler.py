@@ -1,9 +1,12 @@
 """Continuous batching: which sequences run in the next step, and with how many tokens.
 
-Each step first gives every running sequence one decode token, preempting the newest running
-sequences (recompute: blocks freed, back to the head of the waiting queue) when blocks run out.
-Then, if nothing was preempted, waiting sequences are prefilled whole while the limits allow:
-`max_num_seqs` sequences and `max_num_batched_tokens` tokens per step, and free blocks.
+Each step first gives every decoding sequence one token, preempting the newest running sequences
+(recompute: blocks freed, back to the head of the waiting queue) when blocks run out. Then running
+sequences still prefilling (a long prompt in chunks) continue, and, if nothing was preempted,
+waiting sequences are admitted while the limits allow: `max_num_seqs` sequences and
+`max_num_batched_tokens` tokens per step, and free blocks. An admitted sequence gets blocks for all
+its tokens and starts after its cached prefix (prefix caching). A prompt that fits one step is
+prefilled whole, waiting for a step with room; a longer one is prefilled in chunks.
 Pure Python over ints and lists.
 """
 from collections import deque
@@ -27,9 +30,9 @@ class Scheduler:
 
     def add(self, seq: Sequence) -> None:
         capacity = self.block_manager.num_blocks * self.block_manager.block_size
-        if seq.num_tokens > min(capacity, self.max_num_batched_tokens):
-            raise ValueError(f"request {seq.request_id} has {seq.num_tokens} tokens; at most "
-                             f"{min(capacity, self.max_num_batched_tokens)} fit one step and the cache")
+        if seq.num_tokens > capacity:
+            raise ValueError(f"request {seq.request_id} has {seq.num_tokens} tokens; at most {capacity} "
+                             f"fit the KV cache")
         seq.status = SequenceStatus.WAITING
         self.waiting.append(seq)
 
@@ -40,15 +43,19 @@ class Scheduler:
         """The sequences of the next step, each with `num_scheduled_tokens` set."""
         batch: List[Sequence] = []
         preempted = self._schedule_decodes(batch)
+        budget = self._schedule_chunks(batch, self.max_num_batched_tokens - len(batch))
         if not preempted:
-            self._schedule_prefills(batch)
+            self._schedule_prefills(batch, budget)
         return batch
 
     def _schedule_decodes(self, batch: List[Sequence]) -> bool:
-        """Every running sequence gets one token (running never exceeds max_num_seqs)."""
+        """Every decoding sequence gets one token (running never exceeds max_num_seqs)."""
         kept, preempted = deque(), False
         while self.running:
             seq = self.running.popleft()
+            if seq.num_new_tokens > 1:                # still prefilling: _schedule_chunks
+                kept.append(seq)
+                continue
             while not self.block_manager.can_append(seq) and self.running:
                 self.preempt(self.running.pop())    # newest first
                 preempted = True
@@ -63,26 +70,43 @@ class Scheduler:
         self.running = kept
         return preempted
 
-    def _schedule_prefills(self, batch: List[Sequence]) -> None:
-        budget = self.max_num_batched_tokens - len(batch)
-        while self.waiting and len(batch) < self.max_num_seqs:
+    def _schedule_chunks(self, batch: List[Sequence], budget: int) -> int:
+        """Running sequences still prefilling take what the step has left, oldest first."""
+        for seq in self.running:
+            if seq.num_new_tokens > 1 and budget > 0:
+                seq.num_scheduled_tokens = min(seq.num_new_tokens, budget)
+                budget -= seq.num_scheduled_tokens
+                batch.append(seq)
+        return budget
+
+    def _schedule_prefills(self, batch: List[Sequence], budget: int) -> None:
+        blocks = self.block_manager
+        while self.waiting and len(batch) < self.max_num_seqs and budget > 0:
             seq = self.waiting[0]
-            if seq.num_tokens > budget or not self.block_manager.can_allocate(seq):
+            if not blocks.can_allocate(seq):
                 break
+            remaining = seq.num_tokens - len(blocks.cached_prefix(seq)) * blocks.block_size
+            if budget < remaining <= self.max_num_batched_tokens:
+                break                             # fits whole in a later step
             self.waiting.popleft()
-            self.block_manager.allocate(seq)
+            seq.num_computed_tokens = blocks.allocate(seq)
+            if seq.num_cached_tokens is None:     # first admission: what usage reports
+                seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
             seq.status = SequenceStatus.RUNNING
-            seq.num_scheduled_tokens = seq.num_tokens
-            budget -= seq.num_tokens
+            seq.num_scheduled_tokens = min(seq.num_new_tokens, budget)
+            budget -= seq.num_scheduled_tokens
             batch.append(seq)
             self.running.append(seq)
 
-    def postprocess(self, batch: List[Sequence], token_ids: List[int]) -> None:
-        """After a step: the scheduled tokens are now cached and each sequence got a new token."""
+    def postprocess(self, batch: List[Sequence], token_ids: List[Optional[int]]) -> None:
+        """After a step: the scheduled tokens are now cached, and each sequence that reached its
+        newest token got a new one (None: a prefill chunk that did not reach it yet)."""
         for seq, token_id in zip(batch, token_ids):
             seq.num_computed_tokens += seq.num_scheduled_tokens
             seq.num_scheduled_tokens = 0
-            seq.append_token(token_id)
+            self.block_manager.cache_full_blocks(seq)
+            if token_id is not None:
+                seq.append_token(token_id)
 
     def preempt(self, seq: Sequence) -> None:
         """Recompute later: free the blocks, requeue at the head of the waiting queue."""

@@ -5,7 +5,7 @@ about a request (sampling, text, media, timings) is the engine's (engine/request
 """
 import enum
 import itertools
-from typing import List, Optional
+from typing import List, Optional, Sequence as Sequence_, Tuple
 
 
 class SequenceStatus(enum.Enum):
@@ -17,12 +17,14 @@ class SequenceStatus(enum.Enum):
 class Sequence:
     """Token ids (prompt + output so far), the block table of its KV cache and its status.
 
-    `num_computed_tokens` counts tokens whose keys/values are in the cache. After a preemption by
-    recompute it drops to 0 and the whole prompt + output is prefilled again.
+    `num_computed_tokens` counts tokens whose keys/values are in the cache. A prefill may start past
+    0 (a cached prefix) and take several steps (chunks). After a preemption by recompute it drops to
+    0 and the prompt + output is prefilled again.
     """
     _ids = itertools.count()
 
-    def __init__(self, token_ids: List[int], request_id: Optional[str] = None):
+    def __init__(self, token_ids: List[int], request_id: Optional[str] = None,
+                 media_spans: Sequence_[Tuple[int, int, bytes]] = ()):
         if not token_ids:
             raise ValueError("a request needs at least one prompt token; got an empty prompt")
         self.seq_id = next(Sequence._ids)
@@ -35,6 +37,11 @@ class Sequence:
         self.num_scheduled_tokens = 0   # set by the scheduler for the current step
         self.num_preemptions = 0
         self.finish_reason: Optional[str] = None
+        # prefix caching: (first, end, key) of each media's placeholder tokens, and the names of
+        # the full blocks so far (block_manager.extend_block_hashes)
+        self.media_spans = list(media_spans)
+        self.block_hashes: List[bytes] = []
+        self.num_cached_tokens: Optional[int] = None   # prompt tokens found cached at first admission
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -61,3 +68,8 @@ class Sequence:
 
     def append_token(self, token_id: int) -> None:
         self.token_ids.append(int(token_id))
+
+    @property
+    def num_new_tokens(self) -> int:
+        """Tokens whose keys/values are not in the cache yet: 1 when decoding, more while prefilling."""
+        return self.num_tokens - self.num_computed_tokens
