@@ -50,7 +50,8 @@ class Predictor:
                         max_model_len: int = 4096, block_size: int = 64, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
-                        **processor_options) -> "Predictor":
+                        enable_prefix_caching: bool = True, encoder_cache_memory: int = 256 << 20,
+                        max_num_batched_tokens: Optional[int] = None, **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
         dtype: "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
@@ -62,6 +63,11 @@ class Predictor:
         max_model_len: prompt + output tokens of one request. kv_cache_memory: bytes of the paged
         KV cache (float32; bf16 for a bfloat16 model); it must hold at least max_model_len tokens,
         requests beyond what fits at once wait or are preempted and recomputed. max_num_seqs: sequences per step.
+        enable_prefix_caching: a prompt that starts like an earlier one (the next turn of a chat)
+        reuses its KV blocks and computes only the rest; encoder_cache_memory: bytes of vision
+        embeddings kept by image/video content, so a known image costs no vision time.
+        max_num_batched_tokens: tokens per step (default max_model_len); a longer prompt is
+        prefilled in chunks between the running requests' decode steps.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
         """
@@ -74,7 +80,10 @@ class Predictor:
         processor = Processor.from_pretrained(model_dir, **processor_options)
         model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
-                              kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs)
+                              kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs,
+                              max_num_batched_tokens=max_num_batched_tokens,
+                              enable_prefix_caching=enable_prefix_caching,
+                              encoder_cache_memory=encoder_cache_memory)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))
         return cls(model, processor, config, time.perf_counter() - start, sampling)
 

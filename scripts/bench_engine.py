@@ -10,7 +10,7 @@ import tempfile
 
 import numpy as np
 
-from paddle_qwenvl.tools.bench import timed_generate
+from paddle_qwenvl.tools.bench import UNCACHED, timed_generate
 
 MID_TEXT = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16,
                 num_key_value_heads=2, mrope_section=[8, 12, 12])
@@ -33,7 +33,7 @@ def build_engine(model_dir, args):
     model = load_model(model_dir, progress=False)
     config = EngineConfig(max_model_len=args.prompt_tokens + args.new_tokens, block_size=64,
                           kv_cache_memory=1 << 30, max_num_seqs=max(args.concurrency),
-                          max_num_batched_tokens=max(args.concurrency) * (args.prompt_tokens + 1))
+                          max_num_batched_tokens=max(args.concurrency) * (args.prompt_tokens + 1), **UNCACHED)
     return LLMEngine(model, Tokenizer.from_pretrained(str(model_dir)), config)
 
 

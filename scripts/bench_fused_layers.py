@@ -14,7 +14,7 @@ import argparse
 import os
 import statistics
 
-from paddle_qwenvl.tools.bench import cached_preset_checkpoint, decode_weight_bytes
+from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint, decode_weight_bytes
 from paddle_qwenvl.tools.timing import ReadProbe
 
 PROMPT = "Write a long story about a cat who learns to sail."
@@ -41,7 +41,8 @@ def main():
     probe = ReadProbe(threads)
     probes = [probe(9)]                                                       # as bench_ops.py --quick
     model_dir = cached_preset_checkpoint(args.preset, args.num_layers)
-    predictor = Predictor.from_pretrained(model_dir, dtype=args.dtype, quant_type=args.quant_type, progress=False)
+    predictor = Predictor.from_pretrained(model_dir, dtype=args.dtype, quant_type=args.quant_type, progress=False,
+                                          **UNCACHED)
     messages = [{"role": "user", "content": PROMPT}]
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.0, ignore_eos=True)
     predictor.generate(messages, sampling)                                    # warm-up

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from paddle_qwenvl.tools.bench import cached_preset_checkpoint
+from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint
 
 # (label, quant_type, also quantize the vision tower and lm_head)
 SETTINGS = [("fp32", "none", False), ("int8", "weight_only_int8", False), ("int4", "weight_only_int4", False),
@@ -30,7 +30,8 @@ def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -
     with PeakAnonymous() as anon:
         predictor = Predictor.from_pretrained(model_dir, quant_type=None if quant_type == "none" else quant_type,
                                               quantize_vision=everything, quantize_lm_head=everything,
-                                              kv_cache_memory=256 << 20, max_model_len=1024, progress=False)
+                                              kv_cache_memory=256 << 20, max_model_len=1024, progress=False,
+                                              **UNCACHED)
     load_s = time.perf_counter() - start
     gc.collect()
     rss, load_peak = resident_bytes(), peak_resident_bytes()

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from paddle_qwenvl.tools.bench import (cached_preset_checkpoint, decode_weight_bytes, peak_resident_bytes,
+from paddle_qwenvl.tools.bench import (UNCACHED, cached_preset_checkpoint, decode_weight_bytes, peak_resident_bytes,
                                        timed_generate)
 from paddle_qwenvl.tools.timing import best_seconds, read_bandwidth_gbps
 
@@ -77,7 +77,7 @@ def run_ours(args) -> dict:
     set_up_runtime(args.threads)
     start = time.perf_counter()
     predictor = load_predictor(args.model_dir, dict(quant_type=args.quant_type), dtype=args.dtype,
-                               max_model_len=2048)
+                               max_model_len=2048, engine=UNCACHED)
     load = time.perf_counter() - start
     messages = [{"role": "user", "content": [{"type": "image", "image": args.image},
                                              {"type": "text", "text": QUESTION}]}]

@@ -69,14 +69,15 @@ def check_model_dir(path) -> Path:
     return model_dir
 
 
-def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, batch_size=1,
+def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, batch_size=1, engine=None,
                    **processor_options):
     """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
-    quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None."""
+    quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None;
+    engine: its engine keywords (see engine_options), or None."""
     from ..predictor import Predictor
     options = {k: v for k, v in processor_options.items() if v is not None}
     length = max_model_len or 4096
-    return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}),
+    return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}), **(engine or {}),
                                      max_model_len=length, max_num_seqs=max(batch_size, 1),
                                      kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1),
                                                                     dtype=dtype),
@@ -151,6 +152,36 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $PADDLE_QWENVL_NUM_THREADS or all usable cores)")
     add_quant_args(p)
+    add_engine_args(p)
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false",
+                   help="recompute every prompt whole (default: reuse the KV blocks of a repeated prefix)")
+    g.add_argument("--encoder-cache-memory", type=parse_size, default=256 << 20, metavar="SIZE",
+                   help="vision embeddings kept by image/video content, e.g. 256M (default), 1G, 0 = off")
+    g.add_argument("--max-num-batched-tokens", type=int, default=None, metavar="N",
+                   help="tokens per step (default: --max-model-len); longer prompts are prefilled in "
+                        "chunks between the decode steps of running requests")
+
+
+def parse_size(text: str) -> int:
+    """'256M', '1G', '512K' or a number of bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: give bytes or a number with K, M or G") from None
+
+
+def engine_options(args) -> dict:
+    """The engine flags as Predictor.from_pretrained keywords."""
+    return dict(enable_prefix_caching=args.prefix_caching, encoder_cache_memory=args.encoder_cache_memory,
+                max_num_batched_tokens=args.max_num_batched_tokens)
 
 
 def add_quant_args(p: argparse.ArgumentParser, underscores: bool = False) -> None:
@@ -207,7 +238,8 @@ def predictor_from_args(args, batch_size: int = 1):
         model_dir = demo_checkpoint()
         warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
     return load_predictor(check_model_dir(model_dir), quant_options(args), dtype=resolve_dtype(args.dtype),
-                          max_model_len=args.max_model_len, batch_size=batch_size, **processor_options(args))
+                          max_model_len=args.max_model_len, batch_size=batch_size, engine=engine_options(args),
+                          **processor_options(args))
 
 
 def sampling_from_args(predictor, args):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .. import __version__
+from ..tools.bench import UNCACHED
 from ..tools.demo_model import DEMO_TEXT, FAMILY_NAMES, cache_root, demo_checkpoint
 from .common import DEMO_IMAGE, DEMO_VIDEO, check_model_dir, load_predictor, set_up_runtime, user_message
 
@@ -31,7 +32,7 @@ def run_demo(family: str = "qwen2_5_vl", rebuild: bool = False, threads=None, mo
     else:
         model_dir = check_model_dir(model_dir)
         print(f"paddle-qwenvl {__version__} demo on {model_dir}")
-    predictor = load_predictor(model_dir, max_model_len=1024)
+    predictor = load_predictor(model_dir, max_model_len=1024, engine=UNCACHED)   # timings of fresh requests
     print(f"loaded in {predictor.load_seconds:.2f} s; {threads} thread(s)\n")
     # seeded sampling: greedy decoding of random weights repeats one token; this shows varied text
     sampling = SamplingParams(temperature=1.0, seed=0, max_new_tokens=MAX_NEW_TOKENS, ignore_eos=True)

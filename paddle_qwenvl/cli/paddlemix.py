@@ -13,7 +13,7 @@ Video defaults follow PaddleMIX: 1 frame per second, at most 360*420 pixels per 
 import argparse
 import sys
 
-from ..tools.bench import format_report, run_benchmark, summarize, write_json
+from ..tools.bench import UNCACHED, format_report, run_benchmark, summarize, write_json
 from .common import (DEMO_IMAGE, DEMO_VIDEO, add_quant_args, check_model_dir, describe_quant, load_predictor,
                      quant_options, resolve_dtype, sampling_from, set_up_runtime, user_message, warn)
 
@@ -133,7 +133,7 @@ def infer(args, family: str) -> int:
     request = build_request(args)
     threads = set_up_runtime(args.threads)
     predictor = load_predictor(model_dir, quant_options(args), dtype, args.total_max_length, args.batch_size,
-                               min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
+                               engine=UNCACHED if args.benchmark else None, min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
                                video_max_pixels=args.video_max_pixels)
     sampling = sampling_from(predictor, args.max_length, args.min_length, args.temperature, args.top_k,
                              args.top_p, args.repetition_penalty, args.seed)

@@ -45,13 +45,14 @@ def output_dict(out) -> dict:
     t, u = out.timings, out.usage
     return dict(text=out.text, token_ids=list(out.token_ids), finish_reason=out.finish_reason,
                 usage=dict(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                           total_tokens=u.total_tokens),
+                           total_tokens=u.total_tokens, cached_tokens=u.cached_tokens),
                 timings=dict(vision=t.vision, prefill=t.prefill, decode=t.decode))
 
 
 def stats_line(out) -> str:
     t, u = out.timings, out.usage
     rate = max(u.completion_tokens - 1, 0) / t.decode if t.decode > 0 else float("nan")
-    return (f"[finish_reason {out.finish_reason}; tokens: prompt {u.prompt_tokens}, generated "
+    cached = f" ({u.cached_tokens} cached)" if u.cached_tokens else ""
+    return (f"[finish_reason {out.finish_reason}; tokens: prompt {u.prompt_tokens}{cached}, generated "
             f"{u.completion_tokens}; seconds: vision {t.vision:.3f}, prefill {t.prefill:.3f}, "
             f"decode {t.decode:.3f} ({rate:.1f} tokens/s)]")

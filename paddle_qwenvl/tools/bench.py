@@ -17,6 +17,11 @@ from typing import List
 import numpy as np
 
 
+# Engine options for timing repeated runs of one request: every run pays its vision tower and its
+# whole prefill, as a new request would (prefix caching and the encoder cache would skip them).
+UNCACHED = dict(enable_prefix_caching=False, encoder_cache_memory=0)
+
+
 def _status_bytes(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -148,3 +148,15 @@ def test_bad_values_are_clear_errors(cli, tiny_models):
     assert_clean_error(cli("run", "--model", "Qwen/Qwen2-VL-2B-Instruct", "--prompt", "hi"),
                        "is not a model directory", "huggingface-cli download")
     assert_clean_error(cli("run", "--prompt", "hi", "--dtype", "int8"), "invalid choice: 'int8'")
+
+
+def test_engine_flags_act_and_bad_sizes_are_clear_errors(cli, tiny_models):
+    model = tiny_models["qwen2_5_vl"]
+    args = ("--prompt", "What is this?", "--image", str(DEMO_IMAGE), "--temperature", "0", "--max-new-tokens", "6",
+            "--ignore-eos")
+    plain = run_json(cli, model, *args)
+    chunked = run_json(cli, model, *args, "--no-prefix-caching", "--encoder-cache-memory", "0",
+                       "--max-num-batched-tokens", "16")
+    assert chunked["token_ids"] == plain["token_ids"] and plain["usage"]["cached_tokens"] == 0
+    assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--encoder-cache-memory", "lots"),
+                       "'lots' is not a size")

@@ -122,3 +122,19 @@ def test_bfloat16_predictor_generates_from_images_and_video(model_dir):
 def test_bad_request_shape_rejected(predictor):
     with pytest.raises(TypeError, match="a request is a list of chat messages or a dict with 'prompt'"):
         predictor.generate([MESSAGES[0], "just a string"])
+
+
+def test_second_chat_turn_reuses_the_first_and_answers_as_without_caching(model_dir):
+    """The next turn resends the image and the history: its prefix comes from the cache and the
+    image from the encoder cache, and the answer is what a predictor without caches gives."""
+    cached = Predictor.from_pretrained(model_dir, progress=False, block_size=16)
+    plain = Predictor.from_pretrained(model_dir, progress=False, block_size=16, enable_prefix_caching=False,
+                                      encoder_cache_memory=0)
+    greedy = SamplingParams(temperature=0, max_new_tokens=MAX_NEW, ignore_eos=True)
+    chat = MESSAGES[1]
+    first = cached.generate(chat, greedy)
+    chat = chat + [{"role": "assistant", "content": first.text},
+                   {"role": "user", "content": [{"type": "text", "text": "And the colours?"}]}]
+    second = cached.generate(chat, greedy)
+    assert second.usage.cached_tokens > 0 and second.timings.vision == 0
+    assert second.token_ids == plain.generate(chat, greedy).token_ids
