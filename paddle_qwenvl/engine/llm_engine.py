@@ -49,12 +49,12 @@ class EngineConfig:
 def media_spans(prompt: PromptState, inputs: PromptInputs) -> List[Tuple[int, int, bytes]]:
     """(first, end, key) of each media's placeholder run, for prefix caching: the key is the media's
     content hash, with a video's seconds per temporal grid (they set its tokens' positions)."""
-    seconds = iter(inputs.second_per_grid_ts or [])
+    seconds = inputs.second_per_grid_ts or []
     spans = []
     for item in prompt.media:
         key = item.key
         if item.kind == "video":
-            key += struct.pack("<d", next(seconds, 0.0))
+            key += struct.pack("<d", seconds[item.source] if item.source < len(seconds) else 0.0)
         spans.append((int(item.rows[0]), int(item.rows[-1]) + 1, key))
     return spans
 

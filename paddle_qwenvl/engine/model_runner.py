@@ -116,19 +116,25 @@ class ModelRunner:
         return state
 
     def _media_items(self, kind: str, ids: np.ndarray, token_id: int, pixels: np.ndarray, grids) -> List[MediaItem]:
-        """One item per grid, in prompt order: the i-th run of placeholders is the i-th grid's."""
+        """Items in prompt order (the i-th run of placeholders is the i-th grid's): one per image,
+        one per temporal patch of a video. The towers attend within a frame, so a video's temporal
+        patches encode alone to the same embeddings: a long video is encoded as the prefill
+        chunks reach it, and a repeated clip's patches are found in the encoder cache one by one."""
         rows = np.flatnonzero(ids == token_id)
         merge = self.config.vision.spatial_merge_size ** 2
-        counts = [t * h * w // merge for t, h, w in grids]
-        if len(rows) != sum(counts):
+        if len(rows) != sum(t * h * w for t, h, w in grids) // merge:
             raise ValueError(f"the prompt has {len(rows)} {kind} pad tokens but {kind}_grid_thw "
-                             f"{list(grids)} gives {sum(counts)} {kind} embeddings: expand each pad to "
-                             f"t*h*w/merge^2 tokens (the processor does this)")
+                             f"{list(grids)} gives {sum(t * h * w for t, h, w in grids) // merge} {kind} "
+                             f"embeddings: expand each pad to t*h*w/merge^2 tokens (the processor does this)")
+        parts = [(i, (t, h, w)) for i, (t, h, w) in enumerate(grids)] if kind == "image" else \
+            [(i, (1, h, w)) for i, (t, h, w) in enumerate(grids) for _ in range(t)]
         items, row, patch = [], 0, 0
-        for grid, count in zip(grids, counts):
-            patches = pixels[patch:patch + count * merge]
-            items.append(MediaItem(kind, patches, tuple(grid), rows[row:row + count], media_key(kind, grid, patches)))
-            row, patch = row + count, patch + count * merge
+        for source, grid in parts:
+            count = grid[0] * grid[1] * grid[2]
+            patches = pixels[patch:patch + count]
+            items.append(MediaItem(kind, patches, grid, rows[row:row + count // merge],
+                                   media_key(kind, grid, patches), source))
+            row, patch = row + count // merge, patch + count
         return items
 
     @staticmethod

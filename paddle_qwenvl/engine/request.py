@@ -24,6 +24,7 @@ class MediaItem:
     grid: Tuple[int, int, int]                     # (t, h, w) patches
     rows: np.ndarray                               # prompt indices of its placeholder tokens
     key: bytes                                     # content hash (kind, grid, pixels): the encoder cache's key
+    source: int = 0                                # which image / video of the prompt it is (a part of)
     embeds: Optional[paddle.Tensor] = None         # (len(rows), hidden), kept for a recompute
 
 

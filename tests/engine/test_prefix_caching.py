@@ -157,3 +157,34 @@ def test_preempted_cache_hitting_requests_answer_the_same(model):
     assert tight.scheduler.num_preemptions > 0
     blocks = tight.scheduler.block_manager
     assert blocks.num_used_blocks == 0 and not any(blocks.ref_counts)
+
+
+def test_a_video_at_another_frame_rate_shares_no_blocks_after_it(model):
+    """Seconds per temporal grid set a video's token positions (Qwen2.5-VL): the same frames at
+    another rate are other keys and values."""
+    if model.config.architecture != "Qwen2_5_VLForConditionalGeneration":
+        pytest.skip("Qwen2-VL ignores the frame rate")
+    a = build(model.config, [5, 6, ("video", (3, 8, 8), 1.0)] + list(range(20, 60)), seed=2)
+    b = PromptInputs(a.input_ids, None, None, a.pixel_values_videos, a.video_grid_thw, [0.5])
+    engine = engine_for(model)
+    engine.generate([a], GREEDY)
+    out = engine.generate([b], GREEDY)[0]
+    assert out.usage.cached_tokens <= 2 // 16 * 16 and out.timings.vision == 0   # same frames: encoder cache
+    assert out.token_ids == engine_for(model, caching=False).generate([b], GREEDY)[0].token_ids
+
+
+def test_a_long_video_is_encoded_as_the_chunks_reach_it(model):
+    video = build(model.config, [5, ("video", (4, 8, 8), 1.0), 6, 7], seed=9)     # 4 x 16 video tokens
+    engine = engine_for(model, caching=False, chunk=16)
+    calls, tower = [], model.get_video_features
+
+    def counting(pixels, grids):
+        calls.append(len(grids))
+        return tower(pixels, grids)
+    model.get_video_features = counting
+    try:
+        out = engine.generate([video], GREEDY)[0]
+    finally:
+        del model.get_video_features
+    assert sum(calls) == 4 and len(calls) >= 3           # the patches were encoded over several steps
+    assert out.token_ids == engine_for(model, caching=False).generate([video], GREEDY)[0].token_ids
