@@ -1,4 +1,6 @@
-// Shared helpers for the paddle-qwenvl CPU kernels: CPU feature checks, threading, bf16.
+// Shared helpers of the op files (the files that register or run Paddle ops; the instruction-set
+// kernel files include only their folder's Paddle-free header, after their target pragma): the
+// attrs every op ends with (Exec), CPU feature checks, threading, bf16 conversions.
 #pragma once
 #include <omp.h>
 #include <sys/mman.h>
@@ -23,59 +25,53 @@ inline void advise_huge_pages(void* p, int64_t bytes) {
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
-// PADDLE_QWENVL_KERNELS=portable forces the portable loops (kernels_portable.cc) on any CPU, so
-// the path an older CPU takes can be tested here; unset (or "auto") picks by CPU features.
-// Read at the first op call; the Python side rejects other values (ops/_build.py).
-inline bool portable_forced() {
-  const char* v = std::getenv("PADDLE_QWENVL_KERNELS");
-  return v != nullptr && std::strcmp(v, "portable") == 0;
-}
-
-// True when the AVX512 (F/BW/VL/VNNI) kernels run: this CPU has them and they are not switched
-// off. Checked at run time, so the library still loads and falls back on older CPUs.
-inline bool has_avx512() {
-  static const bool ok = !portable_forced() && __builtin_cpu_supports("avx512f") &&
-                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512vnni");
+// Whether this CPU has the AVX512 (F/BW/VL/VNNI) kernels' instructions. Checked at run time, so
+// the library still loads and falls back on older CPUs.
+inline bool cpu_has_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   return ok;
 }
 
-// True when this CPU computes in bf16 natively (AVX512-BF16; AMX CPUs have it too): oneDNN's bf16
+// Whether this CPU computes in bf16 natively (AVX512-BF16; AMX CPUs have it too): oneDNN's bf16
 // GEMM then runs ~2.3x its fp32 GEMM here (AMX and AVX512-BF16 alike); without it oneDNN would
-// emulate bf16. Off under PADDLE_QWENVL_KERNELS=portable, like the other AVX512 paths.
-inline bool has_fast_bf16() {
-  static const bool ok = has_avx512() && __builtin_cpu_supports("avx512bf16");
+// emulate bf16.
+inline bool cpu_has_fast_bf16() {
+  static const bool ok = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
   return ok;
 }
 
-// Threads for one op call: the Python knob passes num_threads; <= 0 means "all OpenMP threads".
-inline int threads(int64_t num_threads) {
-  return num_threads > 0 ? static_cast<int>(num_threads) : omp_get_max_threads();
-}
+// How one op call runs: the three attrs every op ends with, in this order, which its Python wrapper
+// fills from paddle_qwenvl/settings.py (ops/_build.py exec_attrs):
+//   num_threads: int64_t      threads asked for (PADDLE_QWENVL_NUM_THREADS, the CLI's --threads);
+//                             <= 0: all OpenMP threads
+//   work_per_thread: int64_t  work (bytes an op streams, or multiply-adds for a GEMM, whichever is
+//                             larger) each thread must get before another thread pays for waking
+//                             it; <= 0: always num_threads (PADDLE_QWENVL_WORK_PER_THREAD)
+//   portable: bool            run the portable loops even on an AVX512 CPU, the path an older CPU
+//                             takes (PADDLE_QWENVL_KERNELS=portable)
+// Why 1 MiB of work per thread (the Python default): measured here (scripts/thread_threshold.py, 2
+// cores), idle, 2 threads break even at ~0.1-0.25 MB; with the other core busy, waking the second
+// thread costs 0.1-1.5 ms and 2 threads break even only at ~6-14 MB. 1 MB per thread keeps small
+// models (hidden 256: every decode op) on one thread and real-size GEMVs (several MB) parallel.
+struct Exec {
+  int64_t num_threads, work_per_thread;
+  bool portable;
 
-// Work (bytes an op streams, or multiply-adds for a GEMM, whichever is larger) that each thread
-// must get before another thread pays for waking it. Measured here (scripts/thread_threshold.py,
-// 2 cores): idle, 2 threads break even at ~0.1-0.25 MB; with the other core busy, waking the
-// second thread costs 0.1-1.5 ms and 2 threads break even only at ~6-14 MB. 1 MB per thread
-// keeps small models (hidden 256: every decode op) on one thread and real-size GEMVs (several MB)
-// parallel. PADDLE_QWENVL_WORK_PER_THREAD=<units> overrides it (0: always the requested count).
-inline int64_t work_per_thread() {
-  static const int64_t units = [] {
-    const char* v = std::getenv("PADDLE_QWENVL_WORK_PER_THREAD");
-    return v != nullptr && *v != '\0' ? std::atoll(v) : int64_t(1) << 20;
-  }();
-  return units;
-}
-
-// Threads for one op call of `work` units: the requested count, but at most one thread per
-// work_per_thread() units, and at least one.
-inline int threads_for(int64_t num_threads, int64_t work) {
-  const int requested = threads(num_threads);
-  const int64_t per = work_per_thread();
-  if (per <= 0) return requested;
-  const int64_t by_work = work / per;
-  return static_cast<int>(by_work < 1 ? 1 : (by_work < requested ? by_work : requested));
-}
+  // The AVX512 (F/BW/VL/VNNI) kernels run: this CPU has them and they are not switched off.
+  bool avx512() const { return !portable && cpu_has_avx512(); }
+  // bf16 computes natively (oneDNN's bf16 GEMMs, our bf16 tiles); off with the portable loops too.
+  bool fast_bf16() const { return !portable && cpu_has_fast_bf16(); }
+  int threads() const { return num_threads > 0 ? static_cast<int>(num_threads) : omp_get_max_threads(); }
+  // Threads for `work` units: `requested` (default: threads()), but at most one thread per
+  // work_per_thread units, and at least one.
+  int threads_for(int64_t work, int requested = 0) const {
+    if (requested <= 0) requested = threads();
+    if (work_per_thread <= 0) return requested;
+    const int64_t by_work = work / work_per_thread;
+    return static_cast<int>(by_work < 1 ? 1 : (by_work < requested ? by_work : requested));
+  }
+};
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;

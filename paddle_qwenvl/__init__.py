@@ -5,7 +5,7 @@ imported on first use, so the pure-Python parts (scheduler, block manager) impor
 """
 import warnings
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"          # the one version string: pyproject.toml reads it (tool.setuptools.dynamic)
 __all__ = ["Predictor", "SamplingParams"]
 
 # `import paddle` warns that ccache is missing (it matters only to Paddle's own C++ builds; ours

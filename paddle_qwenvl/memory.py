@@ -17,17 +17,19 @@ import ctypes.util
 import functools
 import os
 
+from . import settings
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # mallopt parameters (malloc.h)
 MMAP_THRESHOLDS = (1 << 30, 32 << 20)               # the first glibc accepts (old ones cap it at 32 MB)
 TRIM_THRESHOLD = 1 << 30
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
-ENV = "PADDLE_QWENVL_KEEP_FREED_MEMORY"
+ENV = settings.KEEP_FREED_MEMORY.env
 
 
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
     """Once per process; True when the thresholds were set."""
-    if os.environ.get(ENV, "1") == "0" or any(name in os.environ for name in USER_SETTINGS):
+    if not settings.keep_freed_memory() or any(name in os.environ for name in USER_SETTINGS):
         return False
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt

@@ -10,9 +10,9 @@
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
 """
 import argparse
-import os
 import sys
 
+from .. import settings
 from . import bench, chat, make_tiny, quantize, run
 from .common import UserError
 
@@ -59,7 +59,7 @@ def run_handler(handler, args) -> int:
     try:
         return handler(args) or 0
     except (UserError, ValueError, OSError, NotImplementedError) as e:
-        if os.environ.get("PADDLE_QWENVL_DEBUG") == "1":
+        if settings.debug():
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2

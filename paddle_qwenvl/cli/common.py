@@ -18,7 +18,8 @@ class UserError(Exception):
 
 def quiet() -> bool:
     """PADDLE_QWENVL_QUIET=1 turns progress bars off (the tests set it)."""
-    return os.environ.get("PADDLE_QWENVL_QUIET", "") == "1"
+    from .. import settings
+    return settings.quiet()
 
 
 def set_up_runtime(threads: Optional[int] = None) -> int:

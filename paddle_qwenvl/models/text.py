@@ -9,7 +9,7 @@ from ..layers.linear import FLOAT32, make_embedding
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from ..layers.rotary import MRotaryEmbedding
-from ..ops.decoder_layer import decoder_layer, decoder_layer_applies, decoder_stack, decoder_stack_applies
+from ..ops.decoder_layer import decoder_layer, decoder_path, decoder_stack
 
 
 class DecoderLayer(nn.Layer):
@@ -25,7 +25,7 @@ class DecoderLayer(nn.Layer):
         """x (T, hidden): the previous layer's output, not yet added to `residual` (None for the
         first layer). Returns (mlp output, residual); each add is fused into the next RMSNorm.
         With the compiled ops, the whole layer runs as one op (`as_one_op`)."""
-        if decoder_layer_applies(x):
+        if decoder_path(x) != "ops":
             return self.as_one_op(x, residual, cos, sin, meta, kv_cache)
         if residual is None:
             x, residual = self.input_layernorm(x), x
@@ -72,7 +72,7 @@ class Qwen2Model(nn.Layer):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"{len(kv_caches)} kv caches given for {len(self.layers)} layers")
         cos, sin = self.rotary(positions)
-        args = [layer.op_arguments() for layer in self.layers] if decoder_stack_applies(inputs_embeds) else []
+        args = [layer.op_arguments() for layer in self.layers] if decoder_path(inputs_embeds) == "stack" else []
         if args and all(a[2] == args[0][2] for a in args):    # all layers in one op call
             x, residual = decoder_stack(inputs_embeds, [(w, s) for w, s, _ in args], cos, sin, meta, kv_caches,
                                         **args[0][2])

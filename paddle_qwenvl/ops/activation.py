@@ -5,8 +5,7 @@
 import paddle
 import paddle.nn.functional as F
 
-from ._build import compiled_ops, kernel_applies
-from .threads import num_threads
+from ._build import compiled_ops, exec_attrs, kernel_applies
 
 
 def swiglu_ref(gate_up):
@@ -19,7 +18,7 @@ def swiglu(gate_up):
         raise ValueError(f"gate_up must be (M, 2I) = [gate | up]; got {gate_up.shape}")
     if not kernel_applies(gate_up):
         return swiglu_ref(gate_up)
-    return compiled_ops().pqv_swiglu(gate_up, num_threads())
+    return compiled_ops().pqv_swiglu(gate_up, *exec_attrs())
 
 
 def quick_gelu_ref(x):
@@ -29,4 +28,4 @@ def quick_gelu_ref(x):
 def quick_gelu(x):
     if not kernel_applies(x):
         return quick_gelu_ref(x)
-    return compiled_ops().pqv_quick_gelu(x, num_threads())
+    return compiled_ops().pqv_quick_gelu(x, *exec_attrs())

@@ -1,15 +1,17 @@
 """Non-causal attention restricted to blocks along the token axis (the vision towers: one block
 per frame, or per window in Qwen2.5-VL's windowed layers).
 
-block_attention picks one of two compiled paths by the mean block length:
-- long blocks (frames): external_ops/block_attention_op.cc, two oneDNN GEMMs per (block, head,
-  chunk of query rows) with K and V packed once; in bf16 (compute_dtype="bfloat16", on a CPU with
-  native bf16) or fp32. In bf16 on a CPU with AMX and head dim <= 80 (Qwen's vision heads: 80),
-  the same op runs a fused kernel on AMX tiles instead (external_ops/kernels_amx.cc), ~2x the
-  GEMMs' speed, and from short windows on;
-- short blocks (windows): the paged attention kernel (external_ops/paged_attention_op.cc), each
-  block a "sequence" whose tokens all see its whole length (token_ctx = block length), read
-  through a block table of block size 1 over k and v themselves as the cache; fp32.
+block_attention_path decides which path runs, by the mean block length (thresholds below):
+- long blocks (frames): external_ops/attention/block_attention_op.cc, two oneDNN GEMMs per (block,
+  head, chunk of query rows) with K and V packed once; in bf16 (compute_dtype="bfloat16", on a CPU
+  with native bf16) or fp32 ("gemm_bf16" / "gemm"). In bf16 on a CPU with AMX and head dim <= 80
+  (Qwen's vision heads: 80) the same op runs a fused kernel on AMX tiles instead ("amx",
+  external_ops/attention/block_amx.cc), ~2x the GEMMs' speed, and from short windows on;
+  PADDLE_QWENVL_AMX_ATTENTION=0 keeps the GEMMs;
+- short blocks (windows): the paged attention kernel ("paged", external_ops/attention/
+  paged_attention_op.cc), each block a "sequence" whose tokens all see its whole length
+  (token_ctx = block length), read through a block table of block size 1 over k and v themselves
+  as the cache; fp32.
 block_attention_ref is the pure-Paddle reference (one batched matmul per distinct block length).
 """
 from collections import defaultdict
@@ -18,8 +20,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ._build import build_info, compiled_ops
-from .threads import num_threads
+from .. import settings
+from ._build import build_info, compiled_ops, exec_attrs
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # Mean block length from which the GEMM path beats the paged kernel (4800 tokens, 16 heads of 80,
@@ -29,6 +31,7 @@ GEMM_MIN_MEAN_LENGTH = {"float32": 256, "bfloat16": 128}
 # The fused AMX kernel against the paged one (4800 tokens in windows, 16 heads of 80, 2026-12-05):
 # 16-token windows 23 vs 23 GFLOP/s, 32: 59 vs 44, 64: 114 vs 70, 128: 205 vs 108.
 AMX_MIN_MEAN_LENGTH = 32
+AMX_MAX_HEAD_DIM = 80           # the fused kernel's tiles hold head dims up to 80, in steps of 16
 
 
 def _check(q, k, v, cu_seqlens):
@@ -39,31 +42,51 @@ def _check(q, k, v, cu_seqlens):
         raise ValueError(f"cu_seqlens must rise from 0 to N={q.shape[0]}; got {bounds}")
 
 
+def _amx_applies(head_dim: int) -> bool:
+    """Whether bf16 GEMM-path attention runs on the fused AMX kernel: the CPU has AMX, the head dim
+    fits its tiles, and PADDLE_QWENVL_AMX_ATTENTION is not 0."""
+    return build_info()["amx"] and head_dim % 16 == 0 and head_dim <= AMX_MAX_HEAD_DIM and settings.amx_attention()
+
+
+def block_attention_path(q, cu_seqlens, compute_dtype: str = "float32") -> str:
+    """Which path runs, the one place that decides: "reference" (no compiled ops, q not float32 or
+    empty), "paged" (short blocks, or no oneDNN), "gemm" (oneDNN fp32), "gemm_bf16" (oneDNN bf16:
+    compute_dtype "bfloat16" on a CPU with native bf16) or "amx" (bf16 on the fused AMX kernel)."""
+    n = q.shape[0]
+    if compiled_ops() is None or q.dtype != paddle.float32 or n == 0:
+        return "reference"
+    info = build_info()
+    bf16 = compute_dtype == "bfloat16" and info["bf16"]
+    amx = bf16 and _amx_applies(q.shape[2])
+    blocks = int(np.count_nonzero(np.diff(np.asarray(cu_seqlens))))
+    least = AMX_MIN_MEAN_LENGTH if amx else GEMM_MIN_MEAN_LENGTH["bfloat16" if bf16 else "float32"]
+    if not info["onednn"] or n / blocks < least:
+        return "paged"
+    return "amx" if amx else "gemm_bf16" if bf16 else "gemm"
+
+
 def block_attention(q, k, v, cu_seqlens, scale: float, compute_dtype: str = "float32"):
     """q, k, v (N, H, D) float; cu_seqlens host list [0, ..., N]: tokens attend only within their
     block. compute_dtype "bfloat16" lets long blocks run their GEMMs in bf16 (fp32 sums), as the
-    model's bf16 linears do. Compiled paths for float32 q when available, else block_attention_ref."""
+    model's bf16 linears do. The path is block_attention_path's choice."""
     _check(q, k, v, cu_seqlens)
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
-    n = q.shape[0]
-    if compiled_ops() is None or q.dtype != paddle.float32 or n == 0:
+    path = block_attention_path(q, cu_seqlens, compute_dtype)
+    if path == "reference":
         return block_attention_ref(q, k, v, cu_seqlens, scale)
-    info = build_info()
-    bf16 = compute_dtype == "bfloat16" and info["bf16"]
-    blocks = int(np.count_nonzero(np.diff(np.asarray(cu_seqlens))))
-    amx = bf16 and info["amx"] and q.shape[2] % 16 == 0 and q.shape[2] <= 80
-    least = AMX_MIN_MEAN_LENGTH if amx else GEMM_MIN_MEAN_LENGTH["bfloat16" if bf16 else "float32"]
-    if info["onednn"] and n / blocks >= least:
-        return block_attention_gemm(q, k, v, cu_seqlens, scale, bf16)
-    return block_attention_paged(q, k, v, cu_seqlens, scale)
+    if path == "paged":
+        return block_attention_paged(q, k, v, cu_seqlens, scale)
+    return block_attention_gemm(q, k, v, cu_seqlens, scale, bf16=path != "gemm", amx=path == "amx")
 
 
-def block_attention_gemm(q, k, v, cu_seqlens, scale: float, bf16: bool = False):
-    """The GEMM path (needs oneDNN; bf16 needs build_info()['bf16']; bf16 with build_info()['amx']
-    runs the fused AMX kernel unless PADDLE_QWENVL_AMX_ATTENTION=0); float32 q, k, v."""
+def block_attention_gemm(q, k, v, cu_seqlens, scale: float, bf16: bool = False, amx: bool = None):
+    """The GEMM path (needs oneDNN; bf16 needs build_info()['bf16']); float32 q, k, v. amx: the
+    fused AMX kernel instead of the GEMMs (bf16 only; needs build_info()['amx']); None: where
+    _amx_applies."""
     cu = paddle.to_tensor(np.asarray(cu_seqlens, dtype=np.int64))
-    return compiled_ops().pqv_block_attention(q, k, v, cu, float(scale), bool(bf16), num_threads())
+    amx = bool(bf16) and _amx_applies(q.shape[2]) if amx is None else bool(amx)
+    return compiled_ops().pqv_block_attention(q, k, v, cu, float(scale), bool(bf16), amx, *exec_attrs())
 
 
 def block_attention_paged(q, k, v, cu_seqlens, scale: float):
@@ -80,7 +103,7 @@ def block_attention_paged(q, k, v, cu_seqlens, scale: float):
     # (a fresh 2 x 25 MB one cost ~12 ms per call for 4800 tokens x 16 heads x 80, page faults included)
     out, _, _ = compiled_ops().pqv_paged_attention(
         q, k, v, k, v, paddle.full([n], -1, dtype="int64"), paddle.to_tensor(tables),
-        paddle.to_tensor(token_seq), paddle.to_tensor(token_ctx), float(scale), 1, False, num_threads())
+        paddle.to_tensor(token_seq), paddle.to_tensor(token_ctx), float(scale), 1, [], *exec_attrs())
     return out
 
 

@@ -1,12 +1,11 @@
 """Casts for checkpoint loading: bf16_to_float32(x) is x.astype("float32") (the reference) on the
 compiled pqv_bf16_to_float32 when available: threaded, its output on transparent huge pages
-(external_ops/convert_ops.cc; the cast of a 2B model's bf16 checkpoint went from ~4.4 s to ~1 s).
+(external_ops/convert/convert_ops.cc; the cast of a 2B model's bf16 checkpoint went from ~4.4 s to ~1 s).
 Given a list, it joins the parts along axis 0 as it casts (a fused q/k/v or gate/up parameter
 from its checkpoint pieces), without a separate paddle.concat."""
 import paddle
 
-from ._build import compiled_ops
-from .threads import num_threads
+from ._build import compiled_ops, exec_attrs
 
 
 def bf16_to_float32_ref(x):
@@ -24,4 +23,4 @@ def bf16_to_float32(x):
     ops = compiled_ops()
     if ops is None:
         return bf16_to_float32_ref(x)
-    return ops.pqv_bf16_to_float32(parts, num_threads())
+    return ops.pqv_bf16_to_float32(parts, *exec_attrs())

@@ -1,4 +1,4 @@
-"""One Qwen2 decoder layer in one compiled op call (external_ops/decoder_layer_op.cc).
+"""One Qwen2 decoder layer in one compiled op call (external_ops/decoder/decoder_layer_op.cc).
 
 The reference is the layer itself: `models.text.DecoderLayer` calling the single ops one by one
 (norm, qkv projection, rotary, paged attention, o projection, norm, gate/up, swiglu, down). The
@@ -10,40 +10,31 @@ All the layers of a step go into one call, `decoder_stack` (pqv_decoder_stack: t
 op in a C++ loop), which saves the ~230 us that each per-layer call spent outside its C++ body
 with cold caches (docs/kernels.md, session 11).
 
-PADDLE_QWENVL_FUSED_LAYERS=0 turns it off (the layers then call the single ops); =layer keeps one
-op call per layer.
+decoder_path(x) decides which of the three runs (models/text.py asks it): "stack", "layer" or
+"ops". PADDLE_QWENVL_FUSED_LAYERS=0 turns the fused ops off (the layers then call the single ops);
+=layer keeps one op call per layer.
 """
-import os
-
 import paddle
 
-from ._build import build_info, compiled_ops, kernel_applies
-from .paged_attention import _kernel_inputs
-from .threads import num_threads
+from .. import settings
+from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles, kernel_applies
+from .paged_attention import _kernel_inputs, gemm_sequences
 
-ENV = "PADDLE_QWENVL_FUSED_LAYERS"
+ENV = settings.FUSED_LAYERS.env
 WEIGHT_NAMES = ("input_layernorm", "qkv", "qkv_bias", "o", "post_attention_layernorm", "gate_up", "down")
+PATHS = {"1": "stack", "layer": "layer", "0": "ops"}     # PADDLE_QWENVL_FUSED_LAYERS -> path
 
 
-def _setting() -> str:
-    value = os.environ.get(ENV, "1").strip()
-    if value not in ("0", "1", "layer"):
-        raise ValueError(f"{ENV}={value!r}: expected 1 (all layers in one op call, the default), "
-                         "layer (one op call per layer) or 0 (the single ops)")
-    return value
-
-
-def decoder_layer_applies(x) -> bool:
-    """Whether a decoder layer should run as one op on x: in dygraph (a static graph keeps the
-    single ops), compiled ops with oneDNN loaded, float32 x with rows, and not turned off."""
-    if _setting() == "0" or not paddle.in_dynamic_mode():
-        return False
-    return kernel_applies(x) and build_info()["onednn"]
-
-
-def decoder_stack_applies(x) -> bool:
-    """Whether all the layers of a step should run as one op call on x (decoder_stack)."""
-    return decoder_layer_applies(x) and _setting() == "1"
+def decoder_path(x) -> str:
+    """How a decoder step on x runs, the one place that decides: "stack" (all layers in one
+    decoder_stack call), "layer" (one decoder_layer call per layer) or "ops" (each layer calls the
+    single ops): "ops" in a static graph (it keeps the single ops), without compiled ops with
+    oneDNN, for x not float32 or without rows, or when PADDLE_QWENVL_FUSED_LAYERS=0; else as that
+    setting says (default "stack")."""
+    path = PATHS[settings.fused_layers()]
+    if path == "ops" or not paddle.in_dynamic_mode() or not kernel_applies(x) or not build_info()["onednn"]:
+        return "ops"
+    return path
 
 
 def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps: float, num_heads: int,
@@ -55,17 +46,19 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
     weights: the tensors named in WEIGHT_NAMES, in that order; each linear's is its float32 /
     bfloat16 weight or its int8 / packed-int4 qweight. scales: the scales of the weight-only
     linears among qkv, o, gate_up, down, in that order (empty when none is quantized).
-    bf16_attention: attention as paged_attention(compute_dtype="bfloat16") (a bf16 model's).
+    bf16_attention: attention as paged_attention(compute_dtype="bfloat16") (a bf16 model's: its
+    long fresh prompts on the bf16 GEMMs, paged_attention.gemm_sequences).
     exact_linears: bf16 dense weights as ops.linear(exact=True) (a float32 model holding its
     checkpoint's bf16 weights); else x is rounded to bf16 for them (a bf16 model's math).
     """
     if len(weights) != len(WEIGHT_NAMES):
         raise ValueError(f"weights must be {len(WEIGHT_NAMES)} tensors {WEIGHT_NAMES}; got {len(weights)}")
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
+    gemm = gemm_sequences(meta, "bfloat16" if bf16_attention else "float32")
     out, new_residual, _, _ = compiled_ops().pqv_decoder_layer(
         x, residual, list(weights), list(scales) or None, cos, sin, kv_cache[0], kv_cache[1], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), bool(bf16_attention), bool(exact_linears), num_threads())
+        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), *exec_attrs())
     return out, new_residual
 
 
@@ -85,8 +78,9 @@ def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads
         weights.extend(layer_weights)
         scales.extend(layer_scales)
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
+    gemm = gemm_sequences(meta, "bfloat16" if bf16_attention else "float32")
     out, residual = compiled_ops().pqv_decoder_stack(
         x, weights, scales or None, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), bool(bf16_attention), bool(exact_linears), num_threads())
+        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), *exec_attrs())
     return out, residual

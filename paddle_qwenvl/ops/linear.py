@@ -9,8 +9,7 @@ build the reference (paddle.matmul in fp32) runs instead.
 """
 import paddle
 
-from ._build import build_info, compiled_ops
-from .threads import num_threads
+from ._build import build_info, compiled_ops, exec_attrs
 
 DTYPES = (paddle.float32, paddle.bfloat16)
 
@@ -39,5 +38,5 @@ def linear(x, w, bias=None, exact: bool = False):
         return linear_ref(x, w, bias)
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")   # astype copies
     if w.dtype == paddle.float32 and x.dtype == paddle.bfloat16:   # fp32 GEMM, then back to bf16
-        return compiled_ops().pqv_linear(x.astype("float32"), w, b, False, num_threads()).astype(x.dtype)
-    return compiled_ops().pqv_linear(x, w, b, bool(exact), num_threads())
+        return compiled_ops().pqv_linear(x.astype("float32"), w, b, False, *exec_attrs()).astype(x.dtype)
+    return compiled_ops().pqv_linear(x, w, b, bool(exact), *exec_attrs())

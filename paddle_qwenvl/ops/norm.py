@@ -9,8 +9,7 @@ x, residual (..., H); w, b (H,). float32 runs the compiled kernel; other dtypes 
 import paddle
 import paddle.nn.functional as F
 
-from ._build import compiled_ops, kernel_applies
-from .threads import num_threads
+from ._build import compiled_ops, exec_attrs, kernel_applies
 
 
 def rms_norm_ref(x, w, eps, residual=None):
@@ -35,8 +34,8 @@ def rms_norm(x, w, eps: float, residual=None):
     if w.dtype != paddle.float32:
         w = w.astype("float32")
     if residual is None:
-        return ops.pqv_rms_norm(x, w, float(eps), num_threads()), x
-    out, new_residual = ops.pqv_add_rms_norm(x, residual, w, float(eps), num_threads())
+        return ops.pqv_rms_norm(x, w, float(eps), *exec_attrs()), x
+    out, new_residual = ops.pqv_add_rms_norm(x, residual, w, float(eps), *exec_attrs())
     return out, new_residual
 
 
@@ -52,4 +51,4 @@ def layer_norm(x, w, b, eps: float):
             raise ValueError(f"b must be ({x.shape[-1]},); got {b.shape}")
     if not kernel_applies(x):
         return layer_norm_ref(x, w, b, eps)
-    return compiled_ops().pqv_layer_norm(x, w.astype("float32"), b.astype("float32"), float(eps), num_threads())
+    return compiled_ops().pqv_layer_norm(x, w.astype("float32"), b.astype("float32"), float(eps), *exec_attrs())

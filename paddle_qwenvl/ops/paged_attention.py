@@ -1,16 +1,21 @@
 """Attention over the paged KV cache: writes the step's new K/V into their slots, then attends.
 
-Layout contract: see `paddle_qwenvl.ops.attention_metadata`.
+Layout contract: see `paddle_qwenvl.ops.attention_metadata`. Which path runs is decided in
+paged_attention_path (the reference, or the compiled kernel with the sequences it sends to the
+GEMM engine); the compiled op (external_ops/attention/paged_attention_op.cc) does what it is told.
 """
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 from .attention_metadata import AttentionMetadata
-from ._build import compiled_ops
-from .threads import num_threads
+from ._build import build_info, compiled_ops, exec_attrs
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+# Shortest fresh prompt (nothing cached before it) that a bf16 model's attention runs on oneDNN's
+# bf16 GEMMs (external_ops/attention/gemm_attention.cc) instead of the paged kernel's fp32 tiles:
+# where the GEMMs win (scripts/bench_ops.py, prefill section).
+GEMM_MIN_PROMPT = 128
 CACHE_DTYPES = (paddle.float32, paddle.bfloat16)
 
 
@@ -106,26 +111,41 @@ def _kernel_inputs(meta: AttentionMetadata):
     return cached[1]
 
 
+def gemm_sequences(meta: AttentionMetadata, compute_dtype: str) -> list:
+    """The sequences (indices into meta) whose attention runs on oneDNN's bf16 GEMMs: with
+    compute_dtype "bfloat16", a library with oneDNN and a CPU with native bf16, the fresh prompts
+    (query_len == context_len) of at least GEMM_MIN_PROMPT tokens; none otherwise."""
+    if compute_dtype != "bfloat16" or not (build_info()["bf16"] and build_info()["onednn"]):
+        return []
+    return [i for i, (m, n) in enumerate(zip(meta.query_lens, meta.context_lens)) if m == n >= GEMM_MIN_PROMPT]
+
+
+def paged_attention_path(q, meta: AttentionMetadata, compute_dtype: str) -> tuple:
+    """Which path runs, the one place that decides: ("reference", []) for the pure-Paddle reference
+    (no compiled ops, q not float32, or no query tokens), else ("kernel", gemm_sequences(...)):
+    the compiled op, its paged kernel in fp32 for every sequence but those it sends to the GEMMs."""
+    if compiled_ops() is None or q.dtype != paddle.float32 or not sum(meta.query_lens):
+        return "reference", []
+    return "kernel", gemm_sequences(meta, compute_dtype)
 
 
 def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float,
                     compute_dtype: str = "float32"):
-    """Entry point used by the attention layer: the compiled kernel (external_ops/
-    paged_attention_op.cc) for float32 when available, else paged_attention_ref. Same contract:
+    """Entry point used by the attention layer: the compiled kernel (external_ops/attention/
+    paged_attention_op.cc) or paged_attention_ref, as paged_attention_path decides. Same contract:
     writes k/v into their slots in place, returns out (T, Hq, D). The caches are float32, or
     bfloat16 (a bf16 model's: half the bytes; k/v stored rounded to bf16, read back widened).
 
-    compute_dtype "bfloat16" (a bf16 model's): fresh prompts of 128 tokens or more (nothing cached
-    before them) attend on oneDNN bf16 GEMMs where the CPU has native bf16 (products summed in
-    fp32, softmax in fp32, its numerators rounded to bf16); everything else stays fp32."""
+    compute_dtype "bfloat16" (a bf16 model's): fresh prompts of GEMM_MIN_PROMPT tokens or more
+    attend on oneDNN bf16 GEMMs where the CPU has native bf16 (products summed in fp32, softmax in
+    fp32, its numerators rounded to bf16); everything else stays fp32."""
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
-    ops = compiled_ops()
-    if ops is None or q.dtype != paddle.float32 or not sum(meta.query_lens):
+    path, gemm = paged_attention_path(q, meta, compute_dtype)
+    if path == "reference":
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
     _check(q, k, v, k_cache, v_cache, meta)
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
-    out, _, _ = ops.pqv_paged_attention(q, k, v, k_cache, v_cache, slots, tables, token_seq, token_ctx,
-                                        float(scale), int(meta.block_size), compute_dtype == "bfloat16",
-                                        num_threads())
+    out, _, _ = compiled_ops().pqv_paged_attention(q, k, v, k_cache, v_cache, slots, tables, token_seq, token_ctx,
+                                                   float(scale), int(meta.block_size), gemm, *exec_attrs())
     return out

@@ -8,8 +8,7 @@ angle per token and frequency), so the same op serves the decoder (GQA) and the 
 """
 import paddle
 
-from ._build import compiled_ops, kernel_applies
-from .threads import num_threads
+from ._build import compiled_ops, exec_attrs, kernel_applies
 
 
 def rotate_half(x):
@@ -46,5 +45,5 @@ def rotary_qkv(qkv, cos, sin, num_heads: int, num_kv_heads: int):
         return rotary_qkv_ref(qkv, cos, sin, num_heads, num_kv_heads)
     if cos.dtype != paddle.float32:
         cos, sin = cos.astype("float32"), sin.astype("float32")
-    q, k, v = compiled_ops().pqv_rotary_qkv(qkv, cos, sin, num_heads, num_kv_heads, num_threads())
+    q, k, v = compiled_ops().pqv_rotary_qkv(qkv, cos, sin, num_heads, num_kv_heads, *exec_attrs())
     return q, k, v

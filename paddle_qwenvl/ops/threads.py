@@ -10,7 +10,9 @@ takes an explicit `num_threads` instead, read here:
 import functools
 import os
 
-ENV = "PADDLE_QWENVL_NUM_THREADS"
+from .. import settings
+
+ENV = settings.NUM_THREADS.env
 _chosen = []            # [n] once set_num_threads(n) ran
 
 
@@ -29,9 +31,4 @@ def _usable_cpus() -> int:
 def num_threads() -> int:
     if _chosen:
         return _chosen[0]
-    value = os.environ.get(ENV, "").strip()
-    if not value:
-        return _usable_cpus()
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{ENV}={value!r}: expected a positive integer thread count")
-    return int(value)
+    return settings.num_threads() or _usable_cpus()

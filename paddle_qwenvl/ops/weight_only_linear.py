@@ -26,8 +26,7 @@ int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
 import paddle
 
-from ._build import compiled_ops
-from .threads import num_threads
+from ._build import compiled_ops, exec_attrs, int8_prefill_tiles
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
 GROUP_SIZES = (64, 128)
@@ -55,9 +54,9 @@ def quantize_weight(w, algo="weight_only_int8", group_size=128):
         raise ValueError(f"weight must be (out_features, in_features); got shape {w.shape}")
     ops = compiled_ops()
     if ops is not None and algo == "weight_only_int8":
-        return tuple(ops.pqv_quantize_int8(w.astype("float32"), num_threads()))
+        return tuple(ops.pqv_quantize_int8(w.astype("float32"), *exec_attrs()))
     if ops is not None and w.shape[1] % group_size == 0:
-        return tuple(ops.pqv_quantize_int4(w.astype("float32"), group_size, INT4_CLIP_RATIOS, num_threads()))
+        return tuple(ops.pqv_quantize_int4(w.astype("float32"), group_size, INT4_CLIP_RATIOS, *exec_attrs()))
     return quantize_weight_ref(w, algo, group_size)
 
 
@@ -166,8 +165,7 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")
     if algo == "weight_only_int8":
-        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, num_threads())
+        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(), *exec_attrs())
     else:
-        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill,
-                                      num_threads())
+        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill, *exec_attrs())
     return y if x.dtype == paddle.float32 else y.astype(x.dtype)

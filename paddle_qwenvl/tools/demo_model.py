@@ -18,7 +18,8 @@ FAMILY_NAMES = {"qwen2_vl": "Qwen2-VL", "qwen2_5_vl": "Qwen2.5-VL"}
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("PADDLE_QWENVL_CACHE") or Path.home() / ".cache" / "paddle_qwenvl")
+    from ..settings import cache_dir          # $PADDLE_QWENVL_CACHE, default ~/.cache/paddle_qwenvl
+    return cache_dir()
 
 
 def demo_checkpoint(family: str = "qwen2_5_vl", rebuild: bool = False) -> Path:

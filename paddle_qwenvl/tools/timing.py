@@ -93,7 +93,7 @@ class ReadProbe:
     def __init__(self, threads: int = None, slice_bytes: int = 128 << 20):
         import numpy as np
 
-        from ..ops._build import compiled_ops
+        from ..ops._build import compiled_ops, exec_attrs
         from ..ops.threads import num_threads
         ops, n, count = compiled_ops(), slice_bytes // 4, copies_beyond_cache(slice_bytes)
         self.slice_bytes = n * 4
@@ -101,7 +101,7 @@ class ReadProbe:
             import paddle
             threads = threads or num_threads()
             slices = [paddle.ones([n], dtype="float32") for _ in range(count)]
-            self.reads = [cycled(lambda i, s=s: ops.pqv_read_sum(slices[i], s, threads), count)
+            self.reads = [cycled(lambda i, s=s: ops.pqv_read_sum(slices[i], s, *exec_attrs(threads)), count)
                           for s in PROBE_STREAMS]
             self.how = f"compiled read, {threads} threads, the fastest of 1, 4 or 8 streams each"
         else:

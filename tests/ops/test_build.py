@@ -5,15 +5,21 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import paddle
 import pytest
 
+from paddle_qwenvl import settings
 from paddle_qwenvl.ops import _build
 
+ops_enabled = pytest.mark.skipif(settings.disable_ops() or shutil.which("g++") is None,
+                                 reason="ops disabled or no compiler")
 
-@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+
+@ops_enabled
 def test_ops_build_and_load_here():
-    assert _build.compiled_ops() is not None, "external_ops failed to build: see the warning in the log"
+    assert _build.compiled_ops() is not None
     info = _build.build_info()
     with open("/proc/cpuinfo") as f:
         cpuinfo = f.read()
@@ -39,7 +45,7 @@ def test_cache_dir_follows_env_and_source_hash(tmp_path, monkeypatch):
     assert _build._cache_dir([src], ["-O3"], []) != first
 
 
-@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+@ops_enabled
 def test_cached_load_prints_nothing():
     assert _build.compiled_ops() is not None            # built (or loaded) here first
     code = "from paddle_qwenvl.ops._build import compiled_ops; assert compiled_ops() is not None"
@@ -48,7 +54,7 @@ def test_cached_load_prints_nothing():
     assert (done.stdout, done.stderr) == ("", "")
 
 
-@pytest.mark.skipif(_build.disabled() or shutil.which("g++") is None, reason="ops disabled or no compiler")
+@ops_enabled
 def test_cached_load_skips_the_setup_subprocess():
     """A built cache entry is imported directly: paddle's load() (which reruns setup.py in a
     subprocess, ~1.2 s per process) is not called."""
@@ -63,15 +69,74 @@ def test_cached_load_skips_the_setup_subprocess():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no compiler")
-def test_failed_build_reports_the_compiler_error(tmp_path, monkeypatch, caplog):
-    src = tmp_path / "src"
-    src.mkdir()
+def test_failed_build_raises_the_compiler_error_and_the_fix(tmp_path, monkeypatch):
+    """A build that fails is an error naming the compiler's complaint and the ways out, every time
+    it is asked (kept, not retried, and never a silent fall-back to the slow references)."""
+    src = tmp_path / "src" / "op"                                 # sources in an op folder
+    src.mkdir(parents=True)
     (src / "broken.cc").write_text("int broken( {\n")
-    monkeypatch.setattr(_build, "SRC_DIR", src)
+    monkeypatch.setattr(_build, "SRC_DIR", src.parent)
     monkeypatch.setenv("PADDLE_QWENVL_OPS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("PADDLE_QWENVL_DISABLE_OPS", raising=False)
+    for _ in range(2):                                            # uncached: each call asks again
+        with pytest.raises(_build.BuildError) as failed:
+            _build.compiled_ops.__wrapped__()
+        message = str(failed.value)
+        assert "broken.cc" in message and "error" in message
+        assert "g++" in message and "PADDLE_QWENVL_DISABLE_OPS=1" in message
+    assert isinstance(failed.value, RuntimeError)
+
+
+def test_sources_and_headers_are_found_in_op_folders():
+    """The build compiles every .cc and hashes every .h below external_ops/, folders included."""
+    sources, headers = _build._sources(), _build._headers()
+    assert any("/attention/" in s for s in sources) and all(s.endswith(".cc") for s in sources)
+    assert any(h.endswith("common.h") for h in headers) and any("/gemv/" in h for h in headers)
+    assert set(sources) == {str(p) for p in _build.SRC_DIR.rglob("*.cc")}
+
+
+def test_other_cpus_run_the_references(monkeypatch, caplog):
+    """The kernels are x86-64 code: on another CPU nothing is built, one warning says so."""
+    monkeypatch.delenv("PADDLE_QWENVL_DISABLE_OPS", raising=False)
+    monkeypatch.setattr(_build.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(_build, "_build", lambda: pytest.fail("no build on aarch64"))
     with caplog.at_level("WARNING"):
-        assert _build.compiled_ops.__wrapped__() is None          # uncached: a fresh attempt
-    assert "broken.cc" in caplog.text and "error" in caplog.text
+        assert _build.compiled_ops.__wrapped__() is None
+    assert "aarch64" in caplog.text and "PADDLE_QWENVL_DISABLE_OPS=1" in caplog.text
+
+
+def write_onednn_version(include_dir, version):
+    header = include_dir / _build.ONEDNN_VERSION_H
+    header.parent.mkdir(parents=True)
+    major, minor, patch = version
+    header.write_text(f"#define DNNL_VERSION_MAJOR {major}\n#define DNNL_VERSION_MINOR {minor}\n"
+                      f"#define DNNL_VERSION_PATCH {patch}\n")
+    return include_dir
+
+
+def paddle_onednn():
+    lib = Path(paddle.__file__).parent / "libs" / "libdnnl.so.3"
+    if not lib.exists():
+        pytest.skip("this Paddle ships no libdnnl.so.3")
+    return lib
+
+
+def test_onednn_headers_of_another_version_are_an_error(tmp_path):
+    lib = paddle_onednn()
+    major, minor, patch = _build.library_onednn_version(lib)
+    headers = write_onednn_version(tmp_path / "include", (major, minor + 1, 0))
+    with pytest.raises(_build.BuildError, match=rf"oneDNN headers {major}\.{minor + 1}\.0 .* do not match the "
+                                                rf"oneDNN {major}\.{minor}\.{patch}"):
+        _build.check_onednn_headers(headers, lib)
+
+
+def test_onednn_headers_of_the_library_version_pass(tmp_path):
+    """The vendored headers are the library's minor version (a patch release apart is fine)."""
+    lib = paddle_onednn()
+    version = _build.library_onednn_version(lib)
+    assert _build.check_onednn_headers(write_onednn_version(tmp_path / "a", version[:2] + (0,)), lib) == version
+    vendored = _build.SRC_DIR / "third_party" / "onednn" / "include"
+    assert _build.check_onednn_headers(vendored, lib) == version
 
 
 def test_unknown_kernel_choice_is_an_error(monkeypatch):

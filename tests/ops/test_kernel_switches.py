@@ -1,6 +1,6 @@
 """The op tests' key cases again under the run-time switches the library reads once per process
-(hence subprocesses):
-  PADDLE_QWENVL_KERNELS=portable     kernels_portable.cc instead of the AVX512 / VNNI kernels
+(hence subprocesses; the wrappers pass them to every op as attributes):
+  PADDLE_QWENVL_KERNELS=portable     the *_portable.cc kernels instead of the AVX512 / VNNI ones
   PADDLE_QWENVL_WORK_PER_THREAD=0    every op at the full thread count, however small the shape
                                      (by default the small test shapes run on one thread)
   PADDLE_QWENVL_INT8_PREFILL=tiles   int8 prefill through dequantized tiles, not oneDNN's own
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paddle_qwenvl.ops._build import compiled_ops
+from paddle_qwenvl.ops._build import build_info, compiled_ops
 
 HERE = Path(__file__).parent
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
@@ -58,7 +58,8 @@ def test_every_op_matches_references_on_all_threads():
     and the fused decoder layer."""
     run_op_tests({"PADDLE_QWENVL_WORK_PER_THREAD": "0", "PADDLE_QWENVL_NUM_THREADS": "3"},
                  ["test_elementwise.py", "test_weight_only_linear.py", "test_linear.py", "test_block_attention.py",
-                  "test_paged_attention.py", "test_decoder_layer.py"], "portable")
+                  "test_paged_attention.py", "test_decoder_layer.py"],
+                 "portable" if build_info()["amx"] else "portable or test_amx")     # no AMX: those skip
 
 
 @needs_ops
@@ -80,7 +81,7 @@ np.savez(sys.argv[1], q=q.numpy(), s=s.numpy())
 
 @needs_ops
 def test_int4_quantizer_is_the_same_on_avx512_and_portable_kernels(tmp_path):
-    """The clip-ratio search has an AVX512 form of its error sum (quantize_ops.cc); both forms
+    """The clip-ratio search has an AVX512 form of its error sum (quantize/quantize_avx512.cc); both forms
     must pick the same scales and levels, bit for bit."""
     out = {}
     for kernels in ("auto", "portable"):

@@ -1,7 +1,7 @@
 """Compiled paged attention vs paged_attention_ref over the slot-major cache.
 
 Decode tokens (query length 1) take the all-kv-heads streaming path, longer query runs the
-prefill tiles (external_ops/paged_attention_op.cc); both are checked here on the AVX512 kernels
+prefill tiles (external_ops/attention/paged_attention_op.cc); both are checked here on the AVX512 kernels
 (when the CPU has them and D % 16 == 0) and, in a subprocess, on the portable ones.
 """
 import os
@@ -128,7 +128,7 @@ def test_caches_of_other_or_mixed_dtypes_are_rejected():
 @needs_ops
 def test_portable_kernels_match_reference():
     """PADDLE_QWENVL_KERNELS=portable (read once per process, hence the subprocess) runs every
-    case, decode and prefill, on kernels_portable.cc, with fp32 and bf16 caches."""
+    case, decode and prefill, on attention/paged_portable.cc, with fp32 and bf16 caches."""
     env = dict(os.environ, PADDLE_QWENVL_KERNELS="portable")
     script = ("import sys; sys.path.insert(0, %r); import test_paged_attention as t\n"
               "from paddle_qwenvl.ops._build import build_info; assert not build_info()['avx512']\n"
@@ -142,7 +142,7 @@ def test_portable_kernels_match_reference():
 needs_bf16_gemm = pytest.mark.skipif(compiled_ops() is None or not (build_info()["bf16"] and build_info()["onednn"]),
                                      reason="needs oneDNN and a CPU with native bf16")
 
-# bf16 mode: fresh prompts of >= 128 tokens take the causal GEMM path (external_ops/gemm_attention.cc)
+# bf16 mode: fresh prompts of >= 128 tokens take the causal GEMM path (external_ops/attention/gemm_attention.cc)
 BF16_CASES = [  # q_lens, ctx_lens, Hq, Hkv, D, block_size; the fresh long prompts are the GEMM's
     ([300], [300], 12, 2, 128, 16),                   # 2 chunks of 160 rows, the second overlapping
     ([1100], [1100], 4, 2, 64, 64),                   # 5 chunks, 3 key blocks (tail 356)

@@ -1,6 +1,7 @@
 """The package's layers point one way: a module imports only from lower layers or its own package.
 
-     0 base        config, settings, quantization, sampling (the public parameters), memory, assets
+     0 base        config, settings, quantization, sampling (the public parameters), assets
+     5 memory      malloc thresholds (reads settings)
     10 ops         kernel wrappers        processing  images, videos, chat, tokenizer
     20 layers
     25 weights     safetensors -> parameters
@@ -19,7 +20,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "paddle_qwenvl"
 RANKS = {
-    "config": 0, "settings": 0, "quantization": 0, "sampling": 0, "memory": 0, "assets": 0,
+    "config": 0, "settings": 0, "quantization": 0, "sampling": 0, "assets": 0,
+    "memory": 5,
     "ops": 10, "processing": 10,
     "layers": 20,
     "weights": 25,

@@ -1,9 +1,9 @@
-// Weight-only prefill tiles in bf16 for oneDNN's bf16 GEMM (AMX or AVX512-BF16). Compiled for
-// AVX512-BF16 by the pragma; callers check pqv::has_fast_bf16() first.
+// Weight-only prefill tiles in bf16 (dequant_tiles.h) for oneDNN's bf16 GEMM (AMX or AVX512-BF16).
+// Compiled for AVX512-BF16 by the pragma; callers check pqv::Exec::fast_bf16() first.
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2")
 #include <immintrin.h>
 
-#include "kernels.h"
+#include "gemm/dequant_tiles.h"
 
 namespace pqv {
 

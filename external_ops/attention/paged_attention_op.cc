@@ -1,4 +1,4 @@
-// Paged attention over the slot-major KV cache (see paddle_qwenvl/layers/attention_metadata.py):
+// pqv_paged_attention: attention over the slot-major KV cache (paddle_qwenvl/ops/attention_metadata.py):
 //  1. writes this step's k/v (T, Hkv, D) into their cache slots, in place;
 //  2. every query token t attends causally to the first token_ctx[t] positions of its sequence,
 //     read through the block table (given each token its sequence's whole length, this is
@@ -13,9 +13,12 @@
 //  - a prefill tile (attend_tile): up to kTileRows query rows (consecutive tokens of one sequence x
 //    the G query heads of one kv head) against chunks of that head's K/V rows, causal.
 //    Compute-bound: each K/V row loaded serves every row of the tile;
-//  - in bf16 mode, a fresh prompt (a sequence whose first query token is its position 0, so its
-//    whole context is this step's k/v) of at least kGemmMinLen tokens: causal attention on oneDNN
-//    GEMMs (gemm_attention.cc), reading k/v as given.
+//  - the sequences listed in the attr gemm_sequences (the wrapper's choice, ops/paged_attention.py
+//    gemm_sequences: long fresh prompts of a bf16 model): causal attention in bf16 on oneDNN GEMMs
+//    (gemm_attention.cc), reading k/v as given. Each must be a fresh prompt (its first query token
+//    is its position 0, so its whole context is this step's k/v); needs oneDNN and native bf16.
+// Attrs: scale, block_size, gemm_sequences, then num_threads, work_per_thread, portable (common.h:
+// pqv::Exec; the inner loops are paged_avx512.cc's unless `portable`, no AVX512 or D % 16 != 0).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -23,8 +26,8 @@
 #include <vector>
 
 #include "common.h"
-#include "gemm_attention.h"
-#include "kernels.h"
+#include "attention/attention_kernels.h"
+#include "attention/gemm_attention.h"
 
 namespace {
 
@@ -41,9 +44,6 @@ constexpr int64_t kTileRows = 64;        // query rows (tokens x G heads) of a p
 // more misses in flight (as the GEMVs' rows_in_four_streams). See docs/kernels.md for figures.
 constexpr int64_t kDecodeStreams = 16;
 
-// Shortest fresh prompt the bf16 mode sends to the GEMM path (see bench_ops.py's prefill section).
-constexpr int64_t kGemmMinLen = 128;
-
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
 
 struct Problem {
@@ -52,13 +52,32 @@ struct Problem {
   const int32_t* tables; const int32_t* token_seq; const int32_t* token_ctx;
   int64_t max_blocks, block_size, T, Hq, Hkv, D, G;
   float scale;
-  bool gemm;            // fresh prompts go to the GEMM path (bf16 mode, oneDNN built, CPU with BF16)
+  const char* gemm;     // per sequence: its tokens go to the GEMM path (gemm_sequences)
   bool kv_bf16;         // the caches hold bf16 (a bfloat16 model's): rows widened as they are read
+  pqv::Exec ex;
 };
 
-// Whether the run of query tokens [t0, t1) (one sequence) takes the GEMM path.
-bool takes_gemm(const Problem& P, int64_t t0, int64_t t1) {
-  return P.gemm && t1 - t0 >= kGemmMinLen && P.token_ctx[t0] == 1 && P.token_ctx[t1 - 1] == t1 - t0;
+// Whether the run of query tokens starting at t0 (one sequence) takes the GEMM path.
+bool takes_gemm(const Problem& P, int64_t t0) { return P.gemm[P.token_seq[t0]] != 0; }
+
+// Per sequence (block table row), whether gemm_sequences lists it; a listed sequence must be a
+// fresh prompt, and the GEMM path must be there (oneDNN headers, a CPU with native bf16).
+std::vector<char> gemm_flags(const std::vector<int64_t>& gemm_sequences, int64_t num_seqs, const int32_t* token_seq,
+                             const int32_t* token_ctx, int64_t T, const pqv::Exec& ex) {
+  std::vector<char> flags(num_seqs, 0);
+  if (gemm_sequences.empty()) return flags;
+  PD_CHECK(pqv::gemm_attention_built(), "gemm_sequences needs a build with oneDNN headers");
+  PD_CHECK(ex.fast_bf16(), "gemm_sequences (bf16 attention) needs a CPU with AVX512-BF16 and portable=false");
+  for (int64_t s : gemm_sequences) {
+    PD_CHECK(s >= 0 && s < num_seqs, "gemm_sequences: sequence ", s, " is not a row of block_tables");
+    flags[s] = 1;
+  }
+  for (int64_t t0 = 0, t1; t0 < T; t0 = t1) {
+    for (t1 = t0 + 1; t1 < T && token_seq[t1] == token_seq[t0]; ++t1) {}
+    PD_CHECK(!flags[token_seq[t0]] || (token_ctx[t0] == 1 && token_ctx[t1 - 1] == t1 - t0), "gemm_sequences: sequence ",
+             token_seq[t0], " is not a fresh prompt (its context must be this step's tokens)");
+  }
+  return flags;
 }
 
 // Query tokens [t0, t0 + nt) (consecutive tokens of one sequence), kv heads [h0, h1), cache
@@ -157,7 +176,7 @@ void attend_decode(const Problem& P, const pqv::AttnKernelsT<T>& K, const Item& 
 }
 
 // A prefill tile: its R query rows (tokens x G heads of kv head h0) against chunks of that head's
-// K/V rows, scores transposed (st (n, Rp), see kernels.h); causal per column.
+// K/V rows, scores transposed (st (n, Rp), see attention_kernels.h); causal per column.
 template <typename T>
 void attend_tile(const Problem& P, const pqv::AttnKernelsT<T>& K, const Item& it, State& st) {
   const int64_t R = it.rows(P), Rp = round16(R), D = P.D, len = it.p1 - it.p0;
@@ -209,13 +228,13 @@ void write_merged(const Problem& P, int64_t t, int64_t qh, const State* parts, i
 
 // bf16 caches take k/v rounded to nearest even.
 void write_kv(const paddle::Tensor& k, const paddle::Tensor& v, const paddle::Tensor& slots, void* kc, void* vc,
-              bool bf16, int64_t num_slots, int nt) {
+              bool bf16, int64_t num_slots, int nt, const pqv::Exec& ex) {
   const int64_t T = k.shape()[0], row = k.numel() / std::max<int64_t>(T, 1);
   const int64_t* slot = slots.data<int64_t>();
   for (int64_t t = 0; t < T; ++t)
     PD_CHECK(slot[t] >= -1 && slot[t] < num_slots, "slot_mapping value out of range of the cache");
   // a decode step writes a few KB: only a prefill's worth is split over threads
-#pragma omp parallel for num_threads(pqv::threads_for(nt, 2 * T * row * 4))
+#pragma omp parallel for num_threads(ex.threads_for(2 * T * row * 4, nt))
   for (int64_t t = 0; t < T; ++t) {
     if (slot[t] < 0) continue;                                 // -1: padding token, nothing to store
     const float *ks = k.data<float>() + t * row, *vs = v.data<float>() + t * row;
@@ -253,7 +272,7 @@ Plan make_plan(const Problem& P, int nt) {
   const int64_t split = split_length(P, nt), tile = std::max<int64_t>(1, kTileRows / P.G);
   for (int64_t t0 = 0, t1; t0 < P.T; t0 = t1) {
     for (t1 = t0 + 1; t1 < P.T && P.token_seq[t1] == P.token_seq[t0]; ++t1) {}
-    if (takes_gemm(P, t0, t1)) continue;                       // run_gemm_prompts
+    if (takes_gemm(P, t0)) continue;                           // run_gemm_prompts
     if (t1 - t0 == 1) {                                        // decode token: all heads, maybe split
       const int64_t n = P.token_ctx[t0], S = std::max<int64_t>(1, n / split);
       if (S > 1) plan.merges.push_back({t0, plan.parts, S});
@@ -283,7 +302,7 @@ void run_attention(const Problem& P, int nt, const pqv::AttnKernelsT<T>& K) {
     write_item(P, it, st);
   });
   const int64_t merges = plan.merges.size();
-#pragma omp parallel for num_threads(pqv::threads_for(nt, plan.parts * P.Hq * P.D * 4))
+#pragma omp parallel for num_threads(P.ex.threads_for(plan.parts * P.Hq * P.D * 4, nt))
   for (int64_t i = 0; i < merges * P.Hq; ++i) {
     const auto& mg = plan.merges[i / P.Hq];
     write_merged(P, mg[0], i % P.Hq, &parts[mg[1]], mg[2]);
@@ -291,21 +310,22 @@ void run_attention(const Problem& P, int nt, const pqv::AttnKernelsT<T>& K) {
 }
 
 void run_attention(const Problem& P, int nt) {
-  const bool avx512 = pqv::has_avx512() && P.D % 16 == 0;
+  const bool avx512 = P.ex.avx512() && P.D % 16 == 0;
   if (P.kv_bf16) return run_attention(P, nt, avx512 ? pqv::kAttnAvx512Bf16 : pqv::kAttnPortableBf16);
   run_attention(P, nt, avx512 ? pqv::kAttnAvx512 : pqv::kAttnPortable);
 }
 
 // The fresh prompts that takes_gemm picks, each attending causally to its own k/v rows.
-void run_gemm_prompts(const Problem& P, const float* k, const float* v, int64_t num_threads) {
+void run_gemm_prompts(const Problem& P, const float* k, const float* v) {
   std::vector<pqv::Span> spans;
   for (int64_t t0 = 0, t1; t0 < P.T; t0 = t1) {
     for (t1 = t0 + 1; t1 < P.T && P.token_seq[t1] == P.token_seq[t0]; ++t1) {}
-    if (takes_gemm(P, t0, t1)) spans.push_back({t0, t1 - t0});
+    if (takes_gemm(P, t0)) spans.push_back({t0, t1 - t0});
   }
   if (spans.empty()) return;
-  const pqv::GemmAttention a{P.q, k, v, P.out, P.T, P.Hq, P.Hkv, P.D, P.scale, /*causal=*/true, /*bf16=*/true};
-  pqv::gemm_attention(a, spans, pqv::threads_for(num_threads, pqv::gemm_attention_macs(a, spans)));
+  const pqv::GemmAttention a{P.q, k, v, P.out, P.T, P.Hq, P.Hkv, P.D, P.scale, /*causal=*/true, /*bf16=*/true,
+                             /*amx=*/false};
+  pqv::gemm_attention(a, spans, P.ex);
 }
 
 void check_inputs(const paddle::Tensor& q, const paddle::Tensor& k, const paddle::Tensor& v,
@@ -329,19 +349,23 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle
                                            paddle::Tensor& k_cache, paddle::Tensor& v_cache,
                                            const paddle::Tensor& slot_mapping, const paddle::Tensor& block_tables,
                                            const paddle::Tensor& token_seq, const paddle::Tensor& token_ctx,
-                                           float scale, int64_t block_size, bool bf16, int64_t num_threads) {
+                                           float scale, int64_t block_size, const std::vector<int64_t>& gemm_sequences,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_inputs(q, k, v, k_cache, v_cache, block_tables, token_ctx, block_size);
   auto out = paddle::empty(q.shape(), paddle::DataType::FLOAT32, paddle::CPUPlace());
   const int64_t Hq = q.shape()[1], Hkv = k.shape()[1];
   const bool kv_bf16 = k_cache.dtype() == paddle::DataType::BFLOAT16;
+  const int64_t T = q.shape()[0];
+  const std::vector<char> gemm = gemm_flags(gemm_sequences, block_tables.shape()[0], token_seq.data<int32_t>(),
+                                            token_ctx.data<int32_t>(), T, ex);
   Problem P{q.data<float>(), out.data<float>(), k_cache.data(), v_cache.data(),
             block_tables.data<int32_t>(), token_seq.data<int32_t>(), token_ctx.data<int32_t>(),
-            block_tables.shape()[1], block_size, q.shape()[0], Hq, Hkv, q.shape()[2], Hq / Hkv, scale,
-            bf16 && pqv::gemm_attention_built() && pqv::has_fast_bf16(), kv_bf16};
+            block_tables.shape()[1], block_size, T, Hq, Hkv, q.shape()[2], Hq / Hkv, scale, gemm.data(), kv_bf16, ex};
   // work: multiply-adds of scores + accumulate, or K/V bytes read, whichever is larger
-  const int nt = pqv::threads_for(num_threads, total_positions(P) * P.D * std::max<int64_t>(2 * Hq, 8 * Hkv));
-  write_kv(k, v, slot_mapping, k_cache.data(), v_cache.data(), kv_bf16, k_cache.shape()[0], nt);
-  run_gemm_prompts(P, k.data<float>(), v.data<float>(), num_threads);
+  const int nt = ex.threads_for(total_positions(P) * P.D * std::max<int64_t>(2 * Hq, 8 * Hkv));
+  write_kv(k, v, slot_mapping, k_cache.data(), v_cache.data(), kv_bf16, k_cache.shape()[0], nt, ex);
+  run_gemm_prompts(P, k.data<float>(), v.data<float>());
   run_attention(P, nt);
   return {out};
 }
@@ -365,7 +389,8 @@ PD_BUILD_OP(pqv_paged_attention)
     .Inputs({"q", "k", "v", "k_cache", "v_cache", "slot_mapping", "block_tables", "token_seq", "token_ctx"})
     .Outputs({"out", "k_cache_out", "v_cache_out"})
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
-    .Attrs({"scale: float", "block_size: int64_t", "bf16: bool", "num_threads: int64_t"})
+    .Attrs({"scale: float", "block_size: int64_t", "gemm_sequences: std::vector<int64_t>", "num_threads: int64_t",
+            "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(PagedAttention))
     .SetInferShapeFn(PD_INFER_SHAPE(PagedAttentionShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(PagedAttentionDtype));

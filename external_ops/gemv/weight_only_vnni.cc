@@ -1,14 +1,15 @@
-// AVX512-VNNI decode kernels for weight-only linear. x is quantized to int8 per block
-// (|error| <= block max / 254), so results differ from dequantized fp32 math by that much; in
-// exchange one vpdpbusd does 64 multiply-adds and the GEMV keeps up with DRAM.
-// One weight row at a time: a single sequential stream per thread (see kernels_avx512.cc).
-// Compiled for AVX512 by the pragma; callers check pqv::has_avx512() (which includes VNNI).
+// Weight-only int8 / int4 decode GEMVs (gemv.h) on AVX512-VNNI, the default decode path: x is
+// quantized to int8 per block (|error| <= block max / 254), so results differ from dequantized fp32
+// math by that much; in exchange one vpdpbusd does 64 multiply-adds and the GEMV keeps up with DRAM.
+// int8 (any M) and int4 (M = 1) read 4 weight rows at a time, one from each quarter of the
+// thread's range (rows_in_four_streams in gemv.h); int4 with M > 1 one row at a time.
+// Compiled for AVX512 by the pragma; callers check pqv::Exec::avx512() (which includes VNNI).
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,avx2")
 #include <immintrin.h>
 
 #include <cmath>
 
-#include "kernels.h"
+#include "gemv/gemv.h"
 
 namespace pqv {
 namespace {
@@ -45,7 +46,7 @@ inline void int8_row(const Int8Gemv& p, const QuantX& xq, int64_t m, int64_t n) 
   }
 }
 
-// MR activation rows against the 4 int8 weight rows ns (rows_in_four_streams in kernels.h).
+// MR activation rows against the 4 int8 weight rows ns (rows_in_four_streams in gemv.h).
 template <int MR>
 inline void int8_row4(const Int8Gemv& p, const QuantX& xq, int64_t m, const int64_t* ns) {
   const int64_t K = p.K, B = K / 64;
@@ -122,7 +123,7 @@ inline void int4_row_g128(const Int4Gemv& p, const QuantX& xq, int64_t m, int64_
                              8.f * dot(ws, xq.off + (m + i) * G, G) + (p.bias ? p.bias[n] : 0.f);
 }
 
-// M = 1, group 128, against the 4 int4 weight rows ns (rows_in_four_streams in kernels.h).
+// M = 1, group 128, against the 4 int4 weight rows ns (rows_in_four_streams in gemv.h).
 inline void int4_row4_g128(const Int4Gemv& p, const QuantX& xq, const int64_t* ns) {
   const int64_t K = p.K, G = K / 128;
   const __m512i mask = _mm512_set1_epi8(0x0F);

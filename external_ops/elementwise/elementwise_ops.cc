@@ -7,17 +7,19 @@
 //   pqv_rotary_qkv(qkv (T, (Hq + 2 Hkv) D), cos (T, D), sin (T, D)) -> q (T, Hq, D), k (T, Hkv, D),
 //     v (T, Hkv, D): the packed projection cut into heads, q and k rotated
 //     (x * cos + rotate_half(x) * sin), v copied. One op where a layer made six Paddle calls.
+// Each ends with the attrs num_threads, work_per_thread, portable (common.h: pqv::Exec); the row
+// kernels are the AVX512 ones (rows_avx512.cc) unless `portable` or the CPU has no AVX512.
 #include <algorithm>
 #include <vector>
 
 #include "common.h"
-#include "kernels.h"
+#include "elementwise/row_kernels.h"
 
 namespace {
 
 using paddle::Tensor;
 
-const pqv::RowKernels& row_kernels() { return pqv::has_avx512() ? pqv::kRowAvx512 : pqv::kRowPortable; }
+const pqv::RowKernels& row_kernels(const pqv::Exec& ex) { return ex.avx512() ? pqv::kRowAvx512 : pqv::kRowPortable; }
 
 void check_f32(std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) PD_CHECK(t->dtype() == paddle::DataType::FLOAT32, "inputs must be float32");
@@ -34,72 +36,81 @@ void rotate_heads(const float* x, const float* c, const float* s, float* out, in
 
 }  // namespace
 
-std::vector<Tensor> RmsNorm(const Tensor& x, const Tensor& w, float eps, int64_t num_threads) {
+std::vector<Tensor> RmsNorm(const Tensor& x, const Tensor& w, float eps, int64_t num_threads,
+                            int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&x, &w});
   const int64_t H = x.shape().back(), M = x.numel() / H;
   auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   const float *xp = x.data<float>(), *wp = w.data<float>();
   float* op = out.data<float>();
-  const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * M * H))
+  const pqv::RowKernels& K = row_kernels(ex);
+#pragma omp parallel for num_threads(ex.threads_for(8 * M * H))
   for (int64_t m = 0; m < M; ++m) K.rms_norm(xp + m * H, wp, op + m * H, H, eps);
   return {out};
 }
 
 std::vector<Tensor> AddRmsNorm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps,
-                               int64_t num_threads) {
+                               int64_t num_threads, int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&x, &residual, &w});
   const int64_t H = x.shape().back(), M = x.numel() / H;
   auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   auto res = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   const float *xp = x.data<float>(), *rp = residual.data<float>(), *wp = w.data<float>();
   float *op = out.data<float>(), *np = res.data<float>();
-  const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 16 * M * H))   // 2 in, 2 out
+  const pqv::RowKernels& K = row_kernels(ex);
+#pragma omp parallel for num_threads(ex.threads_for(16 * M * H))   // 2 in, 2 out
   for (int64_t m = 0; m < M; ++m) K.add_rms_norm(xp + m * H, rp + m * H, wp, op + m * H, np + m * H, H, eps);
   return {out, res};
 }
 
-std::vector<Tensor> LayerNorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, int64_t num_threads) {
+std::vector<Tensor> LayerNorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, int64_t num_threads,
+                              int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&x, &w, &b});
   const int64_t H = x.shape().back(), M = x.numel() / H;
   PD_CHECK(w.numel() == H && b.numel() == H, "w and b must have x's last dimension");
   auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   const float *xp = x.data<float>(), *wp = w.data<float>(), *bp = b.data<float>();
   float* op = out.data<float>();
-  const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * M * H))
+  const pqv::RowKernels& K = row_kernels(ex);
+#pragma omp parallel for num_threads(ex.threads_for(8 * M * H))
   for (int64_t m = 0; m < M; ++m) K.layer_norm(xp + m * H, wp, bp, op + m * H, H, eps);
   return {out};
 }
 
-std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads) {
+std::vector<Tensor> Swiglu(const Tensor& gate_up, int64_t num_threads, int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&gate_up});
   const int64_t M = gate_up.shape()[0], I = gate_up.shape()[1] / 2;
   auto out = paddle::empty({M, I}, gate_up.dtype(), paddle::CPUPlace());
   const float* gp = gate_up.data<float>();
   float* op = out.data<float>();
-  const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 12 * M * I))   // 2I in, I out
+  const pqv::RowKernels& K = row_kernels(ex);
+#pragma omp parallel for num_threads(ex.threads_for(12 * M * I))   // 2I in, I out
   for (int64_t m = 0; m < M; ++m) K.silu_mul(gp + m * 2 * I, gp + m * 2 * I + I, op + m * I, I);
   return {out};
 }
 
-std::vector<Tensor> QuickGelu(const Tensor& x, int64_t num_threads) {
+std::vector<Tensor> QuickGelu(const Tensor& x, int64_t num_threads, int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&x});
   constexpr int64_t kPiece = 1 << 14;                          // floats per work piece
   const int64_t n = x.numel(), pieces = (n + kPiece - 1) / kPiece;
   auto out = paddle::empty(x.shape(), x.dtype(), paddle::CPUPlace());
   const float* xp = x.data<float>();
   float* op = out.data<float>();
-  const pqv::RowKernels& K = row_kernels();
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * n))   // n in, n out
+  const pqv::RowKernels& K = row_kernels(ex);
+#pragma omp parallel for num_threads(ex.threads_for(8 * n))   // n in, n out
   for (int64_t i = 0; i < pieces; ++i) K.quick_gelu(xp + i * kPiece, op + i * kPiece, std::min(kPiece, n - i * kPiece));
   return {out};
 }
 
 std::vector<Tensor> RotaryQkv(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int64_t num_heads,
-                              int64_t num_kv_heads, int64_t num_threads) {
+                              int64_t num_kv_heads, int64_t num_threads, int64_t work_per_thread,
+                              bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   check_f32({&qkv, &cos, &sin});
   PD_CHECK(qkv.shape().size() == 2, "qkv must be 2-D: (tokens, (num_heads + 2 * num_kv_heads) * head_dim)");
   const int64_t T = qkv.shape()[0], width = qkv.shape()[1], heads = num_heads + 2 * num_kv_heads;
@@ -114,7 +125,7 @@ std::vector<Tensor> RotaryQkv(const Tensor& qkv, const Tensor& cos, const Tensor
   const float *xp = qkv.data<float>(), *cp = cos.data<float>(), *sp = sin.data<float>();
   float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
   const int64_t qw = num_heads * D, kw = num_kv_heads * D;
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 8 * T * (width + D)))
+#pragma omp parallel for num_threads(ex.threads_for(8 * T * (width + D)))
   for (int64_t t = 0; t < T; ++t) {
     const float* row = xp + t * width;
     rotate_heads(row, cp + t * D, sp + t * D, qp + t * qw, num_heads, D);
@@ -149,7 +160,7 @@ std::vector<paddle::DataType> F32x3Two(const paddle::DataType&, const paddle::Da
 PD_BUILD_OP(pqv_rms_norm)
     .Inputs({"x", "w"})
     .Outputs({"out"})
-    .Attrs({"eps: float", "num_threads: int64_t"})
+    .Attrs({"eps: float", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(RmsNorm))
     .SetInferShapeFn(PD_INFER_SHAPE(SameShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32x2));
@@ -157,7 +168,7 @@ PD_BUILD_OP(pqv_rms_norm)
 PD_BUILD_OP(pqv_layer_norm)
     .Inputs({"x", "w", "b"})
     .Outputs({"out"})
-    .Attrs({"eps: float", "num_threads: int64_t"})
+    .Attrs({"eps: float", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(LayerNorm))
     .SetInferShapeFn(PD_INFER_SHAPE(SameShape3))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32x3One));
@@ -165,7 +176,7 @@ PD_BUILD_OP(pqv_layer_norm)
 PD_BUILD_OP(pqv_add_rms_norm)
     .Inputs({"x", "residual", "w"})
     .Outputs({"out", "new_residual"})
-    .Attrs({"eps: float", "num_threads: int64_t"})
+    .Attrs({"eps: float", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(AddRmsNorm))
     .SetInferShapeFn(PD_INFER_SHAPE(SameShape2))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32x3Two));
@@ -173,7 +184,7 @@ PD_BUILD_OP(pqv_add_rms_norm)
 PD_BUILD_OP(pqv_swiglu)
     .Inputs({"gate_up"})
     .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(Swiglu))
     .SetInferShapeFn(PD_INFER_SHAPE(HalfShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32));
@@ -181,7 +192,7 @@ PD_BUILD_OP(pqv_swiglu)
 PD_BUILD_OP(pqv_quick_gelu)
     .Inputs({"x"})
     .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(QuickGelu))
     .SetInferShapeFn(PD_INFER_SHAPE(Same1))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32));
@@ -189,7 +200,8 @@ PD_BUILD_OP(pqv_quick_gelu)
 PD_BUILD_OP(pqv_rotary_qkv)
     .Inputs({"qkv", "cos", "sin"})
     .Outputs({"q", "k", "v"})
-    .Attrs({"num_heads: int64_t", "num_kv_heads: int64_t", "num_threads: int64_t"})
+    .Attrs({"num_heads: int64_t", "num_kv_heads: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
+            "portable: bool"})
     .SetKernelFn(PD_KERNEL(RotaryQkv))
     .SetInferShapeFn(PD_INFER_SHAPE(RotaryQkvShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(F32x3Three));

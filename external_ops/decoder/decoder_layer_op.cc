@@ -12,13 +12,16 @@
 // the four linears is dense (float32 / bfloat16, pqv_linear) or weight-only (int8: int8, int4:
 // uint8 packed, pqv_weight_only_int8/int4 with their defaults: VNNI decode, bf16 prefill), by its
 // dtype; `scales` holds the scales of the weight-only ones, in that order.
-// bf16_attention: attention as pqv_paged_attention's bf16 mode (a bfloat16 model's).
+// gemm_sequences: the sequences whose attention runs in bf16 on oneDNN GEMMs (pqv_paged_attention's
+// attr of that name: long fresh prompts of a bfloat16 model, chosen by ops/paged_attention.py).
 // exact_linears: bf16 dense weights meet x in fp32 math (pqv_linear's `exact`: a float32 model
 // holding its checkpoint's bf16 weights as they are); else x is rounded to bf16 (a bfloat16 model).
+// int8_prefill_tiles: pqv_weight_only_int8's attr of that name.
+// Then num_threads, work_per_thread, portable (common.h: pqv::Exec), passed to every single op.
 #include <vector>
 
 #include "common.h"
-#include "op_entries.h"
+#include "decoder/op_entries.h"
 
 namespace {
 
@@ -29,20 +32,25 @@ enum Weight { kLn1, kQkv, kQkvBias, kO, kLn2, kGateUp, kDown, kNumWeights };
 struct Linears {
   const std::vector<Tensor>& w;
   const std::vector<Tensor>* scales;
-  int64_t group_size, num_threads;
+  int64_t group_size;
   bool exact;                                   // float32 math for bf16 weights (a float32 model's)
+  bool int8_prefill_tiles;
+  const pqv::Exec& ex;
   size_t next_scale = 0;
 
   Tensor operator()(const Tensor& x, Weight i, const paddle::optional<Tensor>& bias = paddle::none) {
     const Tensor& weight = w[i];
     const auto dt = weight.dtype();
     if (dt == paddle::DataType::FLOAT32 || dt == paddle::DataType::BFLOAT16)
-      return Linear(x, weight, bias, exact, num_threads)[0];
+      return Linear(x, weight, bias, exact, ex.num_threads, ex.work_per_thread, ex.portable)[0];
     PD_CHECK(scales != nullptr && next_scale < scales->size(), "a weight-only linear has no scales tensor");
     const Tensor& s = (*scales)[next_scale++];
-    if (dt == paddle::DataType::INT8) return WeightOnlyInt8(x, weight, s, bias, false, true, num_threads)[0];
+    if (dt == paddle::DataType::INT8)
+      return WeightOnlyInt8(x, weight, s, bias, false, true, int8_prefill_tiles, ex.num_threads, ex.work_per_thread,
+                            ex.portable)[0];
     PD_CHECK(dt == paddle::DataType::UINT8, "linear weights must be float32, bfloat16, int8 or uint8 (int4)");
-    return WeightOnlyInt4(x, weight, s, bias, group_size, false, true, num_threads)[0];
+    return WeightOnlyInt4(x, weight, s, bias, group_size, false, true, ex.num_threads, ex.work_per_thread,
+                          ex.portable)[0];
   }
 };
 
@@ -54,26 +62,30 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
                                  const Tensor& sin, Tensor& k_cache, Tensor& v_cache, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, bool bf16_attention, bool exact_linears,
-                                 int64_t num_threads) {
+                                 int64_t block_size, int64_t group_size, const std::vector<int64_t>& gemm_sequences,
+                                 bool exact_linears, bool int8_prefill_tiles, int64_t num_threads,
+                                 int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   PD_CHECK(weights.size() == kNumWeights, "weights must be [input_layernorm, qkv, qkv_bias, o, "
            "post_attention_layernorm, gate_up, down]");
   PD_CHECK(x.shape().size() == 2 && x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (tokens, hidden)");
-  Linears linear{weights, scales ? &*scales : nullptr, group_size, num_threads, exact_linears};
+  Linears linear{weights, scales ? &*scales : nullptr, group_size, exact_linears, int8_prefill_tiles, ex};
   Tensor h, res;
   if (residual) {
-    auto hr = AddRmsNorm(x, *residual, weights[kLn1], eps, num_threads);
+    auto hr = AddRmsNorm(x, *residual, weights[kLn1], eps, num_threads, work_per_thread, portable);
     h = hr[0], res = hr[1];
   } else {
-    h = RmsNorm(x, weights[kLn1], eps, num_threads)[0], res = x;
+    h = RmsNorm(x, weights[kLn1], eps, num_threads, work_per_thread, portable)[0], res = x;
   }
-  auto qkv = RotaryQkv(linear(h, kQkv, weights[kQkvBias]), cos, sin, num_heads, num_kv_heads, num_threads);
+  auto qkv = RotaryQkv(linear(h, kQkv, weights[kQkvBias]), cos, sin, num_heads, num_kv_heads, num_threads,
+                       work_per_thread, portable);
   const Tensor attn = PagedAttention(qkv[0], qkv[1], qkv[2], k_cache, v_cache, slot_mapping, block_tables,
-                                     token_seq, token_ctx, scale, block_size, bf16_attention, num_threads)[0];
+                                     token_seq, token_ctx, scale, block_size, gemm_sequences, num_threads,
+                                     work_per_thread, portable)[0];
   const int64_t T = x.shape()[0];
   auto hr = AddRmsNorm(linear(paddle::experimental::reshape(attn, {T, attn.numel() / T}), kO), res,  // (T, Hq * D)
-                       weights[kLn2], eps, num_threads);
-  Tensor out = linear(Swiglu(linear(hr[0], kGateUp), num_threads)[0], kDown);
+                       weights[kLn2], eps, num_threads, work_per_thread, portable);
+  Tensor out = linear(Swiglu(linear(hr[0], kGateUp), num_threads, work_per_thread, portable)[0], kDown);
   PD_CHECK(!scales || linear.next_scale == scales->size(), "more scales tensors than weight-only linears");
   return {out, hr[1]};                                          // the caches: written in place
 }
@@ -90,8 +102,9 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
                                  const std::vector<Tensor>& v_caches, const Tensor& slot_mapping,
                                  const Tensor& block_tables, const Tensor& token_seq, const Tensor& token_ctx,
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
-                                 int64_t block_size, int64_t group_size, bool bf16_attention, bool exact_linears,
-                                 int64_t num_threads) {
+                                 int64_t block_size, int64_t group_size, const std::vector<int64_t>& gemm_sequences,
+                                 bool exact_linears, bool int8_prefill_tiles, int64_t num_threads,
+                                 int64_t work_per_thread, bool portable) {
   const size_t L = k_caches.size();
   PD_CHECK(L > 0 && v_caches.size() == L && weights.size() == L * kNumWeights,
            "pqv_decoder_stack: one k and one v cache per layer and ", int(kNumWeights), " weights per layer");
@@ -111,7 +124,8 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
     Tensor kc = k_caches[l], vc = v_caches[l];   // handles to the same buffers
     auto out = DecoderLayer(h, residual, w, s.empty() ? paddle::optional<std::vector<Tensor>>() : s, cos, sin, kc,
                             vc, slot_mapping, block_tables, token_seq, token_ctx, eps, num_heads, num_kv_heads,
-                            scale, block_size, group_size, bf16_attention, exact_linears, num_threads);
+                            scale, block_size, group_size, gemm_sequences, exact_linears, int8_prefill_tiles,
+                            num_threads, work_per_thread, portable);
     h = out[0], residual = out[1];
   }
   PD_CHECK(!scales || next_scale == scales->size(), "more scales tensors than weight-only linears");
@@ -141,7 +155,8 @@ PD_BUILD_OP(pqv_decoder_layer)
     .Outputs({"out", "residual_out", "k_cache_out", "v_cache_out"})
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "bf16_attention: bool", "exact_linears: bool", "num_threads: int64_t"})
+            "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
+            "int8_prefill_tiles: bool", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderLayerDtype));
@@ -169,7 +184,8 @@ PD_BUILD_OP(pqv_decoder_stack)
              "token_ctx"})
     .Outputs({"out", "residual_out"})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
-            "group_size: int64_t", "bf16_attention: bool", "exact_linears: bool", "num_threads: int64_t"})
+            "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
+            "int8_prefill_tiles: bool", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderStack))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderStackDtype));

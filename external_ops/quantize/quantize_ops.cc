@@ -6,13 +6,14 @@
 // then q = clamp(round_half_even(w / s), -8, 7) + 8
 // packed two per byte (low nibble = even k). The Paddle reference (_int4_scales) makes ~90 passes
 // over the whole matrix; here each group stays in L1 for all its ratios.
-#include <immintrin.h>
-
+// Attrs: [group, ratios,] then num_threads, work_per_thread, portable (common.h: pqv::Exec); the
+// AVX512F loops (quantize_avx512.cc) give the same bytes as the portable ones here.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "common.h"
+#include "quantize/quantize_kernels.h"
 
 namespace {
 
@@ -40,70 +41,31 @@ inline float group_error(const float* x, int64_t n, float s) {
   return err;
 }
 
-// The int4 search's loops with AVX512 arithmetic: the same operations in the same order (lane j of
-// the error sum holds part[j]), so the same results bit for bit. The portable loops stay scalar
-// (their clamps), and a 2B model's int4 quantization took ~25 s on them.
-__attribute__((target("avx512f"))) __m512 levels16(__m512 v) {     // level(v), v = x / s or x * (1 / s)
-  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-9.f)), _mm512_set1_ps(8.f));
-  const __m512 magic = _mm512_set1_ps(12582912.f);
-  const __m512 r = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-  return _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(-8.f)), _mm512_set1_ps(7.f));
-}
-
-__attribute__((target("avx512f"))) float group_error_avx512(const float* x, int64_t n, float s) {
-  const __m512 vs = _mm512_set1_ps(s), inv = _mm512_set1_ps(1.f / s);
-  __m512 part = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __m512 xv = _mm512_loadu_ps(x + i);
-    const __m512 d = _mm512_sub_ps(_mm512_mul_ps(levels16(_mm512_mul_ps(xv, inv)), vs), xv);
-    part = _mm512_add_ps(part, _mm512_mul_ps(d, d));
-  }
-  float lanes[16];
-  _mm512_storeu_ps(lanes, part);
-  float err = 0.f;
-  for (float p : lanes) err += p;
-  return err;
-}
-
-__attribute__((target("avx512f"))) float group_amax_avx512(const float* x, int64_t n) {
-  __m512 m = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-  return _mm512_reduce_max_ps(m);
-}
-
-// out[i] = level(x[i] / s) + 8 for n (a multiple of 16) weights
-__attribute__((target("avx512f"))) void group_levels_avx512(const float* x, int64_t n, float s, float* out) {
-  const __m512 vs = _mm512_set1_ps(s), eight = _mm512_set1_ps(8.f);
-  for (int64_t i = 0; i < n; i += 16)
-    _mm512_storeu_ps(out + i, _mm512_add_ps(levels16(_mm512_div_ps(_mm512_loadu_ps(x + i), vs)), eight));
-}
-
 float best_scale(const float* x, int64_t n, const std::vector<float>& ratios, bool avx512) {
   float amax = 0.f;
   if (avx512) {
-    amax = group_amax_avx512(x, n);
+    amax = pqv::group_amax_avx512(x, n);
   } else {
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   }
   float best_s = 0.f, best_e = 0.f;
   for (size_t r = 0; r < ratios.size(); ++r) {
     const float s = std::max(amax * ratios[r] / 7.f, 1e-10f);
-    const float e = avx512 ? group_error_avx512(x, n, s) : group_error(x, n, s);
+    const float e = avx512 ? pqv::group_error_avx512(x, n, s) : group_error(x, n, s);
     if (r == 0 || e < best_e) best_s = s, best_e = e;
   }
   return best_s;
 }
 
 void quantize_row(const float* w, int64_t K, int64_t group, const std::vector<float>& ratios, uint8_t* q,
-                  float* scales) {
-  const bool avx512 = pqv::has_avx512();
+                  float* scales, bool avx512) {
   std::vector<float> levels(group);
   for (int64_t g = 0; g < K / group; ++g) {
     const float* x = w + g * group;
     const float s = best_scale(x, group, ratios, avx512);
     scales[g] = s;
     if (avx512) {
-      group_levels_avx512(x, group, s, levels.data());
+      pqv::group_levels_avx512(x, group, s, levels.data());
     } else {
       for (int64_t i = 0; i < group; ++i) levels[i] = level(x[i] / s) + 8.f;
     }
@@ -112,24 +74,9 @@ void quantize_row(const float* w, int64_t K, int64_t group, const std::vector<fl
   }
 }
 
-// The quantize loop of quantize_row_int8 below, 16 weights at a time with the same operations
-// (so the same bytes); returns how many weights it did (a multiple of 16). The scalar loop was
-// most of an int8 load's time (~2.5 s of a 2B model).
-__attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* w, int64_t K, float s, int8_t* q) {
-  const __m512 vs = _mm512_set1_ps(s), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
-  const __m512 magic = _mm512_set1_ps(12582912.f);
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(_mm512_loadu_ps(w + k), vs), lo), hi);
-    const __m512i r = _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(v, magic), magic));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), _mm512_cvtepi32_epi8(r));
-  }
-  return k;
-}
-
 // 16 partial maxima (a form the compiler vectorizes); ternary clamps (std::min/max kept the
 // quantize loop scalar and twice as slow)
-void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale) {
+void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale, bool avx512) {
   float part[16] = {0.f};
   int64_t k = 0;
   for (; k + 16 <= K; k += 16)
@@ -139,7 +86,7 @@ void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale) {
   for (; k < K; ++k) amax = std::max(amax, std::fabs(w[k]));
   const float s = std::max(amax / 127.f, 1e-10f);
   *scale = s;
-  k = pqv::has_avx512() ? quantize_int8_avx512(w, K, s, q) : 0;
+  k = avx512 ? pqv::quantize_int8_avx512(w, K, s, q) : 0;
   for (; k < K; ++k) {             // clamping before rounding equals clip(round(.)) on [-127, 127]
     float v = w[k] / s;
     v = v < -127.f ? -127.f : v;
@@ -150,7 +97,9 @@ void quantize_row_int8(const float* w, int64_t K, int8_t* q, float* scale) {
 
 }  // namespace
 
-std::vector<paddle::Tensor> QuantizeInt8(const paddle::Tensor& w, int64_t num_threads) {
+std::vector<paddle::Tensor> QuantizeInt8(const paddle::Tensor& w, int64_t num_threads, int64_t work_per_thread,
+                                         bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   PD_CHECK(w.dtype() == paddle::DataType::FLOAT32 && w.shape().size() == 2, "w must be float32 (N, K)");
   const int64_t N = w.shape()[0], K = w.shape()[1];
   auto q = paddle::empty({N, K}, paddle::DataType::INT8, paddle::CPUPlace());
@@ -159,19 +108,21 @@ std::vector<paddle::Tensor> QuantizeInt8(const paddle::Tensor& w, int64_t num_th
   int8_t* qp = q.data<int8_t>();
   float* sp = scales.data<float>();
   pqv::advise_huge_pages(qp, N * K);               // the model keeps these: fault them in as 2 MB pages
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 5 * N * K))
-  for (int64_t n = 0; n < N; ++n) quantize_row_int8(src + n * K, K, qp + n * K, sp + n);
+  const bool avx512 = ex.avx512();
+#pragma omp parallel for num_threads(ex.threads_for(5 * N * K))
+  for (int64_t n = 0; n < N; ++n) quantize_row_int8(src + n * K, K, qp + n * K, sp + n, avx512);
   return {q, scales};
 }
 
 PD_BUILD_OP(pqv_quantize_int8)
     .Inputs({"w"})
     .Outputs({"qweight", "scales"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(QuantizeInt8));
 
 std::vector<paddle::Tensor> QuantizeInt4(const paddle::Tensor& w, int64_t group, const std::vector<float>& ratios,
-                                         int64_t num_threads) {
+                                         int64_t num_threads, int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   PD_CHECK(w.dtype() == paddle::DataType::FLOAT32 && w.shape().size() == 2, "w must be float32 (N, K)");
   const int64_t N = w.shape()[0], K = w.shape()[1];
   PD_CHECK(group % 16 == 0 && K % group == 0, "group must be a multiple of 16 and divide K");
@@ -182,13 +133,16 @@ std::vector<paddle::Tensor> QuantizeInt4(const paddle::Tensor& w, int64_t group,
   uint8_t* qp = q.data<uint8_t>();
   float* sp = scales.data<float>();
   pqv::advise_huge_pages(qp, N * K / 2);
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 4 * N * K))
-  for (int64_t n = 0; n < N; ++n) quantize_row(src + n * K, K, group, ratios, qp + n * (K / 2), sp + n * (K / group));
+  const bool avx512 = ex.avx512();
+#pragma omp parallel for num_threads(ex.threads_for(4 * N * K))
+  for (int64_t n = 0; n < N; ++n)
+    quantize_row(src + n * K, K, group, ratios, qp + n * (K / 2), sp + n * (K / group), avx512);
   return {q, scales};
 }
 
 PD_BUILD_OP(pqv_quantize_int4)
     .Inputs({"w"})
     .Outputs({"qweight", "scales"})
-    .Attrs({"group: int64_t", "ratios: std::vector<float>", "num_threads: int64_t"})
+    .Attrs({"group: int64_t", "ratios: std::vector<float>", "num_threads: int64_t", "work_per_thread: int64_t",
+            "portable: bool"})
     .SetKernelFn(PD_KERNEL(QuantizeInt4));

@@ -1,6 +1,6 @@
-// Attention on AMX tiles (kernels.h, AmxAttention): the vision towers' long blocks in bf16 models.
-// Compiled for AMX and AVX512 by the pragma; callers check amx_ready() and pqv::has_fast_bf16()
-// first. No Paddle headers here, so nothing else is built for these instruction sets.
+// Attention on AMX tiles (attention_kernels.h, AmxAttention): the vision towers' blocks in bf16
+// models. Compiled for AMX and AVX512 by the pragma; callers check amx_ready() and
+// pqv::Exec::fast_bf16() first. No Paddle headers here, so nothing else is built for these instruction sets.
 //
 // Why fused: through oneDNN (gemm_attention.cc) each 256 x 512 block of fp32 scores goes out to
 // the L2 and back (head dim 80: 80 multiply-adds per score), and the S GEMM ran at about half the
@@ -21,7 +21,7 @@
 #define PQV_AMX_BUILT 1
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,avx2,amx-tile,amx-bf16")
 #endif
-#include "kernels.h"
+#include "attention/attention_kernels.h"
 
 #ifdef PQV_AMX_BUILT
 #include <cpuid.h>
@@ -35,7 +35,7 @@
 #include <cstdlib>
 #include <limits>
 
-#include "simd_exp.h"
+#include "simd_avx512.h"
 
 namespace pqv {
 namespace {

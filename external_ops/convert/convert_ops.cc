@@ -13,7 +13,10 @@
 // parts: bfloat16 tensors of equal trailing dims, joined along axis 0 (a checkpoint's q/k/v or
 // gate/up pieces of one fused parameter) as they are cast: paddle.concat first wrote the joined
 // bf16 copy on one thread (1.0 of a 2B model's ~4 s float32 load).
-std::vector<paddle::Tensor> Bf16ToFloat32(const std::vector<paddle::Tensor>& parts, int64_t num_threads) {
+// Attrs: num_threads, work_per_thread, portable (common.h: pqv::Exec; no ISA-specific loops here).
+std::vector<paddle::Tensor> Bf16ToFloat32(const std::vector<paddle::Tensor>& parts, int64_t num_threads,
+                                          int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   PD_CHECK(!parts.empty(), "pqv_bf16_to_float32 takes at least one tensor");
   std::vector<int64_t> shape = parts[0].shape();
   int64_t n = 0;
@@ -40,7 +43,7 @@ std::vector<paddle::Tensor> Bf16ToFloat32(const std::vector<paddle::Tensor>& par
   }
   constexpr int64_t kPiece = 1 << 18;                           // elements per work piece
   const int64_t pieces = (n + kPiece - 1) / kPiece;
-#pragma omp parallel for num_threads(pqv::threads_for(num_threads, 6 * n)) schedule(static)
+#pragma omp parallel for num_threads(ex.threads_for(6 * n)) schedule(static)
   for (int64_t i = 0; i < pieces; ++i) {
     const int64_t end = std::min(n, (i + 1) * kPiece);
     size_t part = std::upper_bound(begin.begin(), begin.end(), i * kPiece) - begin.begin() - 1;
@@ -69,7 +72,7 @@ std::vector<paddle::DataType> Bf16ToFloat32Dtype(const std::vector<paddle::DataT
 PD_BUILD_OP(pqv_bf16_to_float32)
     .Inputs({paddle::Vec("parts")})
     .Outputs({"out"})
-    .Attrs({"num_threads: int64_t"})
+    .Attrs({"num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(Bf16ToFloat32))
     .SetInferShapeFn(PD_INFER_SHAPE(Bf16ToFloat32Shape))
     .SetInferDtypeFn(PD_INFER_DTYPE(Bf16ToFloat32Dtype));

@@ -1,5 +1,5 @@
 // oneDNN matmul with a small primitive cache keyed by shape and dtypes.
-#include "dnnl_gemm.h"
+#include "gemm/dnnl_gemm.h"
 
 #include <omp.h>
 

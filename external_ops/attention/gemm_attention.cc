@@ -8,8 +8,9 @@
 // weights, so the query chunks and the heads of a group do not repack them. bf16: q, e and the
 // packed K / V are bf16 (AMX or AVX512-BF16), products summed in fp32; otherwise fp32 throughout.
 // Each thread runs whole items on single-threaded primitives (inside our parallel region oneDNN
-// runs inline).
-#include "gemm_attention.h"
+// runs inline). With a.amx the spans go to the fused AMX kernel instead (amx_spans: q, k, v packed
+// to bf16 tiles once, then items of 128 query rows x one head, block_amx.cc).
+#include "attention/gemm_attention.h"
 
 #include <algorithm>
 #include <atomic>
@@ -21,8 +22,8 @@
 #include <mutex>
 #include <tuple>
 
+#include "attention/attention_kernels.h"
 #include "common.h"
-#include "kernels.h"
 
 namespace pqv {
 
@@ -30,6 +31,10 @@ int64_t gemm_attention_macs(const GemmAttention& a, const std::vector<Span>& spa
   int64_t macs = 0;
   for (const Span& s : spans) macs += 2 * s.n * s.n * a.Hq * a.D / (a.causal ? 2 : 1);
   return macs;
+}
+
+bool amx_attention_supported(const GemmAttention& a, const Exec& ex) {
+  return !a.causal && a.bf16 && a.D % 16 == 0 && a.D <= 80 && ex.fast_bf16() && amx_ready();
 }
 
 }  // namespace pqv
@@ -47,9 +52,8 @@ using tag = memory::format_tag;
 // one GEMM (rows x key block, fp32), its numerators and the packed K / V block stay in the L2.
 // Causal spans take shorter key blocks: fewer masked scores on the diagonal (bench, bf16, 512-1024
 // tokens: 256 keys ~10-15% faster than 512; a long vision block 4784: 512 ~9% faster than 256).
-
-static int64_t kb_env() { const char* e = std::getenv("PQV_KB"); return e ? std::atoll(e) : 512; }
-static int64_t kq_env() { const char* e = std::getenv("PQV_KQ"); return e ? std::atoll(e) : 256; }
+constexpr int64_t kKeyBlock = 512;
+constexpr int64_t kQueryRows = 256;
 constexpr int64_t kCausalKeyBlock = 256;
 
 dnnl::engine& engine() {
@@ -124,10 +128,9 @@ std::shared_ptr<V> cached(std::map<K, std::shared_ptr<V>>& cache, const K& key, 
 std::shared_ptr<Plan> cached_plan(int64_t n, int64_t kv_stride, int64_t D, bool bf16, bool causal) {
   static std::mutex mu;
   static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, bool>, std::shared_ptr<Gemms>> gemms;
-  static std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool, int64_t, int64_t>, std::shared_ptr<Plan>> plans;
-  const int64_t kKeyBlock = kb_env(), kQueryRows = kq_env();
+  static std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, std::shared_ptr<Plan>> plans;
   std::lock_guard<std::mutex> lock(mu);
-  return cached(plans, std::make_tuple(n, kv_stride, D, bf16, causal, kKeyBlock, kQueryRows), [&] {
+  return cached(plans, std::make_tuple(n, kv_stride, D, bf16, causal), [&] {
     auto p = std::make_shared<Plan>();
     const int64_t chunks = (n + kQueryRows - 1) / kQueryRows, key_block = causal ? kCausalKeyBlock : kKeyBlock;
     p->rows = std::min(n, round16((n + chunks - 1) / chunks));
@@ -167,15 +170,7 @@ bool gemm_attention_built() { return true; }
 
 namespace {
 
-// Non-causal bf16 attention with head dim <= 80 (the vision towers') runs fused on AMX tiles
-// (kernels_amx.cc) where the CPU has them; PADDLE_QWENVL_AMX_ATTENTION=0 keeps the oneDNN GEMMs.
-bool amx_applies(const GemmAttention& a) {
-  const char* env = std::getenv("PADDLE_QWENVL_AMX_ATTENTION");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-  return !a.causal && a.bf16 && a.D % 16 == 0 && a.D <= 80 && has_fast_bf16() && amx_ready();
-}
-
-constexpr int64_t kAmxGroupsPerItem = 8;      // 128 query rows per work item
+constexpr int64_t kAmxGroupsPerItem = 8;      // 128 query rows per AMX work item
 
 // n elements, 64-byte aligned: the AMX operands' tile rows each a whole cache line (rows split over
 // two lines ran the kernel at half speed).
@@ -242,10 +237,15 @@ void amx_spans(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
 
 }  // namespace
 
-void gemm_attention(const GemmAttention& a, const std::vector<Span>& spans, int nt) {
+void gemm_attention(const GemmAttention& a, const std::vector<Span>& spans, const Exec& ex) {
   PD_CHECK(a.Hkv > 0 && a.Hq % a.Hkv == 0, "query heads must be a multiple of kv heads");
-  PD_CHECK(!a.bf16 || has_fast_bf16(), "bf16 attention needs a CPU with AVX512-BF16");
-  if (amx_applies(a)) return amx_spans(a, spans, nt);
+  PD_CHECK(!a.bf16 || ex.fast_bf16(), "bf16 attention needs a CPU with AVX512-BF16 (and portable=false)");
+  const int nt = ex.threads_for(gemm_attention_macs(a, spans));
+  if (a.amx) {
+    PD_CHECK(amx_attention_supported(a, ex), "amx=true needs non-causal bf16 attention, a head dim that is a "
+             "multiple of 16 up to 80 and a CPU with AMX-BF16 (the wrapper asks build_info()['amx'] first)");
+    return amx_spans(a, spans, nt);
+  }
   const int64_t N = a.tokens, Hq = a.Hq, Hkv = a.Hkv, D = a.D, G = Hq / Hkv;
   const bool bf16 = a.bf16;
   std::vector<PlannedSpan> ps;
@@ -299,7 +299,7 @@ void gemm_attention(const GemmAttention& a, const std::vector<Span>& spans, int 
   }
   // largest first, handed out one at a time: causal chunks differ in cost
   std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
-  const RowKernels& rk = has_avx512() ? kRowAvx512 : kRowPortable;
+  const auto softmax_row = ex.avx512() ? softmax_row_avx512 : softmax_row_portable;
   std::atomic<int64_t> next{0};
 
 #pragma omp parallel num_threads(nt)
@@ -351,7 +351,7 @@ void gemm_attention(const GemmAttention& a, const std::vector<Span>& spans, int 
             continue;
           }
           const float old = m[r];
-          const float sum = rk.softmax_row(S.data() + r * Gj.keys, valid, a.scale, &m[r], e32, e16);
+          const float sum = softmax_row(S.data() + r * Gj.keys, valid, a.scale, &m[r], e32, e16);
           alpha[r] = j == 0 ? 0.f : std::exp(a.scale * (old - m[r]));
           l[r] = l[r] * alpha[r] + sum;
         }
@@ -380,7 +380,7 @@ namespace pqv {
 
 bool gemm_attention_built() { return false; }
 
-void gemm_attention(const GemmAttention&, const std::vector<Span>&, int) {
+void gemm_attention(const GemmAttention&, const std::vector<Span>&, const Exec&) {
   PD_THROW("GEMM attention needs a build with oneDNN headers");
 }
 

@@ -1,25 +1,26 @@
-// Dense linear: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
-// Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV, one sequential weight stream per thread
-// (oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21 on one
-// thread). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
+// pqv_linear: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
+// Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV (gemv/dense_avx512.cc: four weight streams
+// per thread; oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21
+// on one thread). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
 // rounded values in fp32), products accumulate in fp32 -- unless `exact`: then a float32 x meets
 // the weights widened to float32 (exact: bf16 is the top half of a float32), i.e. the fp32 math of
 // a float32 model whose published bf16 weights are held as they are (half the bytes per decode
 // step). The GEMV widens as it reads; prefill widens 2 MB tiles for oneDNN's fp32 GEMM (tile_gemm.h).
-// The result has x's dtype; bf16 x needs bf16 w (the wrapper casts). pqv_build_info reports what this build can do.
+// The result has x's dtype; bf16 x needs bf16 w (the wrapper casts).
+// Attrs: exact, then num_threads, work_per_thread, portable (common.h: pqv::Exec).
 #include <algorithm>
 #include <vector>
 
 #include "common.h"
-#include "dnnl_gemm.h"
-#include "kernels.h"
-#include "tile_gemm.h"
+#include "gemm/dnnl_gemm.h"
+#include "gemm/tile_gemm.h"
+#include "gemv/gemv.h"
 
 namespace {
 
 using paddle::DataType;
 
-constexpr int64_t kGemvRows = 16;     // as weight_only_ops.cc: from this many rows on, a GEMM
+constexpr int64_t kGemvRows = 16;     // as weight_only_op.cc: from this many rows on, a GEMM
 
 // y = x @ w^T + bias for a few fp32 rows, rows of w split over threads.
 void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* bias, float* y, bool w_bf16,
@@ -49,14 +50,16 @@ void widened_gemm(const float* x, const uint16_t* w, const float* bias, float* y
 }  // namespace
 
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
-                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads) {
+                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads,
+                                   int64_t work_per_thread, bool portable) {
+  const pqv::Exec ex{num_threads, work_per_thread, portable};
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
   const bool x_bf16 = x.dtype() == DataType::BFLOAT16, w_bf16 = w.dtype() == DataType::BFLOAT16;
   const int64_t bytes = 4 * (M * K + M * N) + (w_bf16 ? 2 : 4) * N * K;
-  const int nt = pqv::threads_for(num_threads, std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
+  const int nt = ex.threads_for(std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
-  if (M < kGemvRows && !x_bf16 && pqv::has_avx512()) {
+  if (M < kGemvRows && !x_bf16 && ex.avx512()) {
     dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, exact, nt);
     return {y};
   }
@@ -89,20 +92,7 @@ std::vector<paddle::DataType> LinearDtype(const paddle::DataType& x, const paddl
 PD_BUILD_OP(pqv_linear)
     .Inputs({"x", "w", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "num_threads: int64_t"})
+    .Attrs({"exact: bool", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(Linear))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));
-
-// [has AVX512+VNNI kernels, has oneDNN, has native bf16, has AMX attention (kernels_amx.cc)] as
-// int32; the input is ignored (ops need one).
-std::vector<paddle::Tensor> BuildInfo(const paddle::Tensor&) {
-  auto out = paddle::empty({4}, DataType::INT32, paddle::CPUPlace());
-  out.data<int32_t>()[0] = pqv::has_avx512();
-  out.data<int32_t>()[1] = pqv::dnnl_available();
-  out.data<int32_t>()[2] = pqv::has_fast_bf16();
-  out.data<int32_t>()[3] = pqv::has_fast_bf16() && pqv::amx_ready();
-  return {out};
-}
-
-PD_BUILD_OP(pqv_build_info).Inputs({"any"}).Outputs({"info"}).SetKernelFn(PD_KERNEL(BuildInfo));

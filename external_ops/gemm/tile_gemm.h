@@ -1,6 +1,6 @@
 // Prefill GEMMs on weights that oneDNN cannot read as they are held (int8 / int4 weight-only,
 // bf16 weights of a float32 model): they are converted a tile at a time and each tile goes through
-// one oneDNN GEMM (weight_only_ops.cc, linear_ops.cc).
+// one oneDNN GEMM (linear/weight_only_op.cc, linear/linear_op.cc).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common.h"
-#include "dnnl_gemm.h"
+#include "gemm/dnnl_gemm.h"
 
 namespace pqv {
 
