@@ -5,7 +5,7 @@
 //   h, res = add_rms_norm(o_proj(attn), res)
 //   out = down_proj(swiglu(gate_up_proj(h)))  -> returns (out, res)
 // Why: after each weight stream the Python/Paddle side of the next call runs with cold caches,
-// ~100-300 us per op call here (docs/kernels.md, session 8), and a layer made ~9 such calls. The
+// ~100-300 us per op call on a Xeon, and a layer made ~9 such calls. The
 // result is that of the single ops called in this order, bit for bit.
 //
 // weights: [input_layernorm, qkv, qkv_bias, o, post_attention_layernorm, gate_up, down]. Each of
@@ -95,7 +95,7 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
 // weight-only linears' scales in layer order; k_caches / v_caches: one per layer, written in place
 // through their buffers (dygraph only: a static graph keeps the per-layer calls). Why: a step of
 // a 2B model made 28 pqv_decoder_layer calls from Python, ~230 us each outside the C++ body with
-// cold caches (docs/kernels.md, session 11).
+// cold caches.
 std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& weights,
                                  const paddle::optional<std::vector<Tensor>>& scales, const Tensor& cos,
                                  const Tensor& sin, const std::vector<Tensor>& k_caches,

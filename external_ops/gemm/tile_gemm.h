@@ -12,11 +12,11 @@
 
 namespace pqv {
 
-// Converted weights per GEMM, at least kTileMinRows rows. On the 2026-12-05 machine (2 MB L2 per
-// core, AMX) 2 MB tiles against the 32 MB ones before, int4 in bf16 as a fraction of the dense bf16
+// Converted weights per GEMM, at least kTileMinRows rows. On a Xeon with AMX (2 MB L2 per
+// core) 2 MB tiles against the 32 MB ones before, int4 in bf16 as a fraction of the dense bf16
 // GEMM, alternated: 512x2048x11008 0.92-0.93 vs 0.88, 512x11008x2048 0.89 vs 0.83-0.86,
 // 128x2048x11008 0.80-0.82 vs 0.80-0.86 (noise); the fp32 int8 / int4 paths 0.96 / 0.81-0.84 vs
-// 0.92-0.94 / 0.81-0.82 of the fp32 GEMM. (Sessions 5-8 had found 256-row tiles no faster.)
+// 0.92-0.94 / 0.81-0.82 of the fp32 GEMM. 256-row tiles were no faster on AMD Zen 4.
 constexpr int64_t kTileBytes = int64_t(2) << 20;
 constexpr int64_t kTileMinRows = 64;
 

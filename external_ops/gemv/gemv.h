@@ -20,7 +20,7 @@ constexpr int64_t kWeightsAhead = 4096;
 
 // Decode GEMVs read 4 weight rows at once, one from each quarter of their range [n0, n1): four
 // sequential streams in flight instead of one (dense and int8 for any M < 16, int4 VNNI groups 128
-// and 64 for M = 1). Measured through the ops on the 2026-12-01 Intel machine (2 threads, weights
+// and 64 for M = 1). Measured through the ops on an Intel Xeon (2 threads, weights
 // past L3): M = 1 dense fp32 / bf16 20 -> 25-27 / 25-34 GB/s, where the read probe gives 1 stream
 // ~20 and 4-8 streams 26-31; M = 4 dense 11-22 -> 24-28, int8 VNNI 15-16 -> 21-27; int4 group 64
 // (2048x11008, 11008x2048) 11-14.5 -> 14-18 GB/s. row4(ns) takes

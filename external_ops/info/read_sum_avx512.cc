@@ -10,8 +10,8 @@ namespace pqv {
 
 float sum_avx512(const float* p, int64_t n, int streams) {
   // `streams` equal parts read side by side, each prefetched 1 KB ahead when there are several:
-  // more misses in flight than one sequential stream gets from the hardware prefetcher (on the
-  // 2026-12-01 Intel machine, 2 threads: 1 stream ~20 GB/s, 4 streams + prefetch ~29-31).
+  // more misses in flight than one sequential stream gets from the hardware prefetcher (on an
+  // Intel Xeon, 2 threads: 1 stream ~20 GB/s, 4 streams + prefetch ~29-31).
   __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   const int64_t per = n / streams / 64 * 64;
   for (int64_t k = 0; k < per; k += 64)

@@ -46,9 +46,9 @@ void check_x(const paddle::Tensor& x, int64_t K) {
 // Prefill of int8 weights: the GEMM sees q itself (exact in bf16 too) and its post-ops make
 // y = y * scale[n] + bias[n] (a separate pass over y afterwards read and wrote it from DRAM).
 // bf16: oneDNN reads the int8 weights and converts them inside the GEMM (weight decompression),
-// where oneDNN has that; else, and in fp32, tiles of q are written first. On the 2026-12-05
-// machine (AMX) oneDNN's conversion ran 512x2048x11008 at 1077-1135 GFLOP/s through the op
-// against 868-989 with tiles; on the sessions 5-8 machine it had been the slower (docs/kernels.md).
+// where oneDNN has that; else, and in fp32, tiles of q are written first. On a Xeon
+// with AMX oneDNN's conversion ran 512x2048x11008 at 1077-1135 GFLOP/s through the op
+// against 868-989 with tiles; on AMD Zen 4 it was the slower.
 // tiles: dequantized tiles even where oneDNN could convert the int8 weights itself.
 void int8_prefill(const pqv::Int8Gemv& p, bool bf16, bool tiles, int nt) {
   const int64_t M = p.M, N = p.N, K = p.K;

@@ -25,10 +25,10 @@ from ._build import build_info, compiled_ops, exec_attrs
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # Mean block length from which the GEMM path beats the paged kernel (4800 tokens, 16 heads of 80,
-# 2026-12-05 machine): bf16 ties at 100-token windows (38 ms each), fp32 wins from 256 on
+# a Xeon with AMX): bf16 ties at 100-token windows (38 ms each), fp32 wins from 256 on
 # (50 vs 53 ms; 64-token windows: 60 vs 43). One 4784-token block: 0.82 s -> 0.60 (fp32), 0.32 (bf16).
 GEMM_MIN_MEAN_LENGTH = {"float32": 256, "bfloat16": 128}
-# The fused AMX kernel against the paged one (4800 tokens in windows, 16 heads of 80, 2026-12-05):
+# The fused AMX kernel against the paged one (4800 tokens in windows, 16 heads of 80, Xeon with AMX):
 # 16-token windows 23 vs 23 GFLOP/s, 32: 59 vs 44, 64: 114 vs 70, 128: 205 vs 108.
 AMX_MIN_MEAN_LENGTH = 32
 AMX_MAX_HEAD_DIM = 80           # the fused kernel's tiles hold head dims up to 80, in steps of 16

@@ -4,11 +4,11 @@ The reference is the layer itself: `models.text.DecoderLayer` calling the single
 (norm, qkv projection, rotary, paged attention, o projection, norm, gate/up, swiglu, down). The
 fused op chains the same kernel functions in C++, so both give the same numbers; what it saves is
 the Python and Paddle side of eight op calls per layer, which run with cold caches after every
-weight stream (~100-300 us each on the 2026-12 machine; docs/kernels.md, session 8).
+weight stream (~100-300 us each on a Xeon; docs/benchmarks.md, Decoder paths).
 
 All the layers of a step go into one call, `decoder_stack` (pqv_decoder_stack: the same layer
 op in a C++ loop), which saves the ~230 us that each per-layer call spent outside its C++ body
-with cold caches (docs/kernels.md, session 11).
+with cold caches.
 
 decoder_path(x) decides which of the three runs (models/text.py asks it): "stack", "layer" or
 "ops". PADDLE_QWENVL_FUSED_LAYERS=0 turns the fused ops off (the layers then call the single ops);

@@ -12,10 +12,10 @@ math up to summation order); exact=False quantizes x to int8 per block (64 for i
 group_size for int4, as llama.cpp's q8 activations) and uses AVX512-VNNI, differing from the
 dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) is VNNI,
 as scripts/bench_ops.py measured it (2 threads, weights from DRAM, % of the DRAM read probe): on
-the 2026-12-01 Intel machine int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
+an Intel Xeon int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
 11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
 64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
-On the machine of sessions 1-4 fp32 x had matched VNNI for K <= 4096 and was the default there.
+On an AMD Zen 4, fp32 x matched VNNI for K <= 4096.
 Prefill (M >= 16) runs a oneDNN GEMM: in bf16 (x rounded to bf16, products summed in fp32;
 oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless
 exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact

@@ -37,7 +37,7 @@ def test_freed_buffers_are_reused_instead_of_faulting_back_in(mb):
     off, faults_off = faults_per_step(mb, PADDLE_QWENVL_KEEP_FREED_MEMORY="0")
     assert kept and not off
     assert faults_off > 3 * (mb << 20) // 4096 // 2    # glibc's defaults: the pages come back fresh
-    # 2026-12-01: 15363 faults per step with glibc's defaults, 2048-4096 (in 2 MB steps) with it;
+    # measured: 15363 faults per step with glibc's defaults, 2048-4096 (in 2 MB steps) with it;
     # a quarter was too tight a bound (one run in a dozen hit 4096)
     assert faults < faults_off // 2
 
