@@ -35,6 +35,7 @@ def parse_args():
     p.add_argument("--video_frames", type=int, default=8, help="frames of the long prompt's video")
     p.add_argument("--video_size", default="448x448", help="WxH of its frames")
     p.add_argument("--chunk", type=int, default=64, help="max_num_batched_tokens with chunked prefill")
+    p.add_argument("--block_size", type=int, default=64, help="KV cache block size (prefix caching reuses whole blocks)")
     p.add_argument("--skip_chat", action="store_true")
     p.add_argument("--skip_chunking", action="store_true")
     return p.parse_args()
@@ -46,7 +47,8 @@ def size(text):
 
 
 def load(model_dir, args, **engine):
-    return Predictor.from_pretrained(model_dir, dtype=args.dtype, progress=False, max_model_len=4096, **engine)
+    return Predictor.from_pretrained(model_dir, dtype=args.dtype, progress=False, max_model_len=4096,
+                                     block_size=args.block_size, **engine)
 
 
 def chat_turns(model_dir, args):
@@ -122,7 +124,8 @@ def main():
     args = parse_args()
     threads = set_up_runtime(args.threads)
     model_dir = cached_preset_checkpoint(args.preset, args.num_layers)
-    print(f"{args.preset} ({args.num_layers or 'all'} layers), random weights, dtype {args.dtype}, {threads} threads")
+    print(f"{args.preset} ({args.num_layers or 'all'} layers), random weights, dtype {args.dtype}, {threads} threads, "
+          f"block size {args.block_size}")
     if not args.skip_chat:
         chat_turns(model_dir, args)
     if not args.skip_chunking:
