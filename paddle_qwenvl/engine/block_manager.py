@@ -101,6 +101,7 @@ class BlockManager:
         for block in hits:
             self._ref(block)
         seq.block_table = list(hits)
+        seq.num_cached_blocks = len(hits)               # findable already
         self._take(seq, self._missing(seq))
         return len(hits) * self.block_size
 
@@ -119,11 +120,13 @@ class BlockManager:
         if not self.enable_caching:
             return
         hashes = extend_block_hashes(seq, self.block_size)
-        for i in range(min(seq.num_computed_tokens // self.block_size, len(hashes))):
+        full = min(seq.num_computed_tokens // self.block_size, len(hashes))
+        for i in range(seq.num_cached_blocks, full):
             block, h = seq.block_table[i], hashes[i]
             if self.block_hash[block] is None and h not in self.cached:
                 self.block_hash[block] = h
                 self.cached[h] = block
+        seq.num_cached_blocks = max(seq.num_cached_blocks, full)
 
     def free(self, seq: Sequence) -> None:
         """Releases seq's blocks; the last ones of the sequence become the first to be reused."""
@@ -133,6 +136,7 @@ class BlockManager:
                 self.free_blocks[block] = None
         seq.block_table = []
         seq.num_computed_tokens = 0
+        seq.num_cached_blocks = 0
 
     def _ref(self, block: int) -> None:
         if self.ref_counts[block] == 0:

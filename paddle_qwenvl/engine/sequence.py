@@ -41,6 +41,7 @@ class Sequence:
         # the full blocks so far (block_manager.extend_block_hashes)
         self.media_spans = list(media_spans)
         self.block_hashes: List[bytes] = []
+        self.num_cached_blocks = 0        # leading blocks of block_table already findable by hash
         self.num_cached_tokens: Optional[int] = None   # prompt tokens found cached at first admission
 
     def __len__(self) -> int:
