@@ -47,7 +47,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
-                        max_model_len: int = 4096, block_size: int = 64, kv_cache_memory: int = 1 << 30,
+                        max_model_len: int = 4096, block_size: int = 16, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = 256 << 20,

@@ -120,8 +120,8 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
 
 
 def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=64, seed=0):
-    """num_seqs sequences of ctx cached tokens, the last q_len of them new this step; blocks of the
-    engine's default size (EngineConfig.block_size = 64) scattered over a shuffled pool, as in a
+    """num_seqs sequences of ctx cached tokens, the last q_len of them new this step; blocks of 64
+    tokens (decode costs the same with the engine's default 16) scattered over a shuffled pool, as in a
     server that has run for a while. Returns q, k, v, make_cache, meta."""
     rng = np.random.default_rng(seed)
     blocks = (ctx + block_size - 1) // block_size

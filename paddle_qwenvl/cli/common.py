@@ -85,7 +85,7 @@ def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, b
                                      progress=not quiet(), **options)
 
 
-def kv_cache_bytes(model_dir, tokens: int, block_size: int = 64, dtype: str = "float32") -> int:
+def kv_cache_bytes(model_dir, tokens: int, block_size: int = 16, dtype: str = "float32") -> int:
     """KV cache bytes for `tokens` tokens of a model computing in `dtype`, rounded up to whole
     blocks (one spare)."""
     from ..config import ModelConfig

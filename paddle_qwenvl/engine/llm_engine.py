@@ -23,7 +23,8 @@ from .sequence import Sequence
 @dataclass
 class EngineConfig:
     max_model_len: int = 4096            # prompt + output tokens of one request
-    block_size: int = 64                 # tokens per KV cache block
+    block_size: int = 16                 # tokens per KV cache block (prefix caching reuses whole
+                                         # blocks; decode attention costs the same at 16 and 64)
     kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches (an upper
                                          # bound: no more than max_num_seqs x max_model_len tokens;
                                          # float32, bf16 for a bfloat16 model)
