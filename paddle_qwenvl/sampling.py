@@ -9,6 +9,8 @@ from typing import List, Optional, Union
 
 import numpy as np
 
+MAX_LOGPROBS = 20        # alternatives per token, as OpenAI's top_logprobs allows
+
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -33,6 +35,8 @@ class SamplingParams:
     stop: Union[str, List[str]] = field(default_factory=list)       # stop strings (cut from text)
     stop_token_ids: List[int] = field(default_factory=list)         # besides the model's EOS
     ignore_eos: bool = False
+    logprobs: Optional[int] = None     # per generated token: its log-probability and this many
+                                       # most likely alternatives (0-20); None: none
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -70,6 +74,8 @@ class SamplingParams:
         _require(all(_is_int(t) and t >= 0 for t in self.stop_token_ids),
                  "stop_token_ids must be a list of token ids >= 0", self.stop_token_ids)
         _require(isinstance(self.ignore_eos, bool), "ignore_eos must be True or False", self.ignore_eos)
+        _require(self.logprobs is None or (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
+                 f"logprobs must be None or an integer in [0, {MAX_LOGPROBS}]", self.logprobs)
 
     @classmethod
     def from_generation_config(cls, config: dict, **overrides) -> "SamplingParams":

@@ -1,4 +1,5 @@
 """`paddle-qwenvl run`: one prompt (with images/videos) in, the answer on stdout, stats on stderr."""
+import dataclasses
 import json
 import sys
 
@@ -13,6 +14,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: text, token_ids, finish_reason, usage, timings")
+    p.add_argument("--logprobs", type=int, default=None, metavar="N",
+                   help="with --json: each generated token's log-probability and its N most likely "
+                        "alternatives (0-20)")
     add_model_args(p)
     add_media_args(p)
     add_sampling_args(p)
@@ -28,6 +32,8 @@ def run(args) -> int:
     messages = build_messages(args)          # checks the files before the model loads
     predictor = predictor_from_args(args)
     sampling = sampling_from_args(predictor, args)
+    if args.logprobs is not None:
+        sampling = dataclasses.replace(sampling, logprobs=args.logprobs)
     if args.stream and not args.json:
         out = None
         for out in predictor.stream(messages, sampling):
@@ -46,7 +52,10 @@ def output_dict(out) -> dict:
     return dict(text=out.text, token_ids=list(out.token_ids), finish_reason=out.finish_reason,
                 usage=dict(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
                            total_tokens=u.total_tokens, cached_tokens=u.cached_tokens),
-                timings=dict(vision=t.vision, prefill=t.prefill, decode=t.decode))
+                timings=dict(vision=t.vision, prefill=t.prefill, decode=t.decode),
+                **({} if out.logprobs is None else {"logprobs": [
+                    dict(token_id=lp.token_id, logprob=lp.logprob, top=[list(pair) for pair in lp.top])
+                    for lp in out.logprobs]}))
 
 
 def stats_line(out) -> str:

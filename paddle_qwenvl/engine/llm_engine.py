@@ -205,7 +205,8 @@ class LLMEngine:
         request.num_streamed_chars = max(request.num_streamed_chars, end)
         return RequestOutput(seq.request_id, request.text, seq.completion_token_ids, seq.is_finished,
                              seq.finish_reason, Usage(seq.num_prompt_tokens, seq.num_completion_tokens,
-                                                      seq.num_cached_tokens or 0), request.timings, delta)
+                                                      seq.num_cached_tokens or 0), request.timings, delta,
+                             list(request.logprobs) if request.params.logprobs is not None else None)
 
     def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
         """Adds the requests (all or none) and opens an output queue for each."""

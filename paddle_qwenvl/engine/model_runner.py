@@ -19,7 +19,7 @@ from ..ops.attention_metadata import AttentionMetadata
 from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
 from .request import MediaItem, PromptState, Request
-from .sampler import sample
+from .sampler import sample, token_logprobs
 
 KV_DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 
@@ -81,8 +81,12 @@ class ModelRunner:
         out: List[Optional[int]] = [None] * len(requests)
         if done:
             logits = self.model.compute_logits(paddle.gather(hidden, paddle.to_tensor(ends[done])))  # (B, vocab)
-            for i, token in zip(done, sample(logits, [requests[i].sampling_row() for i in done])):
+            rows = [requests[i].sampling_row() for i in done]
+            tokens = sample(logits, rows)
+            for i, token, logprob in zip(done, tokens, token_logprobs(logits, tokens, rows)):
                 out[i] = token
+                if logprob is not None:
+                    requests[i].logprobs.append(logprob)
         return out
 
     @paddle.no_grad()

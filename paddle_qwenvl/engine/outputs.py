@@ -33,3 +33,4 @@ class RequestOutput:
     usage: Usage
     timings: Timings = field(default_factory=Timings)
     delta: str = ""                # text added since the previous output of this request
+    logprobs: Optional[list] = None   # engine.sampler.TokenLogprob per token (SamplingParams.logprobs)

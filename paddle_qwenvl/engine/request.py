@@ -48,6 +48,7 @@ class Request:
         self.text = ""                           # output text so far (cut before a stop string)
         self.num_streamed_chars = 0
         self.timings = Timings()
+        self.logprobs: list = []                 # sampler.TokenLogprob per generated token, if asked
 
     @property
     def request_id(self) -> str:

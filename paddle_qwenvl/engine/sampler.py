@@ -1,7 +1,7 @@
 """The engine's sampler: logits processing for a batch whose rows have their own SamplingParams,
 then one token per row (argmax, or a draw from the request's own random stream)."""
 from dataclasses import dataclass
-from typing import List, Sequence as Seq
+from typing import List, Optional, Sequence as Seq, Tuple
 
 import numpy as np
 import paddle
@@ -124,6 +124,29 @@ def sample(logits: paddle.Tensor, rows: List[SamplingRow]) -> List[int]:
     probs = F.softmax(warped, axis=-1).numpy().astype(np.float64)
     return [int(greedy[i]) if r.params.greedy else _draw(probs[i], r.generator)
             for i, r in enumerate(rows)]
+
+
+@dataclass
+class TokenLogprob:
+    """A generated token's log-probability under the model (log-softmax of its raw logits, before
+    penalties and sampling warpers, as vLLM reports them) and the most likely alternatives."""
+    token_id: int
+    logprob: float
+    top: List[Tuple[int, float]]                # (token id, logprob), most likely first
+
+
+def token_logprobs(logits: paddle.Tensor, tokens: List[int], rows: List[SamplingRow]) -> List[Optional[TokenLogprob]]:
+    """For each row that asked (params.logprobs not None): the chosen token's TokenLogprob."""
+    wanted = [i for i, r in enumerate(rows) if r.params.logprobs is not None]
+    out: List[Optional[TokenLogprob]] = [None] * len(rows)
+    if not wanted:
+        return out
+    logp = F.log_softmax(paddle.gather(logits, paddle.to_tensor(wanted)).astype("float32"), axis=-1).numpy()
+    for row, i in zip(logp, wanted):
+        k = rows[i].params.logprobs
+        top = np.argsort(-row, kind="stable")[:k] if k else []
+        out[i] = TokenLogprob(tokens[i], float(row[tokens[i]]), [(int(t), float(row[t])) for t in top])
+    return out
 
 
 def _draw(probs: np.ndarray, generator: np.random.Generator) -> int:

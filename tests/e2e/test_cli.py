@@ -160,3 +160,15 @@ def test_engine_flags_act_and_bad_sizes_are_clear_errors(cli, tiny_models):
     assert chunked["token_ids"] == plain["token_ids"] and plain["usage"]["cached_tokens"] == 0
     assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--encoder-cache-memory", "lots"),
                        "'lots' is not a size")
+
+
+def test_run_json_logprobs(cli, tiny_models):
+    out = run_json(cli, tiny_models["qwen2_vl"], "--prompt", "hi", "--temperature", "0", "--max-new-tokens", "4",
+                   "--ignore-eos", "--logprobs", "2")
+    logprobs = out["logprobs"]
+    assert [lp["token_id"] for lp in logprobs] == out["token_ids"]
+    for lp in logprobs:
+        assert len(lp["top"]) == 2 and lp["top"][0][0] == lp["token_id"]           # greedy: the most likely
+        assert lp["logprob"] == lp["top"][0][1] <= 0 and lp["top"][1][1] <= lp["top"][0][1]
+    assert_clean_error(cli("run", "--model", tiny_models["qwen2_vl"], "--prompt", "hi", "--logprobs", "30"),
+                       "logprobs must be None or an integer in [0, 20]")

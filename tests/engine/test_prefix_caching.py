@@ -188,3 +188,24 @@ def test_a_long_video_is_encoded_as_the_chunks_reach_it(model):
         del model.get_video_features
     assert sum(calls) == 4 and len(calls) >= 3           # the patches were encoded over several steps
     assert out.token_ids == engine_for(model, caching=False).generate([video], GREEDY)[0].token_ids
+
+
+def test_logprobs_are_the_log_softmax_of_the_steps_logits(model):
+    """Each generated token's logprob and alternatives, against the logits of the same positions
+    (prompt_logits with the tokens as continuation); sampled and greedy rows in one batch."""
+    prompts = [build(model.config, CASES["one_image"], seed=1), PromptInputs([5, 6, 7, 8])]
+    params = [SamplingParams(temperature=0, max_new_tokens=5, ignore_eos=True, logprobs=3),
+              SamplingParams(temperature=1.0, seed=4, max_new_tokens=5, ignore_eos=True, logprobs=0)]
+    engine = engine_for(model, caching=False)
+    outs = engine.generate(prompts, params)
+    for prompt, out, p in zip(prompts, outs, params):
+        logits = engine.prompt_logits([prompt], [out.token_ids[:-1]])[0][len(prompt.input_ids) - 1:]
+        shifted = logits - logits.max(-1, keepdims=True)
+        ref = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        assert [lp.token_id for lp in out.logprobs] == out.token_ids
+        for row, lp in zip(ref, out.logprobs):
+            assert abs(lp.logprob - row[lp.token_id]) < 1e-4
+            assert [t for t, _ in lp.top] == list(np.argsort(-row, kind="stable")[:p.logprobs])
+            assert all(abs(v - row[t]) < 1e-4 for t, v in lp.top)
+    assert outs[0].logprobs[0].top[0][0] == outs[0].token_ids[0]          # greedy: the top one
+    assert engine.generate([prompts[1]], GREEDY)[0].logprobs is None

@@ -130,3 +130,10 @@ def test_invalid_params_rejected_with_clear_error(kw, message):
 
 def test_stop_string_becomes_list():
     assert SamplingParams(stop="###").stop == ["###"]
+
+
+def test_logprobs_setting_is_checked():
+    assert SamplingParams(logprobs=0).logprobs == 0 and SamplingParams().logprobs is None
+    for bad in (-1, 21, 2.5, True):
+        with pytest.raises(ValueError, match=r"logprobs must be None or an integer in \[0, 20\]"):
+            SamplingParams(logprobs=bad)
