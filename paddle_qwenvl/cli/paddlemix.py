@@ -44,7 +44,8 @@ def str2bool(value: str) -> bool:
 def build_parser(family: str) -> argparse.ArgumentParser:
     name = FAMILIES[family][0]
     p = argparse.ArgumentParser(prog=FAMILIES[family][2], description=f"{name} inference (PaddleMIX deploy flags). "
-                                + __doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                + __doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)       # "--mode" must not be taken as "--model_name_or_path"
     _add_input_args(p)
     _add_generation_args(p)
     _add_runtime_args(p)
@@ -81,7 +82,8 @@ def _add_runtime_args(p):
     g = p.add_argument_group("runtime")
     g.add_argument("--dtype", default="float32",
                    help="float32 (fp32 math) or bfloat16 (bf16 math); float16 runs as float32")
-    g.add_argument("--llm_mode", default="dynamic", choices=["dynamic", "static"])
+    g.add_argument("--llm_mode", "--mode", dest="llm_mode", default="dynamic", choices=["dynamic", "static"],
+                   help="PaddleMIX's --mode is the same flag")
     for flag in OBSOLETE:
         kind = dict(type=str) if flag == "attn_implementation" else dict(type=str2bool, nargs="?", const=True)
         g.add_argument(f"--{flag}", default=None, help="accepted for compatibility; no effect (see above)", **kind)
@@ -103,8 +105,8 @@ def explain_flags(args) -> None:
 
 
 def check_family(model_dir, family: str) -> None:
-    import json
-    arch = (json.loads((model_dir / "config.json").read_text()).get("architectures") or ["?"])[0]
+    from ..config import ModelConfig
+    arch = ModelConfig.from_dir(model_dir).architecture
     if arch != FAMILIES[family][1]:
         other = next((f for f, v in FAMILIES.items() if v[1] == arch), None)
         hint = f"; {FAMILIES[other][2]} is the matching script" if other else ""
@@ -152,7 +154,9 @@ def benchmark(args, predictor, requests, sampling, threads) -> int:
     outputs, runs = run_benchmark(predictor, requests, sampling, args.warmup, args.repeat, print)
     summary = summarize(runs)
     print("Final output_text:\n" + outputs[0].text)
-    print(format_report(summary, f"{args.media_type}, batch {args.batch_size}, threads {threads}, float32, "
+    dtype = predictor.dtype if predictor.weight_dtype == predictor.dtype else \
+        f"{predictor.dtype} ({predictor.weight_dtype} weights)"
+    print(format_report(summary, f"{args.media_type}, batch {args.batch_size}, threads {threads}, dtype {dtype}, "
                                  f"quant {describe_quant(predictor)}, llm_mode dynamic, "
                                  f"load {predictor.load_seconds:.1f} s"))
     if args.benchmark_json:

@@ -68,3 +68,16 @@ def test_quantization_flags_reach_the_model(deploy, tiny_models):
                     "--benchmark", "--warmup", 0, "--repeat", 1)
     assert result.returncode == 0, result.stderr
     assert "quant weight_only_int8 +vision +lm_head" in result.stdout
+
+
+def test_paddlemix_mode_flag_and_no_abbreviations(deploy, cli, tiny_models):
+    """PaddleMIX's TP command passes `--mode dynamic`: it is --llm_mode, not an abbreviation of
+    --model_name_or_path; and no flag is taken from a prefix."""
+    model = tiny_models["qwen2_vl"]
+    result = deploy("qwen2_vl", "--model_name_or_path", model, "--max_length", 2, "--mode", "dynamic",
+                    "--append_attn", "1", "--benchmark", "True", "--warmup", 0, "--repeat", 1, "--dtype", "bfloat16")
+    assert result.returncode == 0, result.stderr
+    assert "dtype bfloat16" in result.stdout                      # the benchmark header says what ran
+    assert_clean_error(deploy("qwen2_vl", "--model_name", model),
+                       "the following arguments are required: --model_name_or_path")
+    assert_clean_error(cli("run", "--mod", model, "--prompt", "hi"), "unrecognized arguments: --mod")
