@@ -80,7 +80,7 @@ class LLMEngine:
         self.scheduler = Scheduler(blocks, config.max_num_seqs, config.max_num_batched_tokens)
         self._requests = {}               # request id -> unfinished Request
         self._outputs = {}                # request id -> queued outputs (generate/stream)
-        self._lock = threading.RLock()    # one step at a time; see _follow
+        self._lock = threading.RLock()    # one step at a time; see follow
 
     def add_request(self, inputs: PromptInputs, params: SamplingParams,
                     request_id: Optional[str] = None) -> str:
@@ -208,8 +208,9 @@ class LLMEngine:
                                                       seq.num_cached_tokens or 0), request.timings, delta,
                              list(request.logprobs) if request.params.logprobs is not None else None)
 
-    def _add_all(self, requests: List[PromptInputs], sampling) -> List[str]:
-        """Adds the requests (all or none) and opens an output queue for each."""
+    def add_requests(self, requests: List[PromptInputs], sampling) -> List[str]:
+        """Adds the requests (all or none) and opens an output queue for each; `follow(ids)` reads
+        them (a caller that adds requests must follow them, or abort them)."""
         params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
         if len(params) != len(requests):
             raise ValueError(f"{len(params)} SamplingParams given for {len(requests)} requests")
@@ -224,9 +225,10 @@ class LLMEngine:
                 raise
         return ids
 
-    def _follow(self, ids: List[str]) -> Iterator[RequestOutput]:
-        """Outputs of `ids` until all finish. Safe from several threads at once: whichever thread
-        holds the lock runs the step and files every output under its own request."""
+    def follow(self, ids: List[str]) -> Iterator[RequestOutput]:
+        """Outputs of `ids` until all finish; closing it early aborts those still running. Safe from
+        several threads at once: whichever thread holds the lock runs the step and files every
+        output under its own request."""
         live = dict.fromkeys(ids)                 # an ordered set
         try:
             while live:
@@ -256,15 +258,15 @@ class LLMEngine:
     def stream(self, requests: List[PromptInputs],
                sampling: Union[SamplingParams, List[SamplingParams]]) -> Iterator[RequestOutput]:
         """Yields outputs whose text grew (`delta`) or that finished, step by step."""
-        for out in self._follow(self._add_all(requests, sampling)):
+        for out in self.follow(self.add_requests(requests, sampling)):
             if out.delta or out.finished:
                 yield out
 
     def generate(self, requests: List[PromptInputs],
                  sampling: Union[SamplingParams, List[SamplingParams]]) -> List[RequestOutput]:
         """Final outputs, in the order of `requests` (finish_reason "abort" if aborted)."""
-        ids = self._add_all(requests, sampling)
-        final = {out.request_id: out for out in self._follow(ids) if out.finished}
+        ids = self.add_requests(requests, sampling)
+        final = {out.request_id: out for out in self.follow(ids) if out.finished}
         return [final[i] for i in ids]
 
     def prompt_logits(self, requests: List[PromptInputs],

@@ -9,7 +9,8 @@
     40 engine
     50 predictor
     60 tools       random checkpoints, benchmark toolkit, checkpoint writer
-    70 cli         serving
+    65 serving     the OpenAI-compatible server
+    70 cli
 Imports inside functions count too. `paddle_qwenvl/__init__.py` is the public facade: it may
 import anything (lazily), and anything may import its `__version__`.
 """
@@ -29,7 +30,8 @@ RANKS = {
     "engine": 40,
     "predictor": 50,
     "tools": 60,
-    "cli": 70, "serving": 70,
+    "serving": 65,
+    "cli": 70,
 }
 
 

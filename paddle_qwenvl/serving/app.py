@@ -1,0 +1,139 @@
+"""The OpenAI-compatible HTTP app: /v1/chat/completions (plain and streamed), /v1/models, /health,
+/metrics. Every request joins the engine's continuous batching; a stream whose client goes away
+aborts its requests."""
+import hmac
+import json
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from .metrics import Metrics
+from .protocol import (MediaPolicy, RequestError, chunk, completion, logprobs_content, new_id, processor_options,
+                       sampling_params, to_messages, usage)
+
+MAX_BODY_BYTES = 64 << 20           # a request body over this answers 413
+
+
+def create_app(predictor, model_name: str, api_key: str = None, media: MediaPolicy = MediaPolicy()) -> FastAPI:
+    app = FastAPI(title="paddle-qwenvl", docs_url=None, redoc_url=None)
+    metrics = Metrics(predictor.engine)
+    tokenizer = predictor.processor.tokenizer
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if request.url.path.startswith("/v1/") and api_key is not None:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error(RequestError("missing or wrong API key: send 'Authorization: Bearer KEY'", 401,
+                                          type_="authentication_error", code="invalid_api_key"))
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            return error(RequestError(f"the request body is over {MAX_BODY_BYTES} bytes", 413))
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
+                                            "owned_by": "paddle-qwenvl"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        try:
+            body = await _json_body(request)
+            if body.get("model") not in (None, model_name):
+                raise RequestError(f"model {body.get('model')!r} is not served here; use {model_name!r}", 404,
+                                   param="model", code="model_not_found")
+            messages = to_messages(body.get("messages"), media)
+            params = sampling_params(body, predictor.default_sampling)
+            inputs = await run_in_threadpool(_prepare, predictor, messages, processor_options(body))
+        except RequestError as exc:
+            metrics.finished("error")
+            return error(exc)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(_stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer),
+                                     media_type="text/event-stream")
+        start = time.perf_counter()
+        try:
+            outputs = await run_in_threadpool(predictor.engine.generate, [inputs] * len(params), params)
+        except ValueError as exc:
+            metrics.finished("error")
+            return error(RequestError(str(exc)))
+        metrics.observe(outputs, time.perf_counter() - start)
+        return completion(new_id(), model_name, outputs, tokenizer)
+
+    return app
+
+
+def error(exc: RequestError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+async def _json_body(request: Request) -> dict:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(f"the request body is over {MAX_BODY_BYTES} bytes", 413)
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    return body
+
+
+def _prepare(predictor, messages, options):
+    """Messages -> PromptInputs; a bad image, video or context length is the client's error."""
+    try:
+        inputs = predictor.prepare(messages, **options)
+    except (ValueError, TypeError) as exc:
+        raise RequestError(str(exc)) from None
+    limit = predictor.engine.config.max_model_len
+    if len(inputs.input_ids) >= limit:
+        raise RequestError(f"the prompt has {len(inputs.input_ids)} tokens; this server's context is {limit}: "
+                           "shorten the messages or use smaller images / videos", param="messages",
+                           code="context_length_exceeded")
+    return inputs
+
+
+def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer):
+    """Server-sent events: a role chunk per choice, content deltas, a finish chunk, usage, [DONE].
+    A sync generator (starlette runs it in a thread): closing it aborts the requests."""
+    request_id, created, start = new_id(), int(time.time()), time.perf_counter()
+    sse = lambda obj: f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"       # noqa: E731
+    try:
+        ids = predictor.engine.add_requests([inputs] * len(params), params)
+    except ValueError as exc:
+        metrics.finished("error")
+        yield sse(RequestError(str(exc)).body())
+        return
+    index = {rid: i for i, rid in enumerate(ids)}
+    seen, finals, first = {rid: 0 for rid in ids}, {}, None
+    for i in range(len(ids)):
+        yield sse(chunk(request_id, model, created, i, {"role": "assistant", "content": ""}))
+    for out in predictor.engine.follow(ids):
+        first = first or time.perf_counter() - start
+        logprobs = logprobs_content(out, tokenizer, seen[out.request_id])
+        seen[out.request_id] = len(out.token_ids)
+        if out.delta or logprobs:
+            yield sse(chunk(request_id, model, created, index[out.request_id], {"content": out.delta},
+                            logprobs=logprobs))
+        if out.finished:
+            finals[out.request_id] = out
+            yield sse(chunk(request_id, model, created, index[out.request_id], {}, out.finish_reason))
+    outputs = [finals[rid] for rid in ids]
+    metrics.observe(outputs, time.perf_counter() - start, first)
+    if include_usage:
+        yield sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [], "usage": usage(outputs)})
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,150 @@
+"""OpenAI chat-completions requests to our messages and SamplingParams, and our outputs back to
+OpenAI's response and chunk objects. Plain dicts: no web framework here."""
+import dataclasses
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import List, Optional
+
+from ..sampling import MAX_LOGPROBS, SamplingParams
+
+PROCESSOR_FIELDS = ("min_pixels", "max_pixels", "fps")      # extra body fields, as vLLM accepts them
+
+
+class RequestError(ValueError):
+    """A request the server refuses: an OpenAI error body with `status`."""
+
+    def __init__(self, message: str, status: int = 400, param: Optional[str] = None,
+                 type_: str = "invalid_request_error", code: Optional[str] = None):
+        super().__init__(message)
+        self.status, self.param, self.type, self.code = status, param, type_, code
+
+    def body(self) -> dict:
+        return {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclasses.dataclass
+class MediaPolicy:
+    """Which media sources a request may name: data: URLs always; local files only under
+    `local_root`; http(s) URLs are not fetched by the server."""
+    local_root: Optional[Path] = None
+
+    def check(self, url: str, param: str) -> str:
+        if not isinstance(url, str) or not url:
+            raise RequestError(f"{param} must be a non-empty URL string", param=param)
+        head = url[:8].lower()
+        if head.startswith("data:"):
+            return url
+        if head.startswith(("http://", "https://")):
+            raise RequestError(f"{param}: remote media are not fetched by this server; send the image or "
+                               "video as a data: URL (base64)", param=param)
+        path = Path(url[7:] if head.startswith("file://") else url).expanduser()
+        if self.local_root is None:
+            raise RequestError(f"{param}: local files are not served; start the server with "
+                               "--allowed-local-media-path DIR, or send a data: URL", param=param)
+        resolved = Path(os.path.realpath(path))
+        if not resolved.is_relative_to(self.local_root):
+            raise RequestError(f"{param}: {url!r} is outside --allowed-local-media-path {self.local_root}",
+                               param=param)
+        return str(resolved)
+
+
+def to_messages(messages, policy: MediaPolicy) -> list:
+    """OpenAI chat messages -> the Processor's messages (text, image and video parts)."""
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages must be a non-empty list", param="messages")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
+            raise RequestError(f"messages[{i}] needs a role of system, user or assistant",
+                               param=f"messages[{i}].role")
+        content = message.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            content = [_part(part, f"messages[{i}].content[{j}]", policy) for j, part in enumerate(content)]
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _part(part, param: str, policy: MediaPolicy) -> dict:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text":
+        return {"type": "text", "text": str(part.get("text", ""))}
+    if kind in ("image_url", "video_url"):
+        url = (part.get(kind) or {}).get("url") if isinstance(part.get(kind), dict) else part.get(kind)
+        name = kind.split("_")[0]
+        return {"type": name, name: policy.check(url, f"{param}.{kind}.url")}
+    if kind == "video" and isinstance(part.get("video"), list):          # Qwen's list of frames
+        return {"type": "video", "video": [policy.check(f, f"{param}.video[{k}]") for k, f in
+                                           enumerate(part["video"])]}
+    raise RequestError(f"{param}: unsupported content part type {kind!r}; use text, image_url, video_url "
+                       "or video (a list of frame URLs)", param=param)
+
+
+def sampling_params(body: dict, default: SamplingParams) -> List[SamplingParams]:
+    """One SamplingParams per choice (n of them; seeded choices get seed, seed + 1, ...)."""
+    fields = dict(temperature="temperature", top_p="top_p", top_k="top_k", min_p="min_p", seed="seed",
+                  presence_penalty="presence_penalty", frequency_penalty="frequency_penalty",
+                  repetition_penalty="repetition_penalty")
+    changes = {ours: body[theirs] for theirs, ours in fields.items() if body.get(theirs) is not None}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        changes["max_new_tokens"] = max_tokens
+    if body.get("stop") is not None:
+        changes["stop"] = body["stop"]
+    if body.get("logprobs"):
+        changes["logprobs"] = body.get("top_logprobs") or 0
+    elif body.get("top_logprobs") is not None:
+        raise RequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+    n = body.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 16:
+        raise RequestError(f"n must be an integer in [1, 16], got {n!r}", param="n")
+    try:
+        params = dataclasses.replace(default, **changes)
+    except (TypeError, ValueError) as exc:
+        raise RequestError(str(exc)) from exc
+    if params.logprobs is not None and params.logprobs > MAX_LOGPROBS:
+        raise RequestError(f"top_logprobs must be at most {MAX_LOGPROBS}", param="top_logprobs")
+    if params.seed is None:
+        return [params] * n
+    return [dataclasses.replace(params, seed=params.seed + i) for i in range(n)]
+
+
+def processor_options(body: dict) -> dict:
+    return {k: body[k] for k in PROCESSOR_FIELDS if body.get(k) is not None}
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(outputs) -> dict:
+    prompt = outputs[0].usage.prompt_tokens
+    completion = sum(o.usage.completion_tokens for o in outputs)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": outputs[0].usage.cached_tokens}}
+
+
+def logprobs_content(out, tokenizer, start: int = 0) -> Optional[dict]:
+    if out.logprobs is None:
+        return None
+    piece = lambda t: tokenizer.decode([t], skip_special_tokens=False)          # noqa: E731
+    return {"content": [{"token": piece(lp.token_id), "logprob": lp.logprob, "bytes": None,
+                         "top_logprobs": [{"token": piece(t), "logprob": v, "bytes": None} for t, v in lp.top]}
+                        for lp in out.logprobs[start:]]}
+
+
+def completion(request_id: str, model: str, outputs, tokenizer) -> dict:
+    return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": out.text},
+                         "finish_reason": out.finish_reason, "logprobs": logprobs_content(out, tokenizer)}
+                        for i, out in enumerate(outputs)],
+            "usage": usage(outputs)}
+
+
+def chunk(request_id: str, model: str, created: int, index: int, delta: dict, finish_reason=None,
+          logprobs=None) -> dict:
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}]}

@@ -1,0 +1,155 @@
+"""`paddle-qwenvl serve` on loopback with a tiny checkpoint, driven with the official openai client."""
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from paddle_qwenvl.cli.common import DEMO_IMAGE
+
+from .conftest import _env
+
+openai = pytest.importorskip("openai")
+KEY = "test-key"
+NAME = "tiny-qwen2.5-vl"
+QUESTION = "What is shown?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    port = free_port()
+    cache = tmp_path_factory.mktemp("serve-cache")
+    proc = subprocess.Popen([sys.executable, "-m", "paddle_qwenvl.cli", "serve", "--model", str(tiny_models["qwen2_5_vl"]),
+                             "--port", str(port), "--api-key", KEY, "--served-model-name", NAME,
+                             "--max-model-len", "1024", "--max-num-seqs", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env(cache, compiled_ops=True))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited: {proc.stdout.read()}")
+            try:
+                if urllib.request.urlopen(base + "/health", timeout=2).status == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        else:
+            pytest.fail("the server did not come up within 300 s")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_models):
+    from paddle_qwenvl import Predictor
+    return Predictor.from_pretrained(tiny_models["qwen2_5_vl"], progress=False, max_model_len=1024)
+
+
+def data_url(path) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(open(path, "rb").read()).decode()
+
+
+def image_message():
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(DEMO_IMAGE)}},
+                                         {"type": "text", "text": QUESTION}]}]
+
+
+def expected(predictor, with_image=True, **kw):
+    from paddle_qwenvl import SamplingParams
+    content = ([{"type": "image", "image": str(DEMO_IMAGE)}] if with_image else []) + [{"type": "text", "text": QUESTION}]
+    return predictor.generate([{"role": "user", "content": content}],
+                              SamplingParams(**dict(dict(temperature=0, max_new_tokens=8), **kw)))
+
+
+def test_text_and_image_answers_equal_the_predictor(client, predictor):
+    text = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": QUESTION}],
+                                          temperature=0, max_tokens=8)
+    assert text.choices[0].message.content == expected(predictor, with_image=False).text
+    got = client.chat.completions.create(model=NAME, messages=image_message(), temperature=0, max_tokens=8)
+    want = expected(predictor)
+    assert got.choices[0].message.content == want.text
+    assert got.choices[0].finish_reason == want.finish_reason
+    assert got.usage.prompt_tokens == want.usage.prompt_tokens
+    assert got.usage.completion_tokens == want.usage.completion_tokens
+
+
+def test_streamed_deltas_add_up_to_the_answer_with_usage_last(client, predictor):
+    stream = client.chat.completions.create(model=NAME, messages=image_message(), temperature=0, max_tokens=8,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected(predictor).text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
+
+
+def test_n_choices_with_a_seed_and_logprobs(client):
+    got = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": QUESTION}],
+                                         temperature=1.0, seed=3, n=2, max_tokens=5, logprobs=True, top_logprobs=2)
+    again = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": QUESTION}],
+                                           temperature=1.0, seed=3, n=2, max_tokens=5, logprobs=True, top_logprobs=2)
+    assert len(got.choices) == 2 and [c.index for c in got.choices] == [0, 1]
+    assert [c.message.content for c in got.choices] == [c.message.content for c in again.choices]
+    for choice in got.choices:
+        assert len(choice.logprobs.content) == 5
+        assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in choice.logprobs.content)
+
+
+def test_models_health_and_metrics(server, client):
+    assert [m.id for m in client.models.list().data] == [NAME]
+    metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
+    assert 'pqv_requests_total{status="ok"}' in metrics and "pqv_kv_blocks_used 0.0" in metrics
+
+
+@pytest.mark.parametrize("kwargs,status,fragment", [
+    (dict(model="other"), 404, "is not served here"),
+    (dict(temperature=-1), 400, "temperature must be >= 0"),
+    (dict(n=99), 400, "n must be an integer in [1, 16]"),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url",
+                                                    "image_url": {"url": "http://127.0.0.1/x.png"}}]}]),
+     400, "remote media are not fetched"),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]),
+     400, "local files are not served"),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url",
+                                                    "image_url": {"url": "data:image/png;base64,AAAA"}}]}]),
+     400, "image"),
+    (dict(messages=[{"role": "user", "content": "word " * 2000}]), 400, "this server's context is 1024"),
+])
+def test_bad_requests_get_openai_errors(client, kwargs, status, fragment):
+    args = dict(dict(model=NAME, messages=[{"role": "user", "content": QUESTION}], max_tokens=4), **kwargs)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(**args)
+    assert info.value.status_code == status
+    assert fragment in info.value.body["message"]
+
+
+def test_missing_or_wrong_key_and_malformed_json(server):
+    bad = openai.OpenAI(base_url=server + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
+    request = urllib.request.Request(server + "/v1/chat/completions", data=b"{not json", method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=30)
+    assert info.value.code == 400
+    assert "not valid JSON" in json.loads(info.value.read())["error"]["message"]
