@@ -1,9 +1,12 @@
 """The OpenAI-compatible HTTP app: /v1/chat/completions (plain and streamed), /v1/models, /health,
 /metrics. Every request joins the engine's continuous batching; a stream whose client goes away
 aborts its requests."""
+import contextlib
 import hmac
 import json
 import time
+
+import anyio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -61,8 +64,8 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
             return error(exc)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer),
-                                     media_type="text/event-stream")
+            events = _stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer)
+            return StreamingResponse(_in_threads(events), media_type="text/event-stream")
         start = time.perf_counter()
         try:
             outputs = await run_in_threadpool(predictor.engine.generate, [inputs] * len(params), params)
@@ -73,6 +76,11 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
         return completion(new_id(), model_name, outputs, tokenizer)
 
     return app
+
+
+def _sse(obj) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
 def error(exc: RequestError) -> JSONResponse:
@@ -110,30 +118,52 @@ def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer)
     """Server-sent events: a role chunk per choice, content deltas, a finish chunk, usage, [DONE].
     A sync generator (starlette runs it in a thread): closing it aborts the requests."""
     request_id, created, start = new_id(), int(time.time()), time.perf_counter()
-    sse = lambda obj: f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"       # noqa: E731
     try:
         ids = predictor.engine.add_requests([inputs] * len(params), params)
     except ValueError as exc:
         metrics.finished("error")
-        yield sse(RequestError(str(exc)).body())
+        yield _sse(RequestError(str(exc)).body())
         return
     index = {rid: i for i, rid in enumerate(ids)}
-    seen, finals, first = {rid: 0 for rid in ids}, {}, None
-    for i in range(len(ids)):
-        yield sse(chunk(request_id, model, created, i, {"role": "assistant", "content": ""}))
-    for out in predictor.engine.follow(ids):
-        first = first or time.perf_counter() - start
+    seen, finals, marks = {rid: 0 for rid in ids}, {}, {"start": start}
+    outputs = predictor.engine.follow(ids)
+    with contextlib.closing(outputs):            # closed early (client gone): the requests are aborted
+        for i in range(len(ids)):
+            yield _sse(chunk(request_id, model, created, i, {"role": "assistant", "content": ""}))
+        yield from _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks)
+    outputs = [finals[rid] for rid in ids]
+    metrics.observe(outputs, time.perf_counter() - start, marks.get("first"))
+    if include_usage:
+        yield _sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [], "usage": usage(outputs)})
+    yield "data: [DONE]\n\n"
+
+
+def _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks):
+    """Content and finish chunks of the choices' outputs as they come; marks["first"]: seconds from
+    marks["start"] to the first output."""
+    for out in outputs:
+        marks.setdefault("first", time.perf_counter() - marks["start"])
         logprobs = logprobs_content(out, tokenizer, seen[out.request_id])
         seen[out.request_id] = len(out.token_ids)
         if out.delta or logprobs:
-            yield sse(chunk(request_id, model, created, index[out.request_id], {"content": out.delta},
+            yield _sse(chunk(request_id, model, created, index[out.request_id], {"content": out.delta},
                             logprobs=logprobs))
         if out.finished:
             finals[out.request_id] = out
-            yield sse(chunk(request_id, model, created, index[out.request_id], {}, out.finish_reason))
-    outputs = [finals[rid] for rid in ids]
-    metrics.observe(outputs, time.perf_counter() - start, first)
-    if include_usage:
-        yield sse({"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                   "choices": [], "usage": usage(outputs)})
-    yield "data: [DONE]\n\n"
+            yield _sse(chunk(request_id, model, created, index[out.request_id], {}, out.finish_reason))
+
+
+async def _in_threads(events):
+    """Each next() of a blocking event generator in a worker thread. When the client goes away the
+    response is cancelled: the generator is then closed (shielded from the cancellation), which
+    aborts its requests and frees their blocks at once."""
+    try:
+        while True:
+            item = await run_in_threadpool(next, events, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(events.close)

@@ -153,3 +153,22 @@ def test_missing_or_wrong_key_and_malformed_json(server):
         urllib.request.urlopen(request, timeout=30)
     assert info.value.code == 400
     assert "not valid JSON" in json.loads(info.value.read())["error"]["message"]
+
+
+def test_a_client_that_goes_away_frees_its_request(server, client):
+    stream = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": QUESTION}],
+                                            temperature=1.0, seed=1, max_tokens=900, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline, metrics = time.time() + 60, ""
+    while time.time() < deadline:
+        metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
+        if "pqv_running_requests 0.0" in metrics and "pqv_kv_blocks_used 0.0" in metrics:
+            break
+        time.sleep(0.2)
+    assert "pqv_running_requests 0.0" in metrics and "pqv_kv_blocks_used 0.0" in metrics
+    # the server goes on serving
+    assert client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=2).choices[0].finish_reason in ("stop", "length")
