@@ -3,8 +3,8 @@
     python scripts/thread_threshold.py [--threads 2] [--busy]
 
 --busy keeps one core spinning in another process (what a shared machine looks like). Work is
-counted as in external_ops/common.h's threads_for: bytes streamed, or multiply-adds for GEMMs
-with more than one row. The library default (work_per_thread(), 1 MiB) came
+counted as in external_ops/common.h's pqv::Exec::threads_for: bytes streamed, or multiply-adds for
+GEMMs with more than one row. The library default (PADDLE_QWENVL_WORK_PER_THREAD, 1 MiB) came
 from these tables; PADDLE_QWENVL_WORK_PER_THREAD=0 is set here so the ops honour the count asked.
 Figures are medians of 7 batches (a busy machine makes best-of hide the stalls being measured).
 """
