@@ -15,6 +15,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
                    help="let requests name local image/video files under DIR (default: data: URLs only)")
     p.add_argument("--max-num-seqs", type=int, default=16, help="requests decoded together")
+    p.add_argument("--max-waiting-requests", type=int, default=64,
+                   help="requests that may wait for a place in the batch; more are answered 503 (Retry-After)")
     add_model_args(p)
     p.set_defaults(handler=run, min_pixels=None, max_pixels=None, fps=None, video_max_pixels=None)
 
@@ -28,8 +30,8 @@ def run(args) -> int:
     except ImportError as exc:
         raise UserError(f"the server needs the serve extra ({exc.name} is missing): "
                         "pip install 'paddle-qwenvl[serve]' (or '.[serve]' in a checkout)") from None
-    if args.max_num_seqs < 1:
-        raise UserError(f"--max-num-seqs {args.max_num_seqs}: give a positive number")
+    if args.max_num_seqs < 1 or args.max_waiting_requests < 1:
+        raise UserError("--max-num-seqs and --max-waiting-requests take positive numbers")
     root = None
     if args.allowed_local_media_path:
         root = Path(args.allowed_local_media_path).expanduser().resolve()
@@ -37,7 +39,7 @@ def run(args) -> int:
             raise UserError(f"--allowed-local-media-path {args.allowed_local_media_path}: not a directory")
     predictor = predictor_from_args(args, batch_size=args.max_num_seqs)
     name = args.served_model_name or (Path(args.model).name if args.model else "paddle-qwenvl-demo")
-    app = create_app(predictor, name, args.api_key, MediaPolicy(root))
+    app = create_app(predictor, name, args.api_key, MediaPolicy(root), args.max_waiting_requests)
     print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -19,7 +19,10 @@ from .protocol import (MediaPolicy, RequestError, chunk, completion, logprobs_co
 MAX_BODY_BYTES = 64 << 20           # a request body over this answers 413
 
 
-def create_app(predictor, model_name: str, api_key: str = None, media: MediaPolicy = MediaPolicy()) -> FastAPI:
+def create_app(predictor, model_name: str, api_key: str = None, media: MediaPolicy = MediaPolicy(),
+               max_waiting: int = 64) -> FastAPI:
+    """The app over `predictor`. A chat request arriving while `max_waiting` requests already wait
+    for a place in the batch is answered 503 with Retry-After."""
     app = FastAPI(title="paddle-qwenvl", docs_url=None, redoc_url=None)
     metrics = Metrics(predictor.engine)
     tokenizer = predictor.processor.tokenizer
@@ -56,6 +59,10 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
             if body.get("model") not in (None, model_name):
                 raise RequestError(f"model {body.get('model')!r} is not served here; use {model_name!r}", 404,
                                    param="model", code="model_not_found")
+            waiting = len(predictor.engine.scheduler.waiting)
+            if waiting >= max_waiting:
+                raise RequestError(f"the server is busy: {waiting} requests are waiting; retry shortly", 503,
+                                   type_="server_busy", code="queue_full")
             messages = to_messages(body.get("messages"), media)
             params = sampling_params(body, predictor.default_sampling)
             inputs = await run_in_threadpool(_prepare, predictor, messages, processor_options(body))
@@ -84,7 +91,8 @@ def _sse(obj) -> str:
 
 
 def error(exc: RequestError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _json_body(request: Request) -> dict:

@@ -172,3 +172,21 @@ def test_a_client_that_goes_away_frees_its_request(server, client):
     # the server goes on serving
     assert client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}],
                                           max_tokens=2).choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_full_waiting_queue_answers_503_with_retry_after(predictor):
+    """In process: one request waits (nobody steps the engine), the limit is one: the next is 503."""
+    from fastapi.testclient import TestClient
+
+    from paddle_qwenvl.engine.inputs import PromptInputs
+    from paddle_qwenvl.sampling import SamplingParams
+    from paddle_qwenvl.serving.app import create_app
+    app = create_app(predictor, NAME, max_waiting=1)
+    rid = predictor.engine.add_request(PromptInputs([5, 6, 7]), SamplingParams(max_new_tokens=2))
+    try:
+        response = TestClient(app).post("/v1/chat/completions",
+                                        json={"model": NAME, "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        predictor.engine.abort(rid)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "queue_full"
