@@ -10,6 +10,7 @@ import anyio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from .metrics import Metrics
@@ -72,7 +73,9 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = _stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer)
-            return StreamingResponse(_in_threads(events), media_type="text/event-stream")
+            # the background task runs once the response ends, finished or cut off by the client
+            return StreamingResponse(_in_threads(events), media_type="text/event-stream",
+                                     background=BackgroundTask(events.close))
         start = time.perf_counter()
         try:
             outputs = await run_in_threadpool(predictor.engine.generate, [inputs] * len(params), params)
@@ -164,8 +167,9 @@ def _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer,
 
 async def _in_threads(events):
     """Each next() of a blocking event generator in a worker thread. When the client goes away the
-    response is cancelled: the generator is then closed (shielded from the cancellation), which
-    aborts its requests and frees their blocks at once."""
+    response is cancelled and the generator is closed (here, shielded from the cancellation, or by
+    the response's background task if this wrapper was left suspended): that aborts its requests
+    and frees their blocks at once."""
     try:
         while True:
             item = await run_in_threadpool(next, events, None)
