@@ -16,6 +16,9 @@ def add_parser(subparsers) -> None:
                               formatter_class=_raw())
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--stats", action="store_true", help="print token counts and timings after each answer")
+    p.add_argument("--api-base", default=None, metavar="URL",
+                   help="chat with a running server (e.g. http://127.0.0.1:8000/v1) instead of loading a model")
+    p.add_argument("--api-key", default=None, help="with --api-base: the server's key")
     add_model_args(p)
     add_media_args(p)       # attached to the first message
     add_sampling_args(p, max_new_tokens=512)
@@ -62,8 +65,11 @@ class Conversation:
 def run(args) -> int:
     conversation = Conversation(args.system, [check_file(i, "image") for i in args.image],
                                 [check_file(v, "video") for v in args.video])
-    predictor = predictor_from_args(args)
-    sampling = sampling_from_args(predictor, args)
+    if args.api_base:
+        predictor, sampling = _remote(args)
+    else:
+        predictor = predictor_from_args(args)
+        sampling = sampling_from_args(predictor, args)
     interactive = sys.stdin.isatty()
     print(__doc__.split("\n", 2)[2] if interactive else "", end="")
     while True:
@@ -80,7 +86,7 @@ def run(args) -> int:
             continue
         try:
             _answer(predictor, conversation, line.strip(), sampling, args.stats)
-        except ValueError as e:                 # bad image/video, prompt too long: keep chatting
+        except (ValueError, ConnectionError) as e:   # bad image/video, prompt too long: keep chatting
             conversation.messages.pop()
             print(f"\nerror: {e}", file=sys.stderr)
 
@@ -100,4 +106,17 @@ def _answer(predictor, conversation, text, sampling, show_stats):
     print()
     conversation.messages.append({"role": "assistant", "content": out.text})
     if show_stats:
-        print(stats_line(out), file=sys.stderr)
+        print(stats_line(out) if hasattr(out, "timings") else f"[finish_reason {out.finish_reason}; {out.usage}]",
+              file=sys.stderr)
+
+
+def _remote(args):
+    """A RemoteChat with the sampling flags given (the server's defaults fill the rest)."""
+    from ..serving.client import RemoteChat
+    try:
+        remote = RemoteChat(args.api_base, args.api_key)
+    except (ValueError, ConnectionError) as exc:
+        raise UserError(str(exc)) from None
+    given = dict(max_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                 top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+    return remote, {k: v for k, v in given.items() if v is not None}

@@ -190,3 +190,51 @@ def test_a_full_waiting_queue_answers_503_with_retry_after(predictor):
         predictor.engine.abort(rid)
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "queue_full"
+
+
+def test_32_concurrent_streams_a_quarter_cut_off(server, client):
+    """A bounded loopback load: every finished answer is its request's answer alone (greedy), none
+    lost or mixed; the cut-off ones free their blocks; the server stays healthy."""
+    import threading
+    prompts = [f"Question number {i}: what is in the picture?" for i in range(32)]
+    ask = lambda p: dict(model=NAME, messages=[{"role": "user", "content": p}], temperature=0, max_tokens=12)  # noqa: E731
+    alone = [client.chat.completions.create(**ask(p)).choices[0].message.content for p in prompts]
+    results, errors = [None] * len(prompts), []
+
+    def worker(i):
+        try:
+            stream = client.chat.completions.create(stream=True, **ask(prompts[i]))
+            text = ""
+            for n, part in enumerate(stream):
+                if i % 4 == 0 and n == 2:            # a quarter go away mid-answer
+                    stream.close()
+                    return
+                text += (part.choices[0].delta.content or "") if part.choices else ""
+            results[i] = text
+        except Exception as exc:                    # noqa: BLE001 (reported below)
+            errors.append(f"{i}: {exc!r}")
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    finished = [i for i in range(len(prompts)) if i % 4]
+    assert [results[i] for i in finished] == [alone[i] for i in finished]
+    assert urllib.request.urlopen(server + "/health", timeout=10).status == 200
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
+        if "pqv_kv_blocks_used 0.0" in metrics and "pqv_running_requests 0.0" in metrics:
+            break
+        time.sleep(0.2)
+    assert "pqv_kv_blocks_used 0.0" in metrics and "pqv_waiting_requests 0.0" in metrics
+
+
+def test_chat_command_talks_to_the_server(server, cli, predictor):
+    result = cli("chat", "--api-base", server + "/v1", "--api-key", KEY, "--temperature", "0",
+                 "--max-new-tokens", "8", "--image", str(DEMO_IMAGE), stdin=f"{QUESTION}\n/exit\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip("\n") == "assistant> " + expected(predictor).text
+    bad = cli("chat", "--api-base", "http://127.0.0.1:9/v1", stdin="hi\n")
+    assert bad.returncode != 0 and "cannot reach http://127.0.0.1:9/v1" in bad.stderr
