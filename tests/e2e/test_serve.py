@@ -65,6 +65,17 @@ def predictor(tiny_models):
     return Predictor.from_pretrained(tiny_models["qwen2_5_vl"], progress=False, max_model_len=1024)
 
 
+def idle_metrics(server, seconds: float = 60) -> str:
+    """/metrics once nothing runs and no KV block is in use (or after `seconds`)."""
+    deadline = time.time() + seconds
+    while True:
+        metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
+        idle = "pqv_running_requests 0.0" in metrics and "pqv_kv_blocks_used 0.0" in metrics
+        if idle or time.time() > deadline:
+            return metrics
+        time.sleep(0.2)
+
+
 def data_url(path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(open(path, "rb").read()).decode()
 
@@ -162,12 +173,7 @@ def test_a_client_that_goes_away_frees_its_request(server, client):
         if i == 3:
             break
     stream.close()
-    deadline, metrics = time.time() + 60, ""
-    while time.time() < deadline:
-        metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
-        if "pqv_running_requests 0.0" in metrics and "pqv_kv_blocks_used 0.0" in metrics:
-            break
-        time.sleep(0.2)
+    metrics = idle_metrics(server)
     assert "pqv_running_requests 0.0" in metrics and "pqv_kv_blocks_used 0.0" in metrics
     # the server goes on serving
     assert client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}],
@@ -222,12 +228,7 @@ def test_32_concurrent_streams_a_quarter_cut_off(server, client):
     finished = [i for i in range(len(prompts)) if i % 4]
     assert [results[i] for i in finished] == [alone[i] for i in finished]
     assert urllib.request.urlopen(server + "/health", timeout=10).status == 200
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        metrics = urllib.request.urlopen(server + "/metrics", timeout=10).read().decode()
-        if "pqv_kv_blocks_used 0.0" in metrics and "pqv_running_requests 0.0" in metrics:
-            break
-        time.sleep(0.2)
+    metrics = idle_metrics(server)
     assert "pqv_kv_blocks_used 0.0" in metrics and "pqv_waiting_requests 0.0" in metrics
 
 
