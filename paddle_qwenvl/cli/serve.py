@@ -13,7 +13,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1/ requests")
     p.add_argument("--served-model-name", default=None, help="the model id clients send (default: the directory name)")
     p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
-                   help="let requests name local image/video files under DIR (default: data: URLs only)")
+                   help="let requests name local image/video files under DIR (default: none)")
+    p.add_argument("--allow-private-media", action="store_true",
+                   help="fetch http(s) media from private and loopback addresses too (default: public only)")
     p.add_argument("--max-num-seqs", type=int, default=16, help="requests decoded together")
     p.add_argument("--max-waiting-requests", type=int, default=64,
                    help="requests that may wait for a place in the batch; more are answered 503 (Retry-After)")
@@ -26,7 +28,7 @@ def run(args) -> int:
         import uvicorn
 
         from ..serving.app import create_app
-        from ..serving.protocol import MediaPolicy
+        from ..serving.media import MediaPolicy
     except ImportError as exc:
         raise UserError(f"the server needs the serve extra ({exc.name} is missing): "
                         "pip install 'paddle-qwenvl[serve]' (or '.[serve]' in a checkout)") from None
@@ -39,7 +41,8 @@ def run(args) -> int:
             raise UserError(f"--allowed-local-media-path {args.allowed_local_media_path}: not a directory")
     predictor = predictor_from_args(args, batch_size=args.max_num_seqs)
     name = args.served_model_name or (Path(args.model).name if args.model else "paddle-qwenvl-demo")
-    app = create_app(predictor, name, args.api_key, MediaPolicy(root), args.max_waiting_requests)
+    app = create_app(predictor, name, args.api_key, MediaPolicy(root, args.allow_private_media),
+                     args.max_waiting_requests)
     print(f"serving {name} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

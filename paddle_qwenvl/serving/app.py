@@ -14,7 +14,8 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from .metrics import Metrics
-from .protocol import (MediaPolicy, RequestError, chunk, completion, logprobs_content, new_id, processor_options,
+from .media import MediaPolicy
+from .protocol import (RequestError, chunk, completion, logprobs_content, new_id, processor_options,
                        sampling_params, to_messages, usage)
 
 MAX_BODY_BYTES = 64 << 20           # a request body over this answers 413
@@ -64,9 +65,9 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
             if waiting >= max_waiting:
                 raise RequestError(f"the server is busy: {waiting} requests are waiting; retry shortly", 503,
                                    type_="server_busy", code="queue_full")
-            messages = to_messages(body.get("messages"), media)
             params = sampling_params(body, predictor.default_sampling)
-            inputs = await run_in_threadpool(_prepare, predictor, messages, processor_options(body))
+            inputs = await run_in_threadpool(_prepare, predictor, body.get("messages"), media,
+                                             processor_options(body))
         except RequestError as exc:
             metrics.finished("error")
             return error(exc)
@@ -111,8 +112,10 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _prepare(predictor, messages, options):
-    """Messages -> PromptInputs; a bad image, video or context length is the client's error."""
+def _prepare(predictor, messages, media, options):
+    """OpenAI messages -> PromptInputs (remote media fetched here, in a worker thread); a bad
+    image, video or context length is the client's error."""
+    messages = to_messages(messages, media)
     try:
         inputs = predictor.prepare(messages, **options)
     except (ValueError, TypeError) as exc:

@@ -1,10 +1,8 @@
 """OpenAI chat-completions requests to our messages and SamplingParams, and our outputs back to
 OpenAI's response and chunk objects. Plain dicts: no web framework here."""
 import dataclasses
-import os
 import time
 import uuid
-from pathlib import Path
 from typing import List, Optional
 
 from ..sampling import MAX_LOGPROBS, SamplingParams
@@ -24,34 +22,9 @@ class RequestError(ValueError):
         return {"error": {"message": str(self), "type": self.type, "param": self.param, "code": self.code}}
 
 
-@dataclasses.dataclass
-class MediaPolicy:
-    """Which media sources a request may name: data: URLs always; local files only under
-    `local_root`; http(s) URLs are not fetched by the server."""
-    local_root: Optional[Path] = None
-
-    def check(self, url: str, param: str) -> str:
-        if not isinstance(url, str) or not url:
-            raise RequestError(f"{param} must be a non-empty URL string", param=param)
-        head = url[:8].lower()
-        if head.startswith("data:"):
-            return url
-        if head.startswith(("http://", "https://")):
-            raise RequestError(f"{param}: remote media are not fetched by this server; send the image or "
-                               "video as a data: URL (base64)", param=param)
-        path = Path(url[7:] if head.startswith("file://") else url).expanduser()
-        if self.local_root is None:
-            raise RequestError(f"{param}: local files are not served; start the server with "
-                               "--allowed-local-media-path DIR, or send a data: URL", param=param)
-        resolved = Path(os.path.realpath(path))
-        if not resolved.is_relative_to(self.local_root):
-            raise RequestError(f"{param}: {url!r} is outside --allowed-local-media-path {self.local_root}",
-                               param=param)
-        return str(resolved)
-
-
-def to_messages(messages, policy: MediaPolicy) -> list:
-    """OpenAI chat messages -> the Processor's messages (text, image and video parts)."""
+def to_messages(messages, policy) -> list:
+    """OpenAI chat messages -> the Processor's messages (text, image and video parts); `policy`
+    (media.MediaPolicy) checks, and fetches, every image and video source."""
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", param="messages")
     out = []
@@ -68,7 +41,7 @@ def to_messages(messages, policy: MediaPolicy) -> list:
     return out
 
 
-def _part(part, param: str, policy: MediaPolicy) -> dict:
+def _part(part, param: str, policy) -> dict:
     kind = part.get("type") if isinstance(part, dict) else None
     if kind == "text":
         return {"type": "text", "text": str(part.get("text", ""))}

@@ -138,7 +138,7 @@ def test_models_health_and_metrics(server, client):
     (dict(n=99), 400, "n must be an integer in [1, 16]"),
     (dict(messages=[{"role": "user", "content": [{"type": "image_url",
                                                     "image_url": {"url": "http://127.0.0.1/x.png"}}]}]),
-     400, "remote media are not fetched"),
+     400, "resolves to a non-public address (127.0.0.1)"),
     (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]),
      400, "local files are not served"),
     (dict(messages=[{"role": "user", "content": [{"type": "image_url",
@@ -239,3 +239,66 @@ def test_chat_command_talks_to_the_server(server, cli, predictor):
     assert result.stdout.rstrip("\n") == "assistant> " + expected(predictor).text
     bad = cli("chat", "--api-base", "http://127.0.0.1:9/v1", stdin="hi\n")
     assert bad.returncode != 0 and "cannot reach http://127.0.0.1:9/v1" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def media_site():
+    """A loopback HTTP server: /demo.jpg, /big (over any small limit), /hop (a redirect to /demo.jpg)."""
+    import http.server
+    import threading
+    image = DEMO_IMAGE.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/hop":
+                self.send_response(302)
+                self.send_header("Location", "/demo.jpg")
+                self.end_headers()
+                return
+            body = image if self.path == "/demo.jpg" else b"x" * 5000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_remote_media_fetched_with_limits_only_where_allowed(predictor, media_site):
+    from fastapi.testclient import TestClient
+
+    from paddle_qwenvl.serving.app import create_app
+    from paddle_qwenvl.serving.media import MediaPolicy
+
+    def ask(app, url):
+        body = {"model": NAME, "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]}]}
+        return TestClient(app).post("/v1/chat/completions", json=body)
+    public_only = create_app(predictor, NAME)
+    refused = ask(public_only, media_site + "/demo.jpg")
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "private_address"
+    private = create_app(predictor, NAME, media=MediaPolicy(allow_private=True, max_bytes=1 << 20))
+    for path in ("/demo.jpg", "/hop"):                      # direct, and through a redirect
+        got = ask(private, media_site + path)
+        assert got.status_code == 200 and got.json()["choices"][0]["message"]["content"] == expected(predictor).text
+    small = create_app(predictor, NAME, media=MediaPolicy(allow_private=True, max_bytes=1000))
+    assert "is over 1000 bytes" in ask(small, media_site + "/big").json()["error"]["message"]
+
+
+def test_a_redirect_to_a_private_address_is_not_followed():
+    import urllib.request
+
+    from paddle_qwenvl.serving.media import MediaPolicy, _CheckedRedirects
+    from paddle_qwenvl.serving.protocol import RequestError
+    handler = _CheckedRedirects(MediaPolicy(), "messages[0].content[0]")
+    request = urllib.request.Request("https://example.com/a.jpg")
+    for target in ("http://127.0.0.1/x.jpg", "http://10.0.0.1/x.jpg", "http://[::1]/x.jpg"):
+        with pytest.raises(RequestError, match="non-public address"):
+            handler.redirect_request(request, None, 302, "Found", {}, target)
+    with pytest.raises(RequestError, match="is not followed"):
+        handler.redirect_request(request, None, 302, "Found", {}, "file:///etc/passwd")
