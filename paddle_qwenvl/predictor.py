@@ -7,6 +7,8 @@ from typing import Iterator, List, Optional, Union
 import paddle
 
 from .engine.inputs import PromptInputs
+from .engine.block_manager import BLOCK_SIZE
+from .engine.encoder_cache import ENCODER_CACHE_MEMORY
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .memory import keep_freed_memory
@@ -47,10 +49,10 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
-                        max_model_len: int = 4096, block_size: int = 16, kv_cache_memory: int = 1 << 30,
+                        max_model_len: int = 4096, block_size: int = BLOCK_SIZE, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
-                        enable_prefix_caching: bool = True, encoder_cache_memory: int = 256 << 20,
+                        enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
                         max_num_batched_tokens: Optional[int] = None, **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 

@@ -31,7 +31,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.encoder_cache_memory is None:                   # goes with --prefix-caching unless given
-        args.encoder_cache_memory = (256 << 20) if args.prefix_caching else 0
+        from ..engine.encoder_cache import ENCODER_CACHE_MEMORY
+        args.encoder_cache_memory = ENCODER_CACHE_MEMORY if args.prefix_caching else 0
     images = args.image or ([] if args.video else [str(DEMO_IMAGE)])
     request = [user_message(args.prompt, images, args.video)]
     predictor = predictor_from_args(args, batch_size=args.batch_size)

@@ -85,11 +85,13 @@ def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, b
                                      progress=not quiet(), **options)
 
 
-def kv_cache_bytes(model_dir, tokens: int, block_size: int = 16, dtype: str = "float32") -> int:
+def kv_cache_bytes(model_dir, tokens: int, block_size: int = None, dtype: str = "float32") -> int:
     """KV cache bytes for `tokens` tokens of a model computing in `dtype`, rounded up to whole
     blocks (one spare)."""
     from ..config import ModelConfig
+    from ..engine.block_manager import BLOCK_SIZE
     from ..engine.model_runner import kv_block_bytes, kv_cache_dtype
+    block_size = block_size or BLOCK_SIZE
     blocks = -(-tokens // block_size) + 1
     return blocks * kv_block_bytes(ModelConfig.from_dir(model_dir).text, block_size, kv_cache_dtype(dtype))
 
@@ -160,7 +162,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
     g.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false",
                    help="recompute every prompt whole (default: reuse the KV blocks of a repeated prefix)")
-    g.add_argument("--encoder-cache-memory", type=parse_size, default=256 << 20, metavar="SIZE",
+    from ..engine.encoder_cache import ENCODER_CACHE_MEMORY
+    g.add_argument("--encoder-cache-memory", type=parse_size, default=ENCODER_CACHE_MEMORY, metavar="SIZE",
                    help="vision embeddings kept by image/video content, e.g. 256M (default), 1G, 0 = off")
     g.add_argument("--max-num-batched-tokens", type=int, default=None, metavar="N",
                    help="tokens per step (default: --max-model-len); longer prompts are prefilled in "

@@ -16,6 +16,8 @@ import numpy as np
 
 from .sequence import Sequence
 
+BLOCK_SIZE = 16       # the default (engine, Predictor, CLI): prefix caching reuses whole blocks
+
 
 def blocks_for(num_tokens: int, block_size: int) -> int:
     return -(-num_tokens // block_size)

@@ -6,6 +6,8 @@ wherever it sits in the prompt. Plain Python: values are opaque, their sizes giv
 from collections import OrderedDict
 from typing import Any, Optional
 
+ENCODER_CACHE_MEMORY = 256 << 20      # the default capacity (engine, Predictor, CLI)
+
 
 class EncoderCache:
     def __init__(self, capacity_bytes: int):

@@ -10,8 +10,9 @@ import numpy as np
 
 from ..processing.tokenizer import IncrementalDecoder
 from ..sampling import SamplingParams
-from .block_manager import BlockManager, blocks_for
+from .block_manager import BLOCK_SIZE, BlockManager, blocks_for
 from .detokenizer import find_stop, stream_safe_end
+from .encoder_cache import ENCODER_CACHE_MEMORY
 from .inputs import PromptInputs
 from .model_runner import ModelRunner
 from .outputs import RequestOutput, Usage
@@ -23,7 +24,7 @@ from .sequence import Sequence
 @dataclass
 class EngineConfig:
     max_model_len: int = 4096            # prompt + output tokens of one request
-    block_size: int = 16                 # tokens per KV cache block (prefix caching reuses whole
+    block_size: int = BLOCK_SIZE         # tokens per KV cache block (prefix caching reuses whole
                                          # blocks; decode attention costs the same at 16 and 64)
     kv_cache_memory: int = 1 << 30       # bytes for all layers' key and value caches (an upper
                                          # bound: no more than max_num_seqs x max_model_len tokens;
@@ -32,7 +33,7 @@ class EngineConfig:
     max_num_batched_tokens: Optional[int] = None   # tokens per step (default max_model_len); a
                                          # longer prompt is prefilled in chunks beside the decodes
     enable_prefix_caching: bool = True   # reuse the KV blocks of an identical prompt prefix
-    encoder_cache_memory: int = 256 << 20   # bytes of vision embeddings kept by media content
+    encoder_cache_memory: int = ENCODER_CACHE_MEMORY   # bytes of vision embeddings kept by media content
 
     def __post_init__(self):
         for name in ("max_model_len", "block_size", "kv_cache_memory", "max_num_seqs"):

@@ -5,7 +5,7 @@ import time
 import uuid
 from typing import List, Optional
 
-from ..sampling import MAX_LOGPROBS, SamplingParams
+from ..sampling import SamplingParams
 
 PROCESSOR_FIELDS = ("min_pixels", "max_pixels", "fps")      # extra body fields, as vLLM accepts them
 
@@ -78,8 +78,6 @@ def sampling_params(body: dict, default: SamplingParams) -> List[SamplingParams]
         params = dataclasses.replace(default, **changes)
     except (TypeError, ValueError) as exc:
         raise RequestError(str(exc)) from exc
-    if params.logprobs is not None and params.logprobs > MAX_LOGPROBS:
-        raise RequestError(f"top_logprobs must be at most {MAX_LOGPROBS}", param="top_logprobs")
     if params.seed is None:
         return [params] * n
     return [dataclasses.replace(params, seed=params.seed + i) for i in range(n)]
