@@ -13,7 +13,7 @@ from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .memory import keep_freed_memory
 from .models import load_model
-from .models.registry import DTYPES as SUPPORTED_DTYPES
+from .models.registry import AUTO, DTYPES as SUPPORTED_DTYPES
 from .processing import Processor
 from .quantization import make_quant_config
 from .sampling import SamplingParams
@@ -48,7 +48,7 @@ class Predictor:
         return "bfloat16" if any(p.dtype == paddle.bfloat16 for p in self.model.parameters()) else "float32"
 
     @classmethod
-    def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
+    def from_pretrained(cls, model_dir, dtype: str = AUTO, quant_type: Optional[str] = None,
                         max_model_len: int = 4096, block_size: int = BLOCK_SIZE, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
@@ -56,7 +56,8 @@ class Predictor:
                         max_num_batched_tokens: Optional[int] = None, **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
-        dtype: "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
+        dtype: "auto" (default): "bfloat16" for a bf16 checkpoint on a CPU with native bf16 (AVX512-BF16
+        or AMX), else "float32" (models.registry.resolve_dtype). "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
         are and widened exactly as they are used: half the memory and decode bytes), or "bfloat16"
         (bf16 math: x rounded to bf16 for the linears, sums in fp32; see models.registry.load_model).
         quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;

@@ -9,7 +9,7 @@ from typing import List, Optional
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_IMAGE = ASSETS / "demo.jpg"      # 448x336 drawn scene: sky, sun, hills, red house, tree
 DEMO_VIDEO = ASSETS / "demo.mp4"      # 2 s, 8 fps, 224x168: a yellow ball crosses the same scene
-FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+FLOAT_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class UserError(Exception):
@@ -42,10 +42,11 @@ def set_up_runtime(threads: Optional[int] = None) -> int:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """float32 and bfloat16 run as asked (bfloat16: bf16 math, sums in fp32); float16
-    runs as float32, with a note: there are no fp16 kernels here."""
+    """auto, float32 and bfloat16 run as asked (bfloat16: bf16 math, sums in fp32; auto: bfloat16 for
+    a bf16 checkpoint on a CPU with native bf16, else float32); float16 runs as float32, with a
+    note: there are no fp16 kernels here."""
     if dtype not in FLOAT_DTYPES:
-        raise UserError(f"--dtype {dtype!r} is not known; use float32 or bfloat16")
+        raise UserError(f"--dtype {dtype!r} is not known; use auto, float32 or bfloat16")
     if dtype == "float16":
         warn("--dtype float16: no float16 kernels on this CPU build; float16 weights are converted to "
              "float32 on load (--dtype bfloat16 halves their memory instead)")
@@ -70,12 +71,14 @@ def check_model_dir(path) -> Path:
     return model_dir
 
 
-def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, batch_size=1, engine=None,
+def load_predictor(model_dir, quant=None, dtype="auto", max_model_len=None, batch_size=1, engine=None,
                    **processor_options):
     """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
     quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None;
     engine: its engine keywords (see engine_options), or None."""
+    from ..models.registry import resolve_dtype as model_dtype
     from ..predictor import Predictor
+    dtype = model_dtype(model_dir, dtype)       # the KV cache's size depends on it
     options = {k: v for k, v in processor_options.items() if v is not None}
     length = max_model_len or 4096
     return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}), **(engine or {}),
@@ -147,8 +150,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", "-m", default=None,
                    help="checkpoint directory (config.json, *.safetensors, tokenizer); "
                         "default: the random-weight demo model")
-    g.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES,
-                   help="float32: fp32 math (a bf16 checkpoint's weights are held in bf16 as they are); "
+    g.add_argument("--dtype", default="auto", choices=FLOAT_DTYPES,
+                   help="auto: bfloat16 for a bf16 checkpoint (as published) on a CPU with native bf16 "
+                        "(AVX512-BF16 or AMX), else float32; float32: fp32 math (a bf16 checkpoint's weights are held in bf16 as they are); "
                         "bfloat16: bf16 math (faster prefill and vision tower, bf16 KV cache); "
                         "float16 runs as float32 (with a note)")
     g.add_argument("--max-model-len", type=int, default=4096, help="prompt + output tokens per request")

@@ -80,8 +80,9 @@ def _add_generation_args(p):
 
 def _add_runtime_args(p):
     g = p.add_argument_group("runtime")
-    g.add_argument("--dtype", default="float32",
-                   help="float32 (fp32 math) or bfloat16 (bf16 math); float16 runs as float32")
+    g.add_argument("--dtype", default="auto",
+                   help="auto (bfloat16 math for a bf16 checkpoint on a CPU with native bf16, else float32), "
+                        "float32 or bfloat16; float16 runs as float32")
     g.add_argument("--llm_mode", "--mode", dest="llm_mode", default="dynamic", choices=["dynamic", "static"],
                    help="PaddleMIX's --mode is the same flag")
     for flag in OBSOLETE:

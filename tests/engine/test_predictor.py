@@ -119,6 +119,24 @@ def test_bfloat16_predictor_generates_from_images_and_video(model_dir):
     assert [len(o.token_ids) for o in outs] == [4, 4]
 
 
+def test_auto_dtype_follows_the_checkpoint_and_the_cpu(model_dir, tmp_path):
+    """auto: fp32 math for a float32 checkpoint; bf16 math for a bf16 one (as published) where the
+    CPU has native bf16, and then the same tokens as asking for bfloat16."""
+    from paddle_qwenvl.models.registry import resolve_dtype
+    from paddle_qwenvl.ops._build import build_info
+    bf16_dir = make_tiny_checkpoint(tmp_path / "bf16", dtype="bfloat16")
+    assert resolve_dtype(model_dir) == "float32"
+    assert resolve_dtype(bf16_dir) == ("bfloat16" if build_info()["bf16"] else "float32")
+    assert resolve_dtype(bf16_dir, "float32") == "float32"
+    with pytest.raises(ValueError, match="dtype 'half' is not supported; use one of"):
+        resolve_dtype(bf16_dir, "half")
+    greedy = SamplingParams(temperature=0, max_new_tokens=6, ignore_eos=True)
+    auto = Predictor.from_pretrained(bf16_dir, max_model_len=256, progress=False)
+    asked = Predictor.from_pretrained(bf16_dir, dtype=resolve_dtype(bf16_dir), max_model_len=256, progress=False)
+    assert auto.dtype == asked.dtype == resolve_dtype(bf16_dir)
+    assert auto.generate(MESSAGES[1], greedy).token_ids == asked.generate(MESSAGES[1], greedy).token_ids
+
+
 def test_bad_request_shape_rejected(predictor):
     with pytest.raises(TypeError, match="a request is a list of chat messages or a dict with 'prompt'"):
         predictor.generate([MESSAGES[0], "just a string"])
