@@ -1,14 +1,15 @@
 """A chat's later turns and a long prompt among running requests, with the engine's caches and
 chunked prefill off and on, in one run.
 
-    python scripts/bench_chat.py [--preset qwen2-vl-2b] [--image_size 448x448] [--dtype float32]
+    python scripts/bench_chat.py [--preset qwen2-vl-2b] [--image_size 448x448] [--dtype auto]
 
 1. A 3-turn chat about one image: each turn's time to first token (preprocessing, vision tower and
    prefill: end-to-end minus decode) with prefix caching and the encoder cache off and on; the two
    predictors take turns, so both see the same stretches of the machine.
 2. A long video prompt arriving while 4 requests decode: the decoding requests' inter-token latency
    (p50 / p99 of the steps they take part in) with the whole prompt in one step, and in chunks of
-   --chunk tokens (max_num_batched_tokens).
+   --chunk tokens (max_num_batched_tokens; the vision tower then runs ahead of the prefill, a
+   chunk's worth of work per step).
 Real-size random weights (tools.bench.cached_preset_checkpoint), so the answers are meaningless.
 """
 import argparse
@@ -18,6 +19,7 @@ import numpy as np
 
 from paddle_qwenvl import Predictor, SamplingParams
 from paddle_qwenvl.cli.common import DEMO_IMAGE, set_up_runtime
+from paddle_qwenvl.models.registry import resolve_dtype
 from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint
 from paddle_qwenvl.tools.presets import PRESETS
 
@@ -28,7 +30,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="qwen2-vl-2b", choices=sorted(PRESETS))
     p.add_argument("--num_layers", type=int, default=None, help="keep only this many decoder layers")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--image_size", default="448x448", help="WxH of the chat's image")
     p.add_argument("--answer_tokens", type=int, default=16, help="tokens of each chat answer")
@@ -124,6 +126,7 @@ def main():
     args = parse_args()
     threads = set_up_runtime(args.threads)
     model_dir = cached_preset_checkpoint(args.preset, args.num_layers)
+    args.dtype = resolve_dtype(model_dir, args.dtype)          # say which ran
     print(f"{args.preset} ({args.num_layers or 'all'} layers), random weights, dtype {args.dtype}, {threads} threads, "
           f"block size {args.block_size}")
     if not args.skip_chat:

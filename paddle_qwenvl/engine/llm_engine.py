@@ -71,7 +71,9 @@ class LLMEngine:
         self.eos_ids = list(model.config.eos_token_ids)
         # no more blocks than max_num_seqs sequences of max_model_len tokens can use
         most = config.max_num_seqs * -(-config.max_model_len // config.block_size)
-        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory, most, config.encoder_cache_memory)
+        chunked = config.max_num_batched_tokens < config.max_model_len
+        self.runner = ModelRunner(model, config.block_size, config.kv_cache_memory, most, config.encoder_cache_memory,
+                                  vision_step_tokens=config.max_num_batched_tokens if chunked else None)
         capacity = self.runner.num_blocks * config.block_size
         if capacity < config.max_model_len:
             raise ValueError(f"kv_cache_memory={config.kv_cache_memory} bytes holds {capacity} tokens, "
@@ -106,7 +108,9 @@ class LLMEngine:
         prompt = self.runner.prepare_prompt(inputs)
         seq = Sequence(inputs.input_ids, request_id, media_spans(prompt, inputs))
         decoder = IncrementalDecoder(self.tokenizer) if self.tokenizer is not None else None
-        return Request(seq, params, stop_token_ids(params, self.eos_ids), prompt, decoder)
+        request = Request(seq, params, stop_token_ids(params, self.eos_ids), prompt, decoder)
+        seq.media_in_progress = self.runner.media_in_progress(request)
+        return request
 
     def _check_token_ids(self, ids: List[int]) -> None:
         vocab = self.runner.config.text.vocab_size
@@ -138,14 +142,16 @@ class LLMEngine:
 
     def _step(self) -> List[RequestOutput]:
         batch = [self._requests[seq.request_id] for seq in self.scheduler.schedule()]
-        if not batch:
-            if self.has_unfinished():
-                raise RuntimeError("the scheduler could not schedule any waiting request")
-            return []
-        start = time.perf_counter()
-        token_ids = self.runner.run(batch)
-        self._add_step_time(batch, time.perf_counter() - start - self.runner.last_vision_seconds)
-        self.scheduler.postprocess([r.seq for r in batch], token_ids)
+        token_ids = []
+        if batch:
+            start = time.perf_counter()
+            token_ids = self.runner.run(batch)
+            self._add_step_time(batch, time.perf_counter() - start - self.runner.last_vision_seconds)
+            self.scheduler.postprocess([r.seq for r in batch], token_ids)
+        ahead = [self._requests[s.request_id] for s in list(self.scheduler.running) + list(self.scheduler.waiting)
+                 if s.media_in_progress]
+        if not self.runner.advance_vision(ahead) and not batch and self.has_unfinished():
+            raise RuntimeError("the scheduler could not schedule any waiting request")
         return [self._after_token(r) for r, token in zip(batch, token_ids) if token is not None]
 
     @staticmethod

@@ -3,9 +3,11 @@ cache, and samples one token per request that reached its newest token (or retur
 every scheduled token).
 
 The vision tower runs for a media item when a step first needs its placeholder tokens (none when
-they are all in a cached prefix), and not at all when the encoder cache knows its content. The
-embeddings and prompt M-RoPE positions stay in the request's PromptState, so a recompute after
-preemption reuses them.
+they are all in a cached prefix), and not at all when the encoder cache knows its content. With
+chunked prefill (`vision_step_tokens`) it runs ahead instead, a few blocks per step
+(`advance_vision`), so that a long video does not stall the other requests' decoding for a whole
+tower pass. The embeddings and prompt M-RoPE positions stay in the request's PromptState, so a
+recompute after preemption reuses them.
 """
 import hashlib
 import time
@@ -15,6 +17,7 @@ import numpy as np
 import paddle
 
 from ..models.rope import get_mrope_positions
+from ..models.vision import linear_macs
 from ..ops.attention_metadata import AttentionMetadata
 from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
@@ -47,10 +50,13 @@ def media_key(kind: str, grid, pixels: np.ndarray) -> bytes:
 
 class ModelRunner:
     def __init__(self, model, block_size: int, kv_cache_memory: int, max_blocks: Optional[int] = None,
-                 encoder_cache_memory: int = 0):
+                 encoder_cache_memory: int = 0, vision_step_tokens: Optional[int] = None):
         """KV cache of as many blocks as `kv_cache_memory` bytes hold, at most `max_blocks`; vision
-        embeddings of up to `encoder_cache_memory` bytes kept by content."""
+        embeddings of up to `encoder_cache_memory` bytes kept by content. vision_step_tokens: spread
+        the vision tower over steps, each step's share as much GEMM work as the decoder spends on
+        this many tokens (None: a media's whole tower in the step that first needs it)."""
         self.model = model
+        self.vision_budget = None if vision_step_tokens is None else self._patch_blocks(vision_step_tokens)
         self.encoder_cache = EncoderCache(encoder_cache_memory)
         self.config = model.config
         self.block_size = block_size
@@ -63,6 +69,13 @@ class ModelRunner:
                              f"{kv_block_bytes(self.config.text, block_size, self.kv_dtype)} bytes; raise it")
         self.kv_caches = self._allocate_kv_caches()
         self.last_vision_seconds = 0.0            # vision tower time within the last step
+
+    def _patch_blocks(self, tokens: int) -> int:
+        """Vision-tower patch-blocks (patches x blocks) with the linear layers' work of `tokens`
+        decoder tokens (attention left out on both sides: it is the smaller part)."""
+        layers = self.model.model.layers
+        per_token = linear_macs(layers[0]) * len(layers)
+        return max(1, tokens * per_token // linear_macs(self.model.visual.blocks[0]))
 
     def _allocate_kv_caches(self) -> list:
         t = self.config.text
@@ -170,8 +183,49 @@ class ModelRunner:
         fn = self.model.get_image_features if kind == "image" else self.model.get_video_features
         embeds = fn(pixels, [m.grid for m in items])                  # rows of all items, in order
         for item, part in zip(items, paddle.split(embeds, [len(m.rows) for m in items])):
-            item.embeds, item.pixels = part, None
-            self.encoder_cache.put(item.key, part, int(np.prod(part.shape)) * part.element_size())
+            self._store(item, part)
+
+    def _store(self, item: MediaItem, embeds: paddle.Tensor) -> None:
+        item.embeds, item.pixels, item.vision_run = embeds, None, None
+        self.encoder_cache.put(item.key, embeds, int(np.prod(embeds.shape)) * embeds.element_size())
+
+    def media_in_progress(self, request: Request) -> list:
+        """(first, end) of each placeholder run whose embeddings are still to come when the tower
+        runs ahead (empty otherwise); known contents come from the encoder cache here."""
+        if self.vision_budget is None:
+            return []
+        for item in request.prompt.media:
+            if item.embeds is None:
+                item.embeds = self.encoder_cache.get(item.key)
+        return [m.span for m in request.prompt.media if m.embeds is None]
+
+    @paddle.no_grad()
+    def advance_vision(self, requests: List[Request]) -> bool:
+        """Up to `vision_budget` patch-blocks of vision tower work on the media the requests'
+        prefills will reach, request by request in prompt order (at least one block, so a frame
+        larger than the budget still moves). Returns whether any ran."""
+        if self.vision_budget is None:
+            return False
+        budget, tower, worked = self.vision_budget, self.model.visual, False
+        for r in requests:
+            start = time.perf_counter()
+            for item in r.prompt.media:
+                if item.embeds is not None or item.span[1] <= r.seq.num_computed_tokens:
+                    continue
+                patches = item.pixels.shape[0]
+                blocks = budget // patches or (0 if worked else 1)
+                if blocks == 0:
+                    break
+                run = item.vision_run or tower.start(paddle.to_tensor(item.pixels), [item.grid])
+                item.vision_run, first, worked = run, run.next_block, True
+                if tower.advance(run, blocks):
+                    self._store(item, tower.finish(run))
+                budget -= (run.next_block - first) * patches
+            r.timings.vision += time.perf_counter() - start
+            r.seq.media_in_progress = [m.span for m in r.prompt.media if m.embeds is None]
+            if budget <= 0:
+                break
+        return worked
 
     def _pack(self, requests: List[Request]):
         """Packed token ids (T,), positions (3, T) and the attention metadata of the step."""

@@ -5,6 +5,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import paddle
 
+from ..models.vision import VisionRun
 from ..sampling import SamplingParams
 from .outputs import Timings
 from .sampler import SamplingRow, make_generator
@@ -26,6 +27,12 @@ class MediaItem:
     key: bytes                                     # content hash (kind, grid, pixels): the encoder cache's key
     source: int = 0                                # which image / video of the prompt it is (a part of)
     embeds: Optional[paddle.Tensor] = None         # (len(rows), hidden), kept for a recompute
+    vision_run: Optional[VisionRun] = None         # while its vision tower is part-way (spread over steps)
+
+    @property
+    def span(self) -> Tuple[int, int]:
+        """(first, end) prompt indices of its placeholder run."""
+        return int(self.rows[0]), int(self.rows[-1]) + 1
 
 
 @dataclass

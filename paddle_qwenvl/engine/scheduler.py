@@ -6,7 +6,8 @@ sequences still prefilling (a long prompt in chunks) continue, and, if nothing w
 waiting sequences are admitted while the limits allow: `max_num_seqs` sequences and
 `max_num_batched_tokens` tokens per step, and free blocks. An admitted sequence gets blocks for all
 its tokens and starts after its cached prefix (prefix caching). A prompt that fits one step is
-prefilled whole, waiting for a step with room; a longer one is prefilled in chunks.
+prefilled whole, waiting for a step with room; a longer one is prefilled in chunks. A chunk stops
+before the placeholders of a media whose vision tower has not finished (`Sequence.num_ready_tokens`).
 Pure Python over ints and lists.
 """
 from collections import deque
@@ -73,15 +74,15 @@ class Scheduler:
     def _schedule_chunks(self, batch: List[Sequence], budget: int) -> int:
         """Running sequences still prefilling take what the step has left, oldest first."""
         for seq in self.running:
-            if seq.num_new_tokens > 1 and budget > 0:
-                seq.num_scheduled_tokens = min(seq.num_new_tokens, budget)
+            if seq.num_new_tokens > 1 and budget > 0 and seq.num_ready_tokens > 0:
+                seq.num_scheduled_tokens = min(seq.num_ready_tokens, budget)
                 budget -= seq.num_scheduled_tokens
                 batch.append(seq)
         return budget
 
     def _schedule_prefills(self, batch: List[Sequence], budget: int) -> None:
         blocks = self.block_manager
-        while self.waiting and len(batch) < self.max_num_seqs and budget > 0:
+        while self.waiting and len(self.running) < self.max_num_seqs and budget > 0:
             seq = self.waiting[0]
             if not blocks.can_allocate(seq):
                 break
@@ -93,10 +94,11 @@ class Scheduler:
             if seq.num_cached_tokens is None:     # first admission: what usage reports
                 seq.num_cached_tokens = min(seq.num_computed_tokens, seq.num_prompt_tokens)
             seq.status = SequenceStatus.RUNNING
-            seq.num_scheduled_tokens = min(seq.num_new_tokens, budget)
-            budget -= seq.num_scheduled_tokens
-            batch.append(seq)
             self.running.append(seq)
+            seq.num_scheduled_tokens = min(seq.num_ready_tokens, budget)
+            if seq.num_scheduled_tokens:          # else: its first tokens wait for the vision tower
+                budget -= seq.num_scheduled_tokens
+                batch.append(seq)
 
     def postprocess(self, batch: List[Sequence], token_ids: List[Optional[int]]) -> None:
         """After a step: the scheduled tokens are now cached, and each sequence that reached its

@@ -43,6 +43,9 @@ class Sequence:
         self.block_hashes: List[bytes] = []
         self.num_cached_blocks = 0        # leading blocks of block_table already findable by hash
         self.num_cached_tokens: Optional[int] = None   # prompt tokens found cached at first admission
+        # (first, end) of the placeholder runs of media still in the vision tower (when the engine
+        # spreads it over steps): tokens from the first such run on cannot be computed yet
+        self.media_in_progress: List[Tuple[int, int]] = []
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -69,6 +72,16 @@ class Sequence:
 
     def append_token(self, token_id: int) -> None:
         self.token_ids.append(int(token_id))
+
+    @property
+    def num_ready_tokens(self) -> int:
+        """New tokens whose inputs exist: all of them, or those before the first placeholder run
+        (past the computed tokens) of a media still in the vision tower."""
+        end = self.num_tokens
+        for first, last in self.media_in_progress:
+            if last > self.num_computed_tokens:
+                end = min(end, first)
+        return max(0, end - self.num_computed_tokens)
 
     @property
     def num_new_tokens(self) -> int:

@@ -8,7 +8,7 @@ from ..layers.linear import FLOAT32
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
 from .qwen2_vl import Qwen2VLForConditionalGeneration
-from .vision import PatchEmbed, PatchMerger, VisionAttention, cos_sin, frame_cu_seqlens, vision_rotary
+from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionTower, cos_sin, frame_cu_seqlens, vision_rotary
 
 
 class Qwen2_5VisionBlock(nn.Layer):
@@ -44,7 +44,7 @@ def window_index(grid_thw, window_size: int, patch_size: int, merge: int):
     return np.concatenate(order), cu
 
 
-class Qwen2_5VisionTransformer(nn.Layer):
+class Qwen2_5VisionTransformer(VisionTower):
     def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.cfg = cfg
@@ -52,25 +52,17 @@ class Qwen2_5VisionTransformer(nn.Layer):
         self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size), quant, precision)
 
-    def forward(self, pixel_values, grid_thw):
-        """(N, patch_dim) -> (N / merge^2, out_hidden); windows reordered in, restored after the merger."""
+    def _prepare(self, grid_thw):
+        """Rows go window by window (restored after the merger); a few blocks attend over whole
+        frames, the others within windows."""
         cfg, unit = self.cfg, self.cfg.spatial_merge_size ** 2
         order, window_cu = window_index(grid_thw, cfg.window_size, cfg.patch_size, cfg.spatial_merge_size)
         frame_cu = frame_cu_seqlens(grid_thw)
         emb = vision_rotary(grid_thw, cfg.spatial_merge_size, cfg.head_dim)
         emb = emb.reshape(-1, unit, emb.shape[-1])[order].reshape(-1, emb.shape[-1])
         cos, sin = cos_sin(emb)
-        x = self.patch_embed(pixel_values)
-        x = _reorder_groups(x, order, unit)
-        for i, block in enumerate(self.blocks):
-            x = block(x, cos, sin, frame_cu if i in cfg.fullatt_block_indexes else window_cu)
-        return paddle.gather(self.merger(x), paddle.to_tensor(np.argsort(order)))
-
-
-def _reorder_groups(x, order, unit):
-    """(N, C) -> rows permuted in blocks of `unit` consecutive patches following `order`."""
-    grouped = x.reshape([-1, unit, x.shape[-1]])
-    return paddle.gather(grouped, paddle.to_tensor(order)).reshape([-1, x.shape[-1]])
+        block_cu = [frame_cu if i in cfg.fullatt_block_indexes else window_cu for i in range(len(self.blocks))]
+        return cos, sin, block_cu, order
 
 
 class Qwen2_5_VLForConditionalGeneration(Qwen2VLForConditionalGeneration):

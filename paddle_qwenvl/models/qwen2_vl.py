@@ -9,7 +9,8 @@ from ..layers.linear import FLOAT32, make_linear
 from ..layers.norm import LayerNorm
 from ..ops.linear import linear
 from .text import Qwen2Model
-from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin, frame_cu_seqlens, vision_rotary
+from .vision import (PatchEmbed, PatchMerger, VisionAttention, VisionMLP, VisionTower, cos_sin, frame_cu_seqlens,
+                     vision_rotary)
 
 
 class Qwen2VisionBlock(nn.Layer):
@@ -24,7 +25,7 @@ class Qwen2VisionBlock(nn.Layer):
         return x + self.mlp(self.norm2(x))
 
 
-class Qwen2VisionTransformer(nn.Layer):
+class Qwen2VisionTransformer(VisionTower):
     def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
         self.cfg = cfg
@@ -32,14 +33,10 @@ class Qwen2VisionTransformer(nn.Layer):
         self.blocks = nn.LayerList([Qwen2VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size), quant, precision)
 
-    def forward(self, pixel_values, grid_thw):
-        """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
+    def _prepare(self, grid_thw):
+        """Every block attends within a frame."""
         cos, sin = cos_sin(vision_rotary(grid_thw, self.cfg.spatial_merge_size, self.cfg.head_dim))
-        cu_seqlens = frame_cu_seqlens(grid_thw)
-        x = self.patch_embed(pixel_values)
-        for block in self.blocks:
-            x = block(x, cos, sin, cu_seqlens)
-        return self.merger(x)
+        return cos, sin, [frame_cu_seqlens(grid_thw)] * len(self.blocks), None
 
 
 class Qwen2VLForConditionalGeneration(nn.Layer):

@@ -1,4 +1,7 @@
 """Pieces shared by the Qwen2-VL and Qwen2.5-VL vision towers."""
+from dataclasses import dataclass
+from typing import List, Optional
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -9,6 +12,70 @@ from ..layers.linear import FLOAT32, make_linear
 from ..ops.block_attention import block_attention
 from ..ops.linear import linear
 from ..ops.rotary import rotary_qkv
+
+
+@dataclass
+class VisionRun:
+    """A vision tower's pass over some patches, resumable between blocks (so an engine can spread
+    a long video's tower over several steps)."""
+    x: paddle.Tensor                   # (N, hidden) after `next_block` blocks
+    cos: paddle.Tensor
+    sin: paddle.Tensor
+    block_cu_seqlens: List[list]       # each block's attention spans
+    order: Optional[np.ndarray] = None  # merge-group order the rows are in (Qwen2.5-VL's windows)
+    next_block: int = 0
+
+    @property
+    def num_patches(self) -> int:
+        return self.x.shape[0]
+
+
+class VisionTower(nn.Layer):
+    """patch_embed -> blocks -> merger, runnable whole (`forward`) or a few blocks at a time
+    (`start`, `advance`, `finish`: the same numbers). Subclasses set patch_embed, blocks, merger
+    and `_prepare`."""
+
+    def _prepare(self, grid_thw):
+        """(cos, sin, each block's cu_seqlens, merge-group order or None) for these grids."""
+        raise NotImplementedError
+
+    def start(self, pixel_values, grid_thw) -> VisionRun:
+        cos, sin, block_cu, order = self._prepare(grid_thw)
+        x = self.patch_embed(pixel_values)
+        if order is not None:
+            x = reorder_groups(x, order, self.cfg.spatial_merge_size ** 2)
+        return VisionRun(x, cos, sin, block_cu, order)
+
+    def advance(self, run: VisionRun, num_blocks: int) -> bool:
+        """Runs up to num_blocks more blocks; True once all have run."""
+        stop = min(run.next_block + num_blocks, len(self.blocks))
+        for i in range(run.next_block, stop):
+            run.x = self.blocks[i](run.x, run.cos, run.sin, run.block_cu_seqlens[i])
+        run.next_block = stop
+        return stop == len(self.blocks)
+
+    def finish(self, run: VisionRun):
+        """(N / merge^2, out_hidden) in the patches' own order."""
+        out = self.merger(run.x)
+        return out if run.order is None else paddle.gather(out, paddle.to_tensor(np.argsort(run.order)))
+
+    def forward(self, pixel_values, grid_thw):
+        """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
+        run = self.start(pixel_values, grid_thw)
+        self.advance(run, len(self.blocks))
+        return self.finish(run)
+
+
+def reorder_groups(x, order, unit):
+    """(N, C) -> rows permuted in blocks of `unit` consecutive patches following `order`."""
+    grouped = x.reshape([-1, unit, x.shape[-1]])
+    return paddle.gather(grouped, paddle.to_tensor(order)).reshape([-1, x.shape[-1]])
+
+
+def linear_macs(layer: nn.Layer) -> int:
+    """Multiply-adds per row of the linear layers inside `layer` (its GEMM work per token/patch)."""
+    return sum(m.in_features * m.out_features for m in layer.sublayers(include_self=True)
+               if hasattr(m, "in_features") and hasattr(m, "out_features"))
 
 
 class PatchEmbed(nn.Layer):

@@ -10,6 +10,7 @@ from paddle_qwenvl.sampling import SamplingParams
 from tests.parity.cases import CASES, build
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=12, ignore_eos=True)
+GREEDY_LONG = SamplingParams(temperature=0, max_new_tokens=40, ignore_eos=True)
 KINDS = ["text", "one_image", "two_images", "video", "image_and_video"]
 
 
@@ -173,21 +174,38 @@ def test_a_video_at_another_frame_rate_shares_no_blocks_after_it(model):
     assert out.token_ids == engine_for(model, caching=False).generate([b], GREEDY)[0].token_ids
 
 
-def test_a_long_video_is_encoded_as_the_chunks_reach_it(model):
-    video = build(model.config, [5, ("video", (4, 8, 8), 1.0), 6, 7], seed=9)     # 4 x 16 video tokens
+def test_a_long_video_goes_through_the_tower_a_few_blocks_a_step(model):
+    """With chunked prefill the tower runs ahead of the prefill within a per-step budget (the
+    decoder work of the chunk), so a long video never costs one step its whole tower pass; the
+    tokens are those of an engine that encodes it at once."""
+    video = build(model.config, [5, ("video", (4, 8, 8), 1.0), 6, 7], seed=9)     # 4 x 64 patches
+    text = PromptInputs(list(range(20, 40)))
     engine = engine_for(model, caching=False, chunk=16)
-    calls, tower = [], model.get_video_features
+    tower, budget, work = model.visual, engine.runner.vision_budget, []
 
-    def counting(pixels, grids):
-        calls.append(len(grids))
-        return tower(pixels, grids)
-    model.get_video_features = counting
+    def counting(run, num_blocks):
+        first = run.next_block
+        done = type(tower).advance(tower, run, num_blocks)
+        work[-1] += (run.next_block - first) * run.num_patches
+        return done
+    tower.advance = counting
     try:
-        out = engine.generate([video], GREEDY)[0]
+        ids = engine.add_requests([text], GREEDY_LONG)
+        engine.step()                                           # the text request decodes from here
+        ids += engine.add_requests([video], GREEDY)
+        outs = {}
+        while engine.has_unfinished():
+            work.append(0)
+            for out in engine.step():
+                outs[out.request_id] = out
     finally:
-        del model.get_video_features
-    assert sum(calls) == 4 and len(calls) >= 3           # the patches were encoded over several steps
-    assert out.token_ids == engine_for(model, caching=False).generate([video], GREEDY)[0].token_ids
+        del tower.advance
+    depth = len(tower.blocks)
+    assert sum(work) == 4 * 64 * depth                           # every block of every temporal patch, once
+    assert 0 < budget < 4 * 64 * depth and max(work) <= max(budget, 64)
+    assert sum(1 for w in work if w) >= 4 * 64 * depth // budget
+    reference = engine_for(model, caching=False).generate([text, video], [GREEDY_LONG, GREEDY])
+    assert [outs[i].token_ids for i in ids] == [r.token_ids for r in reference]
 
 
 def test_logprobs_are_the_log_softmax_of_the_steps_logits(model):

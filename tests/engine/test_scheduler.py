@@ -128,3 +128,29 @@ def test_too_long_request_rejected():
 def test_invalid_limits_rejected():
     with pytest.raises(ValueError, match="max_num_seqs"):
         make(max_num_seqs=0)
+
+
+def test_prefill_stops_before_media_still_in_the_vision_tower():
+    """Tokens up to the first unfinished media's placeholders run; the rest wait (holding their
+    blocks, counted against max_num_seqs) until the engine marks the media done."""
+    sched = make(max_num_seqs=2)
+    a, b, c = seq_of(12, "a"), seq_of(6, "b"), seq_of(3, "c")
+    a.media_in_progress = [(3, 8)]
+    b.media_in_progress = [(0, 4)]
+    for s in (a, b, c):
+        sched.add(s)
+    batch = sched.schedule()
+    assert batch == [a] and a.num_scheduled_tokens == 3         # b admitted with nothing ready
+    assert list(sched.running) == [a, b] and list(sched.waiting) == [c]
+    sched.postprocess(batch, [None])
+    assert sched.schedule() == [] and a.num_ready_tokens == 0
+    a.media_in_progress, b.media_in_progress = [], []
+    batch = sched.schedule()
+    assert batch == [a, b] and [s.num_scheduled_tokens for s in batch] == [9, 6]
+
+
+def test_media_inside_the_computed_prefix_does_not_hold_back_the_rest():
+    s = seq_of(10)
+    s.media_in_progress = [(1, 4)]
+    s.num_computed_tokens = 4                 # e.g. a cached prefix that covers the media
+    assert s.num_ready_tokens == 6
