@@ -70,15 +70,12 @@ def fold_tools(messages, choice: ToolChoice) -> list:
     """OpenAI messages (tool role, assistant tool_calls) -> plain system / user / assistant ones."""
     if not isinstance(messages, list):
         return messages                     # protocol.to_messages explains what is wrong
-    out = []
+    out, skip = [], 0
     if choice.listed:
-        first = messages[0] if messages and isinstance(messages[0], dict) else {}
-        system = _text(first.get("content")) if first.get("role") == "system" else DEFAULT_SYSTEM
-        tools = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in choice.tools)
-        out.append({"role": "system", "content": system + TOOLS_HEADER + tools + TOOLS_FOOTER})
-        messages = messages[1:] if first.get("role") == "system" else messages
+        system, skip = _system_with_tools(messages, choice.tools)
+        out.append(system)
     after_tool = False
-    for i, message in enumerate(messages):
+    for i, message in enumerate(messages[skip:], skip):
         role = message.get("role") if isinstance(message, dict) else None
         if role == "tool":                  # consecutive results share one user turn
             response = f"<tool_response>\n{_text(message.get('content'))}\n</tool_response>"
@@ -92,6 +89,15 @@ def fold_tools(messages, choice: ToolChoice) -> list:
             out.append(message)
         after_tool = role == "tool"
     return out
+
+
+def _system_with_tools(messages: list, tools: list):
+    """The system message that lists the tools, and how many given messages it replaces (0 or 1)."""
+    first = messages[0] if messages and isinstance(messages[0], dict) else {}
+    given = first.get("role") == "system"
+    listed = "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools)
+    system = _text(first.get("content")) if given else DEFAULT_SYSTEM
+    return {"role": "system", "content": system + TOOLS_HEADER + listed + TOOLS_FOOTER}, int(given)
 
 
 def _text(content) -> str:
