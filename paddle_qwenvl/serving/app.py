@@ -20,6 +20,7 @@ from .media import MediaPolicy
 from .protocol import (RequestError, chunk, completion, finish_reason_of, logprobs_content, new_id,
                        processor_options, sampling_params, to_messages, usage)
 from .tool_parser import ToolCallStream
+from .tools import fold_tools
 
 MAX_BODY_BYTES = 64 << 20           # a request body over this answers 413
 
@@ -71,7 +72,8 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
                                    type_="server_busy", code="queue_full")
             guide = await run_in_threadpool(guidance, body, grammars, tokenizer)
             params = sampling_params(body, predictor.default_sampling, guide.constraint)
-            inputs = await run_in_threadpool(_prepare, predictor, guide.messages, media, processor_options(body))
+            inputs = await run_in_threadpool(_prepare, predictor, body.get("messages"), media, guide.tools,
+                                             processor_options(body))
         except RequestError as exc:
             metrics.finished("error")
             return error(exc)
@@ -117,10 +119,10 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _prepare(predictor, messages, media, options):
-    """OpenAI messages -> PromptInputs (remote media fetched here, in a worker thread); a bad
-    image, video or context length is the client's error."""
-    messages = to_messages(messages, media)
+def _prepare(predictor, messages, media, tools, options):
+    """OpenAI messages -> PromptInputs (remote media fetched here, in a worker thread; tools folded
+    in as Qwen writes them); a bad image, video or context length is the client's error."""
+    messages = fold_tools(to_messages(messages, media), tools)
     try:
         inputs = predictor.prepare(messages, **options)
     except (ValueError, TypeError) as exc:

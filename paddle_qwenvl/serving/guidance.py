@@ -4,14 +4,17 @@ from typing import Optional
 
 from .grammar import GrammarFactory, Grammars
 from .protocol import RequestError
-from .tools import fold_tools, tool_call_grammar, tool_choice
+from .tools import ToolChoice, tool_call_grammar, tool_choice
 
 
 @dataclass
 class Guidance:
-    messages: list                          # the request's messages with its tools folded in
+    tools: ToolChoice                       # what goes into the prompt (tools.fold_tools)
     constraint: Optional[GrammarFactory]    # SamplingParams.constraint; None: free output
-    parse_tools: bool                       # <tool_call> blocks in the output become tool_calls
+
+    @property
+    def parse_tools(self) -> bool:          # <tool_call> blocks in the output become tool_calls
+        return self.tools.listed
 
 
 def guidance(body: dict, grammars: Grammars, tokenizer) -> Guidance:
@@ -22,7 +25,7 @@ def guidance(body: dict, grammars: Grammars, tokenizer) -> Guidance:
             raise RequestError("response_format json_object / json_schema cannot be combined with tool_choice "
                                "'required' or a named function: drop one of them", param="response_format")
         constraint = grammars.lark(tool_call_grammar(choice, tokenizer), "tools")
-    return Guidance(fold_tools(body.get("messages"), choice), constraint, choice.listed)
+    return Guidance(choice, constraint)
 
 
 def response_format(spec, grammars: Grammars) -> Optional[GrammarFactory]:

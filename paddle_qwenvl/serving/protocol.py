@@ -24,14 +24,15 @@ class RequestError(ValueError):
 
 
 def to_messages(messages, policy) -> list:
-    """OpenAI chat messages -> the Processor's messages (text, image and video parts); `policy`
-    (media.MediaPolicy) checks, and fetches, every image and video source."""
+    """OpenAI chat messages -> the Processor's messages (text, image and video parts; tool messages
+    and assistant tool_calls kept for tools.fold_tools); `policy` (media.MediaPolicy) checks, and
+    fetches, every image and video source."""
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", param="messages")
     out = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-            raise RequestError(f"messages[{i}] needs a role of system, user or assistant",
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant", "tool"):
+            raise RequestError(f"messages[{i}] needs a role of system, user, assistant or tool",
                                param=f"messages[{i}].role")
         content = message.get("content")
         if content is None:
@@ -39,6 +40,8 @@ def to_messages(messages, policy) -> list:
         if not isinstance(content, str):
             content = [_part(part, f"messages[{i}].content[{j}]", policy) for j, part in enumerate(content)]
         out.append({"role": message["role"], "content": content})
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            out[-1]["tool_calls"] = message["tool_calls"]
     return out
 
 

@@ -66,10 +66,9 @@ def _checked_tools(tools) -> list:
     return tools
 
 
-def fold_tools(messages, choice: ToolChoice) -> list:
-    """OpenAI messages (tool role, assistant tool_calls) -> plain system / user / assistant ones."""
-    if not isinstance(messages, list):
-        return messages                     # protocol.to_messages explains what is wrong
+def fold_tools(messages: list, choice: ToolChoice) -> list:
+    """Messages with tool roles and assistant tool_calls (protocol.to_messages' output, or OpenAI's)
+    -> plain system / user / assistant ones."""
     out, skip = [], 0
     if choice.listed:
         system, skip = _system_with_tools(messages, choice.tools)
@@ -104,10 +103,10 @@ def _text(content) -> str:
     """A message's text: a string, or its text parts joined."""
     if content is None or isinstance(content, str):
         return content or ""
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    raise RequestError("a system or tool message's content must be a string or a list of text parts",
-                       param="messages")
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(p.get("text", "") for p in content)
+    raise RequestError("with tools, system and tool messages and assistant messages with tool_calls take text "
+                       "only: a string or a list of text parts", param="messages")
 
 
 def _assistant_calls(message: dict, i: int) -> str:

@@ -112,3 +112,9 @@ def test_a_streamed_name_comes_before_the_call_ends_and_a_bad_block_comes_back_a
     assert early[1]["tool_calls"][0]["function"]["arguments"] == '{"ci'
     bad = streamed("<tool_call>\nnot json\n</tool_call> then text", 3)
     assert "".join(d.get("content", "") for d in bad) == "<tool_call>\nnot json\n</tool_call> then text"
+
+
+def test_a_tool_message_with_an_image_is_refused():
+    body = {"messages": [{"role": "tool", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]}
+    with pytest.raises(RequestError, match="take text only"):
+        render(body)
