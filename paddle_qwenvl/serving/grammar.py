@@ -3,6 +3,7 @@ factory of per-request TokenConstraints (sampling.TokenConstraint) that the engi
 applies. llguidance is imported here only, on the first constrained request."""
 import json
 import threading
+
 import numpy as np
 
 from .protocol import RequestError

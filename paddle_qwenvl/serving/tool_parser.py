@@ -35,7 +35,7 @@ def _parsed(body: str) -> Optional[Tuple[str, str]]:
         call = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not isinstance(call.get("arguments"), dict):
+    if not (isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), dict)):
         return None
     head = HEAD.match(body)
     if head is None:                                   # "arguments" first: write them out

@@ -40,8 +40,8 @@ def tool_choice(body: dict) -> ToolChoice:
         if choice == "required" and not tools:
             raise RequestError("tool_choice 'required' needs tools", param="tool_choice")
         return ToolChoice(tools, choice)
-    name = ((choice.get("function") or {}).get("name") if isinstance(choice, dict)
-            and choice.get("type") == "function" and isinstance(choice.get("function"), dict) else None)
+    function = choice.get("function") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
     if name is None:
         raise RequestError("tool_choice must be 'none', 'auto', 'required' or "
                            "{'type': 'function', 'function': {'name': NAME}}", param="tool_choice")

@@ -331,5 +331,6 @@ def test_a_pinned_fetch_keeps_the_host_name(monkeypatch, media_site):
     from paddle_qwenvl.serving.media import MediaPolicy
     port = media_site.rsplit(":", 1)[1]
     real = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real("127.0.0.1" if host == "media.test" else host, *a, **k))
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, *a, **k: real("127.0.0.1" if host == "media.test" else host, *a, **k))
     assert MediaPolicy(allow_private=True).fetch(f"http://media.test:{port}/host", "p") == f"media.test:{port}".encode()
