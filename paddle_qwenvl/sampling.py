@@ -5,7 +5,7 @@ top_k, top_p, min_p warpers in that order) and OpenAI (presence/frequency penalt
 tokens). temperature == 0 means greedy.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Protocol, Union
 
 import numpy as np
 
@@ -18,6 +18,16 @@ def _is_int(v) -> bool:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+class TokenConstraint(Protocol):
+    """One request's own limit on which tokens may come next (a grammar's state, say)."""
+
+    def allowed(self, vocab_size: int) -> Optional[np.ndarray]:
+        """(vocab_size,) bool, True where a token may come next; None: any token may."""
+
+    def advance(self, token_id: int) -> None:
+        """The token that was sampled."""
 
 
 @dataclass
@@ -37,6 +47,8 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: Optional[int] = None     # per generated token: its log-probability and this many
                                        # most likely alternatives (0-20); None: none
+    constraint: Optional[Callable[[], TokenConstraint]] = None     # makes each request's own
+                                       # TokenConstraint (n choices get one each); None: unconstrained
 
     def __post_init__(self):
         if isinstance(self.stop, str):
@@ -76,6 +88,8 @@ class SamplingParams:
         _require(isinstance(self.ignore_eos, bool), "ignore_eos must be True or False", self.ignore_eos)
         _require(self.logprobs is None or (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
                  f"logprobs must be None or an integer in [0, {MAX_LOGPROBS}]", self.logprobs)
+        _require(self.constraint is None or callable(self.constraint),
+                 "constraint must be None or a callable that makes a TokenConstraint", self.constraint)
 
     @classmethod
     def from_generation_config(cls, config: dict, **overrides) -> "SamplingParams":

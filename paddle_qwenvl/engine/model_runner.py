@@ -98,8 +98,7 @@ class ModelRunner:
             tokens = sample(logits, rows)
             for i, token, logprob in zip(done, tokens, token_logprobs(logits, tokens, rows)):
                 out[i] = token
-                if logprob is not None:
-                    requests[i].logprobs.append(logprob)
+                requests[i].sampled(token, logprob)
         return out
 
     @paddle.no_grad()

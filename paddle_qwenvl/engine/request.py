@@ -56,6 +56,7 @@ class Request:
         self.num_streamed_chars = 0
         self.timings = Timings()
         self.logprobs: list = []                 # sampler.TokenLogprob per generated token, if asked
+        self.constraint = params.constraint() if params.constraint is not None else None
 
     @property
     def request_id(self) -> str:
@@ -63,4 +64,12 @@ class Request:
 
     def sampling_row(self) -> SamplingRow:
         return SamplingRow(self.params, self.seq.prompt_token_ids, self.seq.completion_token_ids,
-                           self.generator, self.stop_ids)
+                           self.generator, self.stop_ids, self.constraint)
+
+    def sampled(self, token_id: int, logprob) -> None:
+        """A token the sampler chose for this request: its logprob kept (if asked), its constraint
+        advanced."""
+        if logprob is not None:
+            self.logprobs.append(logprob)
+        if self.constraint is not None:
+            self.constraint.advance(token_id)

@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ..sampling import SamplingParams
+from ..sampling import SamplingParams, TokenConstraint
 
 NEG_INF = float("-inf")
 
@@ -25,6 +25,7 @@ class SamplingRow:
     output_ids: Seq[int]
     generator: np.random.Generator
     stop_ids: Seq[int] = ()          # masked while fewer than min_new_tokens were generated
+    constraint: Optional[TokenConstraint] = None     # the request's own allowed-token limit
 
 
 def _column(rows, fn, dtype="float32") -> paddle.Tensor:
@@ -37,6 +38,15 @@ def _token_mask(id_lists, vocab: int) -> np.ndarray:
     for i, ids in enumerate(id_lists):
         mask[i, np.asarray(ids, dtype=np.int64)] = True
     return mask
+
+
+def mask_constrained(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    """-inf at the tokens each constrained row's TokenConstraint does not allow now."""
+    masks = [r.constraint.allowed(logits.shape[1]) if r.constraint is not None else None for r in rows]
+    if all(m is None for m in masks):
+        return logits
+    allowed = np.stack([np.ones(logits.shape[1], dtype=bool) if m is None else m for m in masks])
+    return paddle.where(paddle.to_tensor(allowed), logits, paddle.full_like(logits, NEG_INF))
 
 
 def apply_penalties(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
@@ -101,7 +111,7 @@ def min_p_mask(logits: paddle.Tensor, min_p: List[float]) -> paddle.Tensor:
 
 def process_logits(logits: paddle.Tensor, rows: List[SamplingRow]):
     """-> (processed logits for greedy rows, warped logits for sampled rows), both (B, V)."""
-    logits = mask_min_new_tokens(apply_penalties(logits, rows), rows)
+    logits = mask_min_new_tokens(apply_penalties(mask_constrained(logits, rows), rows), rows)
     warped = apply_temperature(logits, rows)
     if any(r.params.top_k > 0 for r in rows):
         warped = top_k_mask(warped, [r.params.top_k for r in rows])

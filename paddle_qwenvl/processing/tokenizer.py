@@ -46,6 +46,10 @@ class Tokenizer:
     def decode(self, ids, skip_special_tokens=True):
         return self._backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
+    def to_json(self) -> str:
+        """The tokenizer.json text (what grammar libraries read)."""
+        return self._backend.to_str()
+
 
 REPLACEMENT = "\ufffd"
 MAX_HELD = 4      # a UTF-8 character has at most 4 bytes

@@ -13,10 +13,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from .grammar import Grammars
+from .guidance import guidance
 from .metrics import Metrics
 from .media import MediaPolicy
-from .protocol import (RequestError, chunk, completion, logprobs_content, new_id, processor_options,
-                       sampling_params, to_messages, usage)
+from .protocol import (RequestError, chunk, completion, finish_reason_of, logprobs_content, new_id,
+                       processor_options, sampling_params, to_messages, usage)
+from .tool_parser import ToolCallStream
+from .tools import fold_tools
 
 MAX_BODY_BYTES = 64 << 20           # a request body over this answers 413
 
@@ -28,6 +32,7 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
     app = FastAPI(title="paddle-qwenvl", docs_url=None, redoc_url=None)
     metrics = Metrics(predictor.engine)
     tokenizer = predictor.processor.tokenizer
+    grammars = Grammars(tokenizer, predictor.engine.eos_ids)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -65,15 +70,17 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
             if waiting >= max_waiting:
                 raise RequestError(f"the server is busy: {waiting} requests are waiting; retry shortly", 503,
                                    type_="server_busy", code="queue_full")
-            params = sampling_params(body, predictor.default_sampling)
-            inputs = await run_in_threadpool(_prepare, predictor, body.get("messages"), media,
+            guide = await run_in_threadpool(guidance, body, grammars, tokenizer)
+            params = sampling_params(body, predictor.default_sampling, guide.constraint)
+            inputs = await run_in_threadpool(_prepare, predictor, body.get("messages"), media, guide.tools,
                                              processor_options(body))
         except RequestError as exc:
             metrics.finished("error")
             return error(exc)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = _stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer)
+            events = _stream(predictor, inputs, params, model_name, include_usage, metrics, tokenizer,
+                             guide.parse_tools)
             # the background task runs once the response ends, finished or cut off by the client
             return StreamingResponse(_in_threads(events), media_type="text/event-stream",
                                      background=BackgroundTask(events.close))
@@ -84,7 +91,7 @@ def create_app(predictor, model_name: str, api_key: str = None, media: MediaPoli
             metrics.finished("error")
             return error(RequestError(str(exc)))
         metrics.observe(outputs, time.perf_counter() - start)
-        return completion(new_id(), model_name, outputs, tokenizer)
+        return completion(new_id(), model_name, outputs, tokenizer, guide.parse_tools)
 
     return app
 
@@ -112,10 +119,10 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _prepare(predictor, messages, media, options):
-    """OpenAI messages -> PromptInputs (remote media fetched here, in a worker thread); a bad
-    image, video or context length is the client's error."""
-    messages = to_messages(messages, media)
+def _prepare(predictor, messages, media, tools, options):
+    """OpenAI messages -> PromptInputs (remote media fetched here, in a worker thread; tools folded
+    in as Qwen writes them); a bad image, video or context length is the client's error."""
+    messages = fold_tools(to_messages(messages, media), tools)
     try:
         inputs = predictor.prepare(messages, **options)
     except (ValueError, TypeError) as exc:
@@ -128,8 +135,9 @@ def _prepare(predictor, messages, media, options):
     return inputs
 
 
-def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer):
-    """Server-sent events: a role chunk per choice, content deltas, a finish chunk, usage, [DONE].
+def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer, parse_tools):
+    """Server-sent events: a role chunk per choice, content (or tool call) deltas, a finish chunk,
+    usage, [DONE].
     A sync generator (starlette runs it in a thread): closing it aborts the requests."""
     request_id, created, start = new_id(), int(time.time()), time.perf_counter()
     try:
@@ -140,11 +148,12 @@ def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer)
         return
     index = {rid: i for i, rid in enumerate(ids)}
     seen, finals, marks = {rid: 0 for rid in ids}, {}, {"start": start}
+    parsers = {rid: ToolCallStream() for rid in ids} if parse_tools else {}
     outputs = predictor.engine.follow(ids)
     with contextlib.closing(outputs):            # closed early (client gone): the requests are aborted
         for i in range(len(ids)):
             yield _sse(chunk(request_id, model, created, i, {"role": "assistant", "content": ""}))
-        yield from _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks)
+        yield from _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks, parsers)
     outputs = [finals[rid] for rid in ids]
     metrics.observe(outputs, time.perf_counter() - start, marks.get("first"))
     if include_usage:
@@ -153,19 +162,30 @@ def _stream(predictor, inputs, params, model, include_usage, metrics, tokenizer)
     yield "data: [DONE]\n\n"
 
 
-def _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks):
-    """Content and finish chunks of the choices' outputs as they come; marks["first"]: seconds from
-    marks["start"] to the first output."""
+def _chunks(outputs, request_id, model, created, index, seen, finals, tokenizer, marks, parsers):
+    """Content (or tool call) and finish chunks of the choices' outputs as they come; marks["first"]:
+    seconds from marks["start"] to the first output; parsers: a ToolCallStream per request when
+    tool calls are parsed."""
     for out in outputs:
         marks.setdefault("first", time.perf_counter() - marks["start"])
         logprobs = logprobs_content(out, tokenizer, seen[out.request_id])
         seen[out.request_id] = len(out.token_ids)
-        if out.delta or logprobs:
-            yield _sse(chunk(request_id, model, created, index[out.request_id], {"content": out.delta},
-                            logprobs=logprobs))
+        parser = parsers.get(out.request_id)
+        deltas = _deltas(out, parser) or ([{"content": ""}] if logprobs else [])
+        for k, delta in enumerate(deltas):
+            yield _sse(chunk(request_id, model, created, index[out.request_id], delta,
+                             logprobs=logprobs if k == 0 else None))
         if out.finished:
             finals[out.request_id] = out
-            yield _sse(chunk(request_id, model, created, index[out.request_id], {}, out.finish_reason))
+            reason = finish_reason_of(out.finish_reason, parser is not None and parser.calls > 0)
+            yield _sse(chunk(request_id, model, created, index[out.request_id], {}, reason))
+
+
+def _deltas(out, parser) -> list:
+    """The message deltas an output adds: its text, or what the tool call parser makes of it."""
+    if parser is None:
+        return [{"content": out.delta}] if out.delta else []
+    return parser.push(out.delta) + (parser.finish() if out.finished else [])
 
 
 async def _in_threads(events):

@@ -3,8 +3,12 @@
 data: URLs always; local files only under an allowed folder; http(s) URLs are fetched here, with a
 timeout and a byte limit, only from public addresses: a host that resolves to a private, loopback,
 link-local or reserved address is refused, and so is every redirect to one (unless private media
-are allowed). The processor then reads the fetched bytes, never the URL.
+are allowed). Each connection goes to the very addresses that were checked (the Host header and TLS
+name stay the URL's), so a second DNS answer cannot send it elsewhere; no proxy is used. The
+processor then reads the fetched bytes, never the URL.
 """
+import functools
+import http.client
 import ipaddress
 import os
 import socket
@@ -48,8 +52,10 @@ class MediaPolicy:
         return str(resolved)
 
     def fetch(self, url: str, param: str) -> bytes:
-        self.check_host(url, param)
-        opener = urllib.request.build_opener(_CheckedRedirects(self, param))
+        if not urllib.parse.urlsplit(url).hostname:
+            raise RequestError(f"{param}: {url!r} has no host", param=param)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _CheckedRedirects(self, param),
+                                             _PinnedHTTPHandler(self, param), _PinnedHTTPSHandler(self, param))
         try:
             with opener.open(url, timeout=self.timeout) as response:
                 data = response.read(self.max_bytes + 1)
@@ -66,18 +72,71 @@ class MediaPolicy:
         host = urllib.parse.urlsplit(url).hostname
         if not host:
             raise RequestError(f"{param}: {url!r} has no host", param=param)
-        if self.allow_private:
-            return
+        self.addresses(host, param)
+
+    def addresses(self, host: str, param: str) -> list:
+        """The addresses `host` resolves to, each checked to be public (unless allow_private)."""
         try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+            addresses = list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, None,
+                                                                                      type=socket.SOCK_STREAM)))
         except socket.gaierror as exc:
             raise RequestError(f"{param}: cannot resolve {host}: {exc}", param=param) from None
         for address in addresses:
             ip = ipaddress.ip_address(address.split("%")[0])
-            if not ip.is_global:
+            if not (ip.is_global or self.allow_private):
                 raise RequestError(f"{param}: {host} resolves to a non-public address ({ip}); this server "
                                    "fetches only public addresses (--allow-private-media lifts this)",
                                    param=param, code="private_address")
+        return addresses
+
+
+def _connect_checked(connection, policy: MediaPolicy, param: str) -> socket.socket:
+    """A socket to one of the checked addresses of the connection's host (tried in order)."""
+    error = None
+    for address in policy.addresses(connection.host, param):
+        try:
+            return socket.create_connection((address, connection.port), connection.timeout,
+                                            connection.source_address)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, policy: MediaPolicy, param: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy, self.param = policy, param
+
+    def connect(self):
+        self.sock = _connect_checked(self, self.policy, self.param)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, policy: MediaPolicy, param: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy, self.param = policy, param
+
+    def connect(self):
+        sock = _connect_checked(self, self.policy, self.param)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)    # certificate of the URL's host
+
+
+class _PinnedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, policy: MediaPolicy, param: str):
+        super().__init__()
+        self.connection = functools.partial(_PinnedHTTPConnection, policy=policy, param=param)
+
+    def http_open(self, req):
+        return self.do_open(self.connection, req)
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, policy: MediaPolicy, param: str):
+        super().__init__()
+        self.connection = functools.partial(_PinnedHTTPSConnection, policy=policy, param=param)
+
+    def https_open(self, req):
+        return self.do_open(self.connection, req, context=self._context)
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):

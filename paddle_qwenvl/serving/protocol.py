@@ -6,6 +6,7 @@ import uuid
 from typing import List, Optional
 
 from ..sampling import SamplingParams
+from .tool_parser import parse_tool_calls
 
 PROCESSOR_FIELDS = ("min_pixels", "max_pixels", "fps")      # extra body fields, as vLLM accepts them
 
@@ -23,14 +24,15 @@ class RequestError(ValueError):
 
 
 def to_messages(messages, policy) -> list:
-    """OpenAI chat messages -> the Processor's messages (text, image and video parts); `policy`
-    (media.MediaPolicy) checks, and fetches, every image and video source."""
+    """OpenAI chat messages -> the Processor's messages (text, image and video parts; tool messages
+    and assistant tool_calls kept for tools.fold_tools); `policy` (media.MediaPolicy) checks, and
+    fetches, every image and video source."""
     if not isinstance(messages, list) or not messages:
         raise RequestError("messages must be a non-empty list", param="messages")
     out = []
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-            raise RequestError(f"messages[{i}] needs a role of system, user or assistant",
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant", "tool"):
+            raise RequestError(f"messages[{i}] needs a role of system, user, assistant or tool",
                                param=f"messages[{i}].role")
         content = message.get("content")
         if content is None:
@@ -38,6 +40,8 @@ def to_messages(messages, policy) -> list:
         if not isinstance(content, str):
             content = [_part(part, f"messages[{i}].content[{j}]", policy) for j, part in enumerate(content)]
         out.append({"role": message["role"], "content": content})
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            out[-1]["tool_calls"] = message["tool_calls"]
     return out
 
 
@@ -56,8 +60,9 @@ def _part(part, param: str, policy) -> dict:
                        "or video (a list of frame URLs)", param=param)
 
 
-def sampling_params(body: dict, default: SamplingParams) -> List[SamplingParams]:
-    """One SamplingParams per choice (n of them; seeded choices get seed, seed + 1, ...)."""
+def sampling_params(body: dict, default: SamplingParams, constraint=None) -> List[SamplingParams]:
+    """One SamplingParams per choice (n of them; seeded choices get seed, seed + 1, ...); each
+    choice's request makes its own TokenConstraint with `constraint` (e.g. a grammar)."""
     fields = dict(temperature="temperature", top_p="top_p", top_k="top_k", min_p="min_p", seed="seed",
                   presence_penalty="presence_penalty", frequency_penalty="frequency_penalty",
                   repetition_penalty="repetition_penalty")
@@ -67,6 +72,8 @@ def sampling_params(body: dict, default: SamplingParams) -> List[SamplingParams]
         changes["max_new_tokens"] = max_tokens
     if body.get("stop") is not None:
         changes["stop"] = body["stop"]
+    if constraint is not None:
+        changes["constraint"] = constraint
     if body.get("logprobs"):
         changes["logprobs"] = body.get("top_logprobs") or 0
     elif body.get("top_logprobs") is not None:
@@ -107,12 +114,25 @@ def logprobs_content(out, tokenizer, start: int = 0) -> Optional[dict]:
                         for lp in out.logprobs[start:]]}
 
 
-def completion(request_id: str, model: str, outputs, tokenizer) -> dict:
+def completion(request_id: str, model: str, outputs, tokenizer, parse_tools: bool = False) -> dict:
     return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": i, "message": {"role": "assistant", "content": out.text},
-                         "finish_reason": out.finish_reason, "logprobs": logprobs_content(out, tokenizer)}
+            "choices": [dict(_message(out, parse_tools), index=i, logprobs=logprobs_content(out, tokenizer))
                         for i, out in enumerate(outputs)],
             "usage": usage(outputs)}
+
+
+def _message(out, parse_tools: bool) -> dict:
+    """A choice's message and finish_reason; with parse_tools, <tool_call> blocks become tool_calls."""
+    if not parse_tools:
+        return {"message": {"role": "assistant", "content": out.text}, "finish_reason": out.finish_reason}
+    content, calls = parse_tool_calls(out.text)
+    message = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+    return {"message": message, "finish_reason": finish_reason_of(out.finish_reason, bool(calls))}
+
+
+def finish_reason_of(reason: str, called: bool) -> str:
+    """OpenAI's "tool_calls" for an answer that stopped after calling tools."""
+    return "tool_calls" if called and reason == "stop" else reason
 
 
 def chunk(request_id: str, model: str, created: int, index: int, delta: dict, finish_reason=None,

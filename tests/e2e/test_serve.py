@@ -243,7 +243,8 @@ def test_chat_command_talks_to_the_server(server, cli, predictor):
 
 @pytest.fixture(scope="module")
 def media_site():
-    """A loopback HTTP server: /demo.jpg, /big (over any small limit), /hop (a redirect to /demo.jpg)."""
+    """A loopback HTTP server: /demo.jpg, /big (over any small limit), /hop (a redirect to /demo.jpg),
+    /host (the Host header it was sent)."""
     import http.server
     import threading
     image = DEMO_IMAGE.read_bytes()
@@ -255,7 +256,7 @@ def media_site():
                 self.send_header("Location", "/demo.jpg")
                 self.end_headers()
                 return
-            body = image if self.path == "/demo.jpg" else b"x" * 5000
+            body = {"/demo.jpg": image, "/host": self.headers["Host"].encode()}.get(self.path, b"x" * 5000)
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -302,3 +303,34 @@ def test_a_redirect_to_a_private_address_is_not_followed():
             handler.redirect_request(request, None, 302, "Found", {}, target)
     with pytest.raises(RequestError, match="is not followed"):
         handler.redirect_request(request, None, 302, "Found", {}, "file:///etc/passwd")
+
+
+def test_a_fetch_connects_to_the_address_it_checked(monkeypatch):
+    """DNS rebinding: the name answers a public address first and loopback afterwards; the fetch
+    resolves once and connects to the address it checked."""
+    from paddle_qwenvl.serving.media import MediaPolicy
+    from paddle_qwenvl.serving.protocol import RequestError
+    answers, connected = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"]), []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port or 0))]
+
+    def create_connection(address, *args, **kwargs):
+        connected.append(address)
+        raise ConnectionRefusedError("no network in this test")
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    with pytest.raises(RequestError, match="could not fetch"):
+        MediaPolicy().fetch("http://media.example/a.jpg", "p")
+    assert connected == [("93.184.216.34", 80)]
+    assert next(answers) == "127.0.0.1"                     # exactly one answer was used
+
+
+def test_a_pinned_fetch_keeps_the_host_name(monkeypatch, media_site):
+    """The connection goes to the checked address; the request still names the URL's host."""
+    from paddle_qwenvl.serving.media import MediaPolicy
+    port = media_site.rsplit(":", 1)[1]
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo",
+                        lambda host, *a, **k: real("127.0.0.1" if host == "media.test" else host, *a, **k))
+    assert MediaPolicy(allow_private=True).fetch(f"http://media.test:{port}/host", "p") == f"media.test:{port}".encode()

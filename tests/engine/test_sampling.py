@@ -137,3 +137,44 @@ def test_logprobs_setting_is_checked():
     for bad in (-1, 21, 2.5, True):
         with pytest.raises(ValueError, match=r"logprobs must be None or an integer in \[0, 20\]"):
             SamplingParams(logprobs=bad)
+
+
+class OnlyTokens:
+    """A TokenConstraint allowing a fixed set of tokens; remembers what it was advanced with."""
+
+    def __init__(self, allowed_ids):
+        self.allowed_ids, self.advanced = list(allowed_ids), []
+
+    def allowed(self, vocab_size):
+        mask = np.zeros(vocab_size, dtype=bool)
+        mask[self.allowed_ids] = True
+        return mask
+
+    def advance(self, token_id):
+        self.advanced.append(token_id)
+
+
+def test_a_constraint_limits_its_own_row_in_a_mixed_batch():
+    logits = t([[9, 1, 2, 3], [9, 1, 2, 3], [9, 1, 2, 3]])
+    greedy, sampled, free = row(temperature=0), row(temperature=1.0, seed=0), row(temperature=0)
+    greedy.constraint, sampled.constraint = OnlyTokens([2]), OnlyTokens([1, 3])
+    tokens = [sample(logits, [greedy, sampled, free]) for _ in range(20)]
+    assert {ts[0] for ts in tokens} == {2}                 # greedy within the allowed set
+    assert {ts[1] for ts in tokens} <= {1, 3}              # draws only allowed tokens
+    assert {ts[2] for ts in tokens} == {0}                 # the unconstrained row is untouched
+
+
+def test_each_request_gets_its_own_constraint_advanced_by_its_tokens():
+    from paddle_qwenvl.engine.request import Request
+    from paddle_qwenvl.engine.sequence import Sequence
+    made = []
+    params = SamplingParams(constraint=lambda: made.append(OnlyTokens([1])) or made[-1])
+    first, second = (Request(Sequence([5, 6]), params, (), None) for _ in range(2))
+    first.sampled(1, None)
+    assert made[0] is not made[1] and made[0].advanced == [1] and made[1].advanced == []
+    assert first.sampling_row().constraint is made[0]
+
+
+def test_constraint_must_be_a_factory():
+    with pytest.raises(ValueError, match="constraint must be None or a callable"):
+        SamplingParams(constraint=OnlyTokens([1]))
