@@ -35,7 +35,7 @@ def serve_bench_plot(runs: List[Tuple[str, list]], throughputs: List[Tuple[str, 
     for ax, (name, values) in zip(axes, panels):
         for label, results in runs:
             _ecdf(ax, [1000 * v for r in results if r.ok for v in values(r)], label)
-        ax.set(xlabel=name, ylabel="fraction of requests" if "inter" not in name else "fraction of gaps")
+        ax.set(xlabel=name, ylabel="fraction of requests (<= x)" if "inter" not in name else "fraction of gaps (<= x)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if swept:
@@ -47,16 +47,15 @@ def serve_bench_plot(runs: List[Tuple[str, list]], throughputs: List[Tuple[str, 
 
 
 def _throughput_panel(ax, throughputs: List[Tuple[str, dict]]) -> None:
-    labels = [label for label, _ in throughputs]
-    x = np.arange(len(labels))
-    ax.plot(x, [s["output_token_throughput"] for _, s in throughputs], "o-", label="output tokens/s")
-    ax.set(xticks=x, xticklabels=labels, xlabel="run", ylabel="output tokens/s")
-    ax.grid(alpha=0.3)
-    right = ax.twinx()
-    right.plot(x, [s["request_throughput"] for _, s in throughputs], "s--", color="tab:orange", label="requests/s")
-    right.set_ylabel("requests/s")
-    lines = ax.get_lines() + right.get_lines()
-    ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper left")
+    """Output tokens/s per run as bars, each labelled with its requests/s."""
+    words = [label.rsplit(" ", 1) for label, _ in throughputs]
+    x = np.arange(len(throughputs))
+    bars = ax.bar(x, [s["output_token_throughput"] for _, s in throughputs], color="tab:gray")
+    ax.bar_label(bars, labels=[f"{s['request_throughput']:.2f} req/s" for _, s in throughputs], fontsize=8)
+    ax.set(xticks=x, xticklabels=[w[-1] for w in words], xlabel=words[0][0] if len(words[0]) > 1 else "run",
+           ylabel="output tokens/s", title="throughput")
+    ax.margins(y=0.15)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def comparison_plot(result: dict, name_a: str, name_b: str, path: str) -> None:
@@ -69,7 +68,7 @@ def comparison_plot(result: dict, name_a: str, name_b: str, path: str) -> None:
     for i, name in enumerate((name_a, name_b)):
         bars = ax.bar(x + (i - 0.5) * width, [s[i] for s in scores], width, label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set(xticks=x, xticklabels=labels, ylabel="score (%)", ylim=(0, 105),
+    ax.set(xticks=x, xticklabels=labels, ylabel="score (%)", ylim=(0, 115),
            title=f"{result['items']} items; same answer on {result['agreement']:.1f}%")
     ax.legend(fontsize=8)
     fig.tight_layout()
