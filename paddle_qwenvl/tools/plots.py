@@ -76,16 +76,18 @@ def comparison_plot(result: dict, name_a: str, name_b: str, path: str) -> None:
     plt.close(fig)
 
 
-def stage_bars(stages: Dict[str, Tuple[float, float]], names: Tuple[str, str], path: str, title: str) -> None:
-    """Horizontal bars of seconds per stage: stages[name] = (first side, second side)."""
+def stage_bars(stages: Dict[str, Tuple[float, ...]], names: Tuple[str, ...], path: str, title: str) -> None:
+    """Horizontal bars of seconds per stage: stages[stage] holds one value per name (side)."""
     plt = _pyplot()
     labels = list(stages)
-    y, height = np.arange(len(labels)), 0.38
+    y, height = np.arange(len(labels)), 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(8, 0.7 * len(labels) + 1.5))
     for i, name in enumerate(names):
-        bars = ax.barh(y + (i - 0.5) * height, [stages[s][i] for s in labels], height, label=name)
+        offset = (i - (len(names) - 1) / 2) * height
+        bars = ax.barh(y + offset, [stages[s][i] for s in labels], height, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
     ax.set(yticks=y, yticklabels=labels, xlabel="seconds (lower is better)", title=title)
+    ax.margins(x=0.12)
     ax.invert_yaxis()
     ax.legend(fontsize=8)
     fig.tight_layout()
