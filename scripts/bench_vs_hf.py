@@ -322,7 +322,7 @@ def plot_stages(result: dict, path: str) -> None:
     sides = [("paddle-qwenvl", result["ours"])] + ([("HF transformers", result["hf"])] if result["hf"] else [])
     stages = {stage: tuple(side[stage] for _, side in sides) for stage in STAGES if stage != "load"}
     stage_bars(stages, tuple(name for name, _ in sides), path,
-               f"{result['preset']}, {result['num_layers']} layers, image {result['image_size']}, "
+               f"{Path(result['preset']).name}, {result['num_layers']} layers, image {result['image_size']}, "
                f"{result['ours']['completion_tokens']} new tokens")
 
 

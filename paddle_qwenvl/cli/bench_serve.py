@@ -112,8 +112,8 @@ def format_runs(summaries) -> str:
     row("requests/s", lambda s: f"{s['request_throughput']:.3f}")
     row("output tokens/s", lambda s: f"{s['output_token_throughput']:.2f}")
     row("total tokens/s", lambda s: f"{s['total_token_throughput']:.2f}")
-    row("prompt / output tokens (mean)",
-        lambda s: "-" if s["prompt_tokens_mean"] is None else f"{s['prompt_tokens_mean']:.0f} / {s['output_tokens_mean']:.1f}")
+    row("prompt / output tokens (mean)", lambda s: "-" if s["prompt_tokens_mean"] is None
+        else f"{s['prompt_tokens_mean']:.0f} / {s['output_tokens_mean']:.1f}")
     for key, name in (("ttft_ms", "TTFT"), ("itl_ms", "ITL"), ("tpot_ms", "TPOT"), ("e2e_ms", "E2E")):
         for stat in ("mean", "p50", "p90", "p99"):
             row(f"{name} {stat} (ms)", lambda s: "-" if s[key] is None else f"{s[key][stat]:.1f}")

@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N items")
     p.add_argument("--json", metavar="OUT", help="per-item predictions as JSONL (a rerun resumes from it)")
     p.add_argument("--batch-size", type=int, default=8, help="items answered together (default 8)")
-    p.add_argument("--api-base", metavar="URL", help="ask a running OpenAI-compatible server instead of loading a model")
+    p.add_argument("--api-base", metavar="URL",
+                   help="ask a running OpenAI-compatible server instead of loading a model")
     p.add_argument("--api-key", default=None, help="with --api-base: the server's key")
     p.add_argument("--score", metavar="PRED", help="score a JSONL of {question_id, answer} made elsewhere (no model)")
     p.add_argument("--compare", nargs=2, metavar=("OUT_A", "OUT_B"), help="compare two --json outputs")
@@ -78,9 +79,16 @@ def _score(args, task, items):
 
 
 def _local_answerer(args):
-    predictor = predictor_from_args(args, batch_size=args.batch_size)
-    sampling = sampling_from_args(predictor, _greedy_unless_asked(args))
-    return lambda conversations: [out.text for out in predictor.generate(conversations, sampling)]
+    """The model is loaded at the first batch (a finished run that is resumed loads none)."""
+    loaded = []
+
+    def answer_batch(conversations):
+        if not loaded:
+            predictor = predictor_from_args(args, batch_size=args.batch_size)
+            loaded.extend([predictor, sampling_from_args(predictor, _greedy_unless_asked(args))])
+        predictor, sampling = loaded
+        return [out.text for out in predictor.generate(conversations, sampling)]
+    return answer_batch
 
 
 def _greedy_unless_asked(args):
@@ -91,6 +99,8 @@ def _greedy_unless_asked(args):
 def _remote_answerer(args):
     """Each batch's items sent as concurrent requests (the server batches them)."""
     from ..serving.client import RemoteChat
+    if args.model:
+        raise UserError("--api-base asks the server's model: drop --model (or drop --api-base to load it here)")
     if args.video_max_pixels is not None or args.min_new_tokens is not None:
         raise UserError("--video-max-pixels and --min-new-tokens are not request fields: drop them with --api-base")
     try:

@@ -38,8 +38,9 @@ def run_task(task: Task, items: List[Item], answer_batch: AnswerBatch, out_path=
     done = read_predictions(out_path) if out_path and Path(out_path).is_file() else {}
     pending = [item for item in items if item.question_id not in done]
     from tqdm import tqdm
+    sink = open(out_path, "a", encoding="utf-8") if out_path else nullcontext()
     with tqdm(total=len(items), initial=len(items) - len(pending), desc=task.name, unit="item",
-              disable=not progress) as bar, (open(out_path, "a", encoding="utf-8") if out_path else nullcontext()) as out:
+              disable=not progress) as bar, sink as out:
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
             for item, answer in zip(batch, answer_batch([task.prompt(item) for item in batch])):

@@ -85,7 +85,7 @@ def stage_bars(stages: Dict[str, Tuple[float, ...]], names: Tuple[str, ...], pat
     for i, name in enumerate(names):
         offset = (i - (len(names) - 1) / 2) * height
         bars = ax.barh(y + offset, [stages[s][i] for s in labels], height, label=name)
-        ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
+        ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
     ax.set(yticks=y, yticklabels=labels, xlabel="seconds (lower is better)", title=title)
     ax.margins(x=0.12)
     ax.invert_yaxis()

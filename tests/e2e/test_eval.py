@@ -2,6 +2,7 @@
 model answering the bundled sets in-process and through `--api-base` (the same answers), a run
 resumed from its JSONL, and --compare with --plot."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ from paddle_qwenvl.evaluation.datasets import read_dataset
 from paddle_qwenvl.evaluation.tasks import get_task
 
 from ..eval_data import write_dataset
-from .conftest import assert_clean_error
+from .conftest import _env, assert_clean_error
 from .test_serve import KEY, server  # noqa: F401  (the server fixture: tiny model on loopback)
 
 TASKS = ("textvqa", "docvqa", "chartqa", "mmmu", "videomme")
@@ -78,13 +79,13 @@ def test_bad_inputs_are_clean_errors(cli, datasets, tmp_path):
     assert_clean_error(cli("eval", "--task", "textvqa", "--data", datasets["textvqa"], "--media-dir", tmp_path,
                            "--score", pred), "--media-dir")
     assert_clean_error(cli("eval", "--plot", tmp_path / "x.png"), "--compare")
+    assert_clean_error(cli("eval", "--task", "textvqa", "--data", datasets["textvqa"], "--api-base",
+                           "http://127.0.0.1:1/v1", "--model", tmp_path), "drop --model")
 
 
 @pytest.fixture(scope="module")
 def local_runs(tiny_models, datasets, tmp_path_factory, cache_root):
     """Each bundled set answered in-process by the tiny model: {task: (JSONL path, stdout)}."""
-    from .conftest import _env
-    import subprocess
     out = tmp_path_factory.mktemp("eval_local")
     runs = {}
     for task in TASKS:
