@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .common import (UserError, add_model_args, add_processor_args, add_sampling_args, predictor_from_args,
-                     processor_options, quiet, sampling_from_args, warn)
+                     processor_options, quiet, require_extra, sampling_from_args, warn)
 
 
 def add_parser(subparsers) -> None:
@@ -127,6 +127,8 @@ def _remote_answerer(args):
 
 def _compare(args) -> int:
     from ..evaluation.compare import compare_runs, format_comparison, read_run
+    if args.plot:
+        require_extra("matplotlib", "bench")
     path_a, path_b = args.compare
     result = compare_runs(read_run(path_a), read_run(path_b))
     print(format_comparison(result, Path(path_a).name, Path(path_b).name))
