@@ -16,6 +16,7 @@ HF side: transformers 4.57.3, torch_dtype float32, attn_implementation "sdpa"; i
 Qwen2VLImageProcessor and fast tokenizer do the preprocessing (AutoProcessor needs torchvision).
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -47,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=2, help="timed runs per side (after one warm-up)")
     p.add_argument("--skip_hf", action="store_true", help="our side only")
     p.add_argument("--json", default=None, metavar="PATH", help="write all results as JSON")
+    p.add_argument("--plot", default=None, metavar="PNG", help="seconds per stage, ours beside HF (needs matplotlib)")
     p.add_argument("--side", choices=["ours", "hf"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--model_dir", default=None, help="an existing checkpoint instead of the preset")
     return p.parse_args(argv)
@@ -303,11 +305,25 @@ def main(argv=None) -> int:
         result = run_ours(args) if args.side == "ours" else run_hf(args)
         print(json.dumps(result))
         return 0
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("--plot needs matplotlib: pip install 'paddle-qwenvl[bench]'")
     result = orchestrate(args)
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        plot_stages(result, args.plot)
     return 0
+
+
+def plot_stages(result: dict, path: str) -> None:
+    """Seconds per stage (load apart: it dwarfs the rest), ours beside HF's when HF ran."""
+    from paddle_qwenvl.tools.plots import stage_bars
+    sides = [("paddle-qwenvl", result["ours"])] + ([("HF transformers", result["hf"])] if result["hf"] else [])
+    stages = {stage: tuple(side[stage] for _, side in sides) for stage in STAGES if stage != "load"}
+    stage_bars(stages, tuple(name for name, _ in sides), path,
+               f"{Path(result['preset']).name}, {result['num_layers']} layers, image {result['image_size']}, "
+               f"{result['ours']['completion_tokens']} new tokens")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@
   paddle-qwenvl serve            OpenAI-compatible chat server
   paddle-qwenvl make-tiny DIR    write a random-weight model directory
   paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
+  paddle-qwenvl eval             benchmark accuracy (TextVQA, DocVQA, ChartQA, MMMU, Video-MME)
+  paddle-qwenvl bench-serve      load-test an OpenAI-compatible server (TTFT, ITL, throughput)
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
 """
 import argparse
@@ -15,9 +17,10 @@ import sys
 
 from .. import settings
 from . import bench, chat, make_tiny, quantize, run, serve
+from . import bench_serve, evaluate
 from .common import UserError
 
-COMMANDS = (run, chat, bench, serve, make_tiny, quantize)
+COMMANDS = (run, chat, bench, serve, make_tiny, quantize) + (evaluate, bench_serve)
 
 
 def _add_demo_parser(subparsers) -> None:

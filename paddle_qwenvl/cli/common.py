@@ -226,6 +226,11 @@ def add_media_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("images and videos")
     g.add_argument("--image", "-i", action="append", default=[], help="image path or URL (repeatable)")
     g.add_argument("--video", "-v", action="append", default=[], help="video path or URL (repeatable)")
+    add_processor_args(g)
+
+
+def add_processor_args(g) -> None:
+    """--min-pixels, --max-pixels, --fps, --video-max-pixels (read by processor_options)."""
     g.add_argument("--min-pixels", type=int, default=None, help="per image (default: preprocessor_config.json)")
     g.add_argument("--max-pixels", type=int, default=None, help="per image (default: preprocessor_config.json)")
     g.add_argument("--fps", type=float, default=None, help="video frames sampled per second (default 2)")
@@ -253,3 +258,11 @@ def predictor_from_args(args, batch_size: int = 1):
 def sampling_from_args(predictor, args):
     return sampling_from(predictor, args.max_new_tokens, args.min_new_tokens, args.temperature, args.top_k,
                          args.top_p, args.repetition_penalty, args.seed, args.ignore_eos)
+
+
+def require_extra(module: str, extra: str) -> None:
+    """A UserError naming the extra to install when `module` is missing (checked before long work)."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"this needs {module} (the {extra} extra): pip install 'paddle-qwenvl[{extra}]' "
+                        f"(or '.[{extra}]' in a checkout)")

@@ -67,6 +67,8 @@ def sampling_params(body: dict, default: SamplingParams, constraint=None) -> Lis
                   presence_penalty="presence_penalty", frequency_penalty="frequency_penalty",
                   repetition_penalty="repetition_penalty")
     changes = {ours: body[theirs] for theirs, ours in fields.items() if body.get(theirs) is not None}
+    if body.get("ignore_eos"):                     # vLLM's extra field (benchmarks: a fixed answer length)
+        changes["ignore_eos"] = True
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         changes["max_new_tokens"] = max_tokens

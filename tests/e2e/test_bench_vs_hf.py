@@ -35,7 +35,8 @@ def test_whole_run_on_a_tiny_checkpoint(tiny_models, tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_vs_hf.py"), "--model_dir",
                            str(tiny_models["qwen2_vl"]), "--max_new_tokens", "6", "--repeat", "1",
-                           "--threads", "1", "--image_size", "112x84", "--json", str(out)],
+                           "--threads", "1", "--image_size", "112x84", "--json", str(out),
+                           "--plot", str(tmp_path / "stages.png")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -48,3 +49,6 @@ def test_whole_run_on_a_tiny_checkpoint(tiny_models, tmp_path):
     r = result["roofline"]
     assert r["numpy_gb_s"] > 0 and r["probe_gb_s"] > 0
     assert r["bandwidth_gb_s"] == max(r["numpy_gb_s"], r["torch_gb_s"], r["probe_gb_s"])
+    from PIL import Image
+    with Image.open(tmp_path / "stages.png") as image:
+        assert image.format == "PNG" and image.width > 500

@@ -8,6 +8,7 @@
     30 models
     40 engine
     50 predictor
+    55 evaluation  benchmark readers, metrics, prompts, scoring
     60 tools       random checkpoints, benchmark toolkit, checkpoint writer
     65 serving     the OpenAI-compatible server
     70 cli
@@ -29,6 +30,7 @@ RANKS = {
     "models": 30,
     "engine": 40,
     "predictor": 50,
+    "evaluation": 55,
     "tools": 60,
     "serving": 65,
     "cli": 70,
