@@ -22,6 +22,7 @@ llama.cpp's extra weight buffers (its repacked and AMX layouts) crashed on some 
 """
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint, timed_generate
-from paddle_qwenvl.tools.gguf_export import cached_gguf, text_config
+from paddle_qwenvl.tools.gguf_export import cached_gguf, output_matrix_type, text_config
 from paddle_qwenvl.tools.llamacpp import INSTALL_HINT, cpu_amx_flags
 
 # pair -> (GGUF type, our quant_type); ours computes bf16 in the BF16 pair, --dtype in the others
@@ -103,7 +104,14 @@ def serve_ours(args) -> None:
         _, stats = timed_generate(predictor.engine, request, sampling)
         return dict(prompt_seconds=stats.prefill, decode_seconds=stats.decode,
                     prompt_tokens=stats.prompt_tokens, new_tokens=stats.completion_tokens)
-    serve(run, dict(name=f"{quant_type or 'bfloat16'} ({predictor.dtype} math)"))
+    name = f"{quant_type} ({predictor.dtype} math)" if quant_type else predictor.dtype
+    serve(run, dict(name=name, lm_head=lm_head_kind(predictor.model)))
+
+
+def lm_head_kind(model) -> str:
+    """How the lm_head (or the tied embedding it reads) is held: a quant_type or a float dtype."""
+    head = getattr(model, "lm_head", None) or model.model.embed_tokens
+    return getattr(head, "algo", None) or str(head.weight.dtype).replace("paddle.", "")
 
 
 def serve_llamacpp(args) -> None:
@@ -115,7 +123,7 @@ def serve_llamacpp(args) -> None:
     def run():
         prompt, decode = model.run(ids, args.new_tokens)
         return dict(prompt_seconds=prompt, decode_seconds=decode, prompt_tokens=len(ids), new_tokens=args.new_tokens)
-    serve(run, dict(name=PAIRS[args.pair][0]))
+    serve(run, dict(name=PAIRS[args.pair][0], lm_head=output_matrix_type(args.gguf)))
 
 
 # ---------------------------------------------------------------- the orchestrator
@@ -131,8 +139,9 @@ class Worker:
                "--repack", args.repack]
         env = dict(os.environ, PADDLE_QWENVL_NUM_THREADS=str(args.threads), PADDLE_QWENVL_QUIET="1")
         self.side, self.log = side, Path(log_dir) / f"{side}-{pair}.log"
+        self._log_file = open(self.log, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                     stderr=open(self.log, "w"))
+                                     stderr=self._log_file)
         self.info = self._answer()
 
     def _answer(self) -> dict:
@@ -151,6 +160,7 @@ class Worker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait()
+        self._log_file.close()
 
 
 def bench_pair(pair: str, args, model_dir, log_dir) -> dict:
@@ -170,7 +180,7 @@ def bench_pair(pair: str, args, model_dir, log_dir) -> dict:
     finally:
         for w in workers:
             w.close()
-    return {w.side: dict(name=w.info["name"], runs=runs[w.side], **best_rates(runs[w.side])) for w in workers}
+    return {w.side: dict(w.info, runs=runs[w.side], **best_rates(runs[w.side])) for w in workers}
 
 
 def best_rates(runs: list) -> dict:
@@ -178,7 +188,7 @@ def best_rates(runs: list) -> dict:
                 decode_tokens_per_s=max((r["new_tokens"] - 1) / r["decode_seconds"] for r in runs))
 
 
-def repack_on(args) -> str:
+def resolved_repack(args) -> str:
     """'on' or 'off' for the workers; auto: off when the CPU has AMX."""
     if args.repack != "auto":
         return args.repack
@@ -199,7 +209,8 @@ def report(results: dict, args, layers: int) -> str:
         for key in ("prompt_tokens_per_s", "decode_tokens_per_s"):
             row += f"{theirs[key]:>11.2f}{ours[key]:>9.2f}{ours[key] / theirs[key]:>9.2f}x"
         lines.append(row)
-    lines.append("ratio: ours / llama.cpp (> 1: ours faster)")
+    lines.append("ratio: ours / llama.cpp (> 1: ours faster); output matrix (lm_head / tied embedding), llama.cpp / "
+                 "ours: " + "; ".join(f"{r['llamacpp']['lm_head']} / {r['ours']['lm_head']}" for r in results.values()))
     return "\n".join(lines)
 
 
@@ -212,7 +223,8 @@ def main(argv=None) -> int:
         import llama_cpp  # noqa: F401
     except ImportError:
         raise SystemExit(INSTALL_HINT)
-    args.repack = repack_on(args)
+    logging.getLogger("llama-cpp-python").setLevel(logging.WARNING)      # quantizing logs every tensor
+    args.repack = resolved_repack(args)
     model_dir = Path(args.model_dir) if args.model_dir else cached_preset_checkpoint(args.preset, args.num_layers)
     with tempfile.TemporaryDirectory() as log_dir:
         results = {pair: bench_pair(pair, args, model_dir, log_dir) for pair in args.pairs}

@@ -113,6 +113,13 @@ def _add_hparams(writer, c: dict, file_type) -> None:
     writer.add_file_type(file_type)
 
 
+def output_matrix_type(path) -> str:
+    """The GGUF type of the output matrix of the GGUF at `path` (token_embd's when tied): "Q6_K", ..."""
+    import gguf
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+    return types.get("output.weight", types["token_embd.weight"])
+
+
 def text_config(model_dir) -> dict:
     """The language model's hyperparameters: top level (Qwen2-VL) or text_config (newer layouts)."""
     config = json.loads((Path(model_dir) / "config.json").read_text())

@@ -94,8 +94,11 @@ class LlamaCppModel:
             code = self.lc.llama_decode(self.ctx, self.lc.llama_batch_get_one(tokens, len(part)))
             if code != 0:
                 raise RuntimeError(f"llama_decode returned {code} (context full or bad token ids)")
-        logits = self.lc.llama_get_logits_ith(self.ctx, -1)
-        return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
+        return int(self.last_logits().argmax())
+
+    def last_logits(self) -> np.ndarray:
+        """(n_vocab,) float32 logits after the last token fed: a view into llama.cpp's buffer."""
+        return np.ctypeslib.as_array(self.lc.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,))
 
     def close(self) -> None:
         self.lc.llama_free(self.ctx)
