@@ -110,7 +110,8 @@ def serve_ours(args) -> None:
 
 def lm_head_kind(model) -> str:
     """How the lm_head (or the tied embedding it reads) is held: a quant_type or a float dtype."""
-    head = getattr(model, "lm_head", None) or model.model.embed_tokens
+    head = getattr(model, "lm_head", None)
+    head = model.model.embed_tokens if head is None else head
     return getattr(head, "algo", None) or str(head.weight.dtype).replace("paddle.", "")
 
 
