@@ -1,0 +1,112 @@
+"""Tensor parallelism over Paddle's own distributed runtime (gloo on CPU, NCCL on a GPU build).
+
+`python -m paddle.distributed.launch --nproc_per_node N script.py` starts N processes with
+PADDLE_TRAINERS_NUM=N and PADDLE_TRAINER_ID=0..N-1; the world they form is the tensor-parallel
+group. Every collective goes through `paddle.distributed` (all_reduce, broadcast) under a
+watchdog: a rank that dies makes the collective fail, a rank that hangs makes it outlast
+PADDLE_QWENVL_TP_TIMEOUT seconds, and either way this process exits with an error instead of
+waiting forever.
+"""
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
+
+import paddle
+import paddle.distributed as dist
+
+from . import settings
+
+
+@dataclass(frozen=True)
+class TensorParallel:
+    rank: int
+    world_size: int
+
+    @property
+    def is_driver(self) -> bool:
+        """Rank 0 schedules, samples and detokenizes; the others run the model on its inputs."""
+        return self.rank == 0
+
+
+def launched_world_size() -> int:
+    """The number of processes paddle.distributed.launch started (1 without it)."""
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+
+
+_WATCHDOG = None
+
+
+def init_tensor_parallel() -> Optional[TensorParallel]:
+    """The group of this launch (joined once per process), or None for a single process."""
+    global _WATCHDOG
+    if launched_world_size() < 2:
+        return None
+    if not dist.is_initialized():
+        dist.init_parallel_env()
+    if _WATCHDOG is None:
+        _WATCHDOG = Watchdog(settings.tp_timeout())
+    return TensorParallel(dist.get_rank(), dist.get_world_size())
+
+
+class Watchdog:
+    """Ends the process (exit status 1, one line on stderr) when a collective outlasts `timeout`
+    seconds: another rank hangs or died without its socket closing. A daemon thread checks the
+    running collective's deadline once a second."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._deadline = None           # (monotonic deadline, what) while a collective runs
+        threading.Thread(target=self._watch, name="tp-watchdog", daemon=True).start()
+
+    @contextmanager
+    def bounded(self, what: str):
+        self._deadline = (time.monotonic() + self.timeout, what)
+        try:
+            yield
+        except Exception as e:          # a peer's socket closed: it died
+            fail(f"{what} failed ({str(e).splitlines()[0][:200]}): another rank died")
+        finally:
+            self._deadline = None
+
+    def _watch(self):
+        while True:
+            time.sleep(1.0)
+            running = self._deadline
+            if running and time.monotonic() > running[0]:
+                fail(f"{running[1]} did not finish within {self.timeout:g} s "
+                     f"({settings.TP_TIMEOUT.env}): another rank hangs or died")
+
+
+def fail(message: str) -> None:
+    """One error line, then exit at once: a collective cannot be abandoned and retried."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    print(f"error: tensor parallel rank {rank}: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+def all_reduce(x: paddle.Tensor) -> paddle.Tensor:
+    """Sum of x over the ranks, in place (x is returned)."""
+    with _WATCHDOG.bounded("all_reduce"):
+        dist.all_reduce(x)
+    return x
+
+
+def broadcast(x: paddle.Tensor) -> paddle.Tensor:
+    """Rank 0's x on every rank, in place (x is returned)."""
+    with _WATCHDOG.bounded("broadcast"):
+        dist.broadcast(x, src=0)
+    return x
+
+
+def wait_for_driver(x: paddle.Tensor) -> paddle.Tensor:
+    """broadcast(x) with no time bound: a follower waits for rank 0's next step as long as rank 0
+    has no work (a chat waiting for input, an idle server); rank 0 dying still ends the wait."""
+    try:
+        dist.broadcast(x, src=0)
+    except Exception as e:
+        fail(f"waiting for rank 0 failed ({str(e).splitlines()[0][:200]}): rank 0 died")
+    return x

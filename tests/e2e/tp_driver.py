@@ -1,0 +1,52 @@
+"""Run by test_tensor_parallel.py, alone or under paddle.distributed.launch: load a checkpoint
+through Predictor, then on rank 0 write one JSON file with the greedy tokens of a batch of mixed
+requests (text, image, video) and the prompt + continuation logits of each.
+
+usage: tp_driver.py MODEL_DIR OUT_JSON [--quant-type TYPE] [--tokens N] [--pid-dir DIR]
+--pid-dir: each rank writes its pid to DIR/rank<R>.pid before generating (for a test to kill one).
+"""
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from paddle_qwenvl import Predictor, SamplingParams
+from paddle_qwenvl.cli.common import DEMO_IMAGE, DEMO_VIDEO
+
+REQUESTS = [
+    [{"role": "user", "content": "Tell me about tensor parallelism."}],
+    [{"role": "user", "content": [{"type": "image", "image": str(DEMO_IMAGE)},
+                                  {"type": "text", "text": "What is shown?"}]}],
+    [{"role": "user", "content": [{"type": "video", "video": str(DEMO_VIDEO), "fps": 2.0},
+                                  {"type": "text", "text": "What moves?"}]}],
+]
+
+
+def main():
+    p = argparse.ArgumentParser(allow_abbrev=False)
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--quant-type", default=None)
+    p.add_argument("--tokens", type=int, default=8)
+    p.add_argument("--pid-dir", default=None)
+    args = p.parse_args()
+    rank = os.environ.get("PADDLE_TRAINER_ID", "0")
+    if args.pid_dir:
+        Path(args.pid_dir, f"rank{rank}.pid").write_text(str(os.getpid()))
+    predictor = Predictor.from_pretrained(args.model, quant_type=args.quant_type, progress=False,
+                                          max_model_len=1024, kv_cache_memory=1 << 22,
+                                          max_pixels=64 * 28 * 28, video_max_pixels=16 * 28 * 28)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=args.tokens, ignore_eos=True)
+    outputs = predictor.generate(REQUESTS, greedy)
+    tokens = [out.token_ids for out in outputs]
+    inputs = [predictor.prepare(r) for r in REQUESTS]
+    logits = predictor.engine.prompt_logits(inputs, tokens)
+    Path(args.out).write_text(json.dumps(dict(
+        tensor_parallel_size=predictor.tensor_parallel_size, token_ids=tokens,
+        logits=[np.asarray(x, dtype=np.float64).tolist() for x in logits])))
+
+
+if __name__ == "__main__":
+    main()
