@@ -2,8 +2,9 @@
 through Predictor, then on rank 0 write one JSON file with the greedy tokens of a batch of mixed
 requests (text, image, video) and the prompt + continuation logits of each.
 
-usage: tp_driver.py MODEL_DIR OUT_JSON [--quant-type TYPE] [--tokens N] [--pid-dir DIR]
---pid-dir: each rank writes its pid to DIR/rank<R>.pid before generating (for a test to kill one).
+usage: tp_driver.py MODEL_DIR OUT_JSON [--quant-type TYPE] [--tokens N] [--pid-dir DIR] [--text-only]
+--pid-dir: each rank writes its pid to DIR/rank<R>.pid once loaded (for a test to stop one);
+--text-only: the text request alone (a long one, with --tokens).
 """
 import argparse
 import json
@@ -31,17 +32,19 @@ def main():
     p.add_argument("--quant-type", default=None)
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--pid-dir", default=None)
+    p.add_argument("--text-only", action="store_true")
     args = p.parse_args()
-    rank = os.environ.get("PADDLE_TRAINER_ID", "0")
-    if args.pid_dir:
+    if args.pid_dir:           # a follower writes its pid before from_pretrained, which it never leaves
+        rank = os.environ.get("PADDLE_TRAINER_ID", "0")
         Path(args.pid_dir, f"rank{rank}.pid").write_text(str(os.getpid()))
     predictor = Predictor.from_pretrained(args.model, quant_type=args.quant_type, progress=False,
-                                          max_model_len=1024, kv_cache_memory=1 << 22,
+                                          max_model_len=2048, kv_cache_memory=1 << 23,
                                           max_pixels=64 * 28 * 28, video_max_pixels=16 * 28 * 28)
+    requests = REQUESTS[:1] if args.text_only else REQUESTS
     greedy = SamplingParams(temperature=0.0, max_new_tokens=args.tokens, ignore_eos=True)
-    outputs = predictor.generate(REQUESTS, greedy)
+    outputs = predictor.generate(requests, greedy)
     tokens = [out.token_ids for out in outputs]
-    inputs = [predictor.prepare(r) for r in REQUESTS]
+    inputs = [predictor.prepare(r) for r in requests]
     logits = predictor.engine.prompt_logits(inputs, tokens)
     Path(args.out).write_text(json.dumps(dict(
         tensor_parallel_size=predictor.tensor_parallel_size, token_ids=tokens,

@@ -1,0 +1,128 @@
+"""Tensor parallelism end to end: real processes started by paddle.distributed.launch (gloo on
+this CPU), against the same commands in one process."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddle_qwenvl.cli.common import DEMO_IMAGE
+
+from .conftest import ROOT, SMALL_PIXELS, _env
+
+DRIVER = Path(__file__).with_name("tp_driver.py")
+
+
+@pytest.fixture(scope="module")
+def one_kv_head_model(tmp_path_factory):
+    """4 query heads sharing 1 KV head: at 2 ranks the KV head is replicated."""
+    from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("kv1") / "qwen2_5_vl", "qwen2_5_vl", seed=1,
+                                text=dict(num_key_value_heads=1), **SMALL_PIXELS)
+
+
+def launch(tmp_path, cache_root, *command, nproc=2, extra_env=None, wait=True):
+    """`python -m paddle.distributed.launch --nproc_per_node N command...` (a .py file or a program)."""
+    args = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+            "--log_dir", str(tmp_path / "launch_logs"), *map(str, command)]
+    env = dict(_env(cache_root), **(extra_env or {}))
+    if not wait:
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def drive(tmp_path, cache_root, model, name, nproc=1):
+    out = tmp_path / f"{name}.json"
+    if nproc == 1:
+        result = subprocess.run([sys.executable, str(DRIVER), str(model), str(out)], capture_output=True,
+                                text=True, env=_env(cache_root), timeout=300)
+    else:
+        result = launch(tmp_path, cache_root, DRIVER, model, out, nproc=nproc)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "one_kv_head"])
+def test_two_ranks_give_the_tokens_and_logits_of_one(family, tiny_models, one_kv_head_model, tmp_path, cache_root):
+    """A batch of a text, an image and a video request: greedy tokens identical, and the logits of
+    every prompt and generated position within 1e-4 (float32)."""
+    model = one_kv_head_model if family == "one_kv_head" else tiny_models[family]
+    single = drive(tmp_path, cache_root, model, "single")
+    split = drive(tmp_path, cache_root, model, "split", nproc=2)
+    assert (single["tensor_parallel_size"], split["tensor_parallel_size"]) == (1, 2)
+    assert split["token_ids"] == single["token_ids"] and len(single["token_ids"]) == 3
+    for a, b in zip(single["logits"], split["logits"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=0, atol=1e-4)
+
+
+def test_cli_run_under_launch_prints_the_same_tokens_once(cli, tiny_models, tmp_path, cache_root):
+    args = ["run", "--model", tiny_models["qwen2_5_vl"], "--image", DEMO_IMAGE, "--prompt", "What is shown?",
+            "--json", "--temperature", 0, "--max-new-tokens", 16, "--ignore-eos"]
+    single = cli(*args)
+    assert single.returncode == 0, single.stderr
+    expected = json.loads(single.stdout)
+    program = shutil.which("paddle-qwenvl")
+    assert program, "the paddle-qwenvl console script is not installed (pip install -e .)"
+    split = launch(tmp_path, cache_root, program, *args)
+    assert split.returncode == 0, split.stdout + split.stderr
+    printed = [json.loads(line) for line in split.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1                                  # rank 0 alone prints
+    assert (expected["tensor_parallel_size"], printed[0]["tensor_parallel_size"]) == (1, 2)
+    assert printed[0]["token_ids"] == expected["token_ids"] and len(expected["token_ids"]) == 16
+
+
+def test_paddlemix_tp_command_runs_with_nproc_per_node(deploy, tiny_models, tmp_path, cache_root):
+    """The PaddleMIX multi-GPU command with --nproc_per_node 2 in place of --gpus "0,1"."""
+    flags = ["--model_name_or_path", tiny_models["qwen2_5_vl"], "--question", "Describe this image.",
+             "--image_file", DEMO_IMAGE, "--min_length", 8, "--max_length", 8, "--top_k", 1, "--top_p", 0.001,
+             "--temperature", 0.1, "--repetition_penalty", 1.05, "--block_attn", "True", "--append_attn", 1,
+             "--inference_model", "True", "--mode", "dynamic", "--dtype", "bfloat16", "--output_via_mq", "False"]
+    single = deploy("qwen2_5_vl", *flags)
+    assert single.returncode == 0, single.stderr
+    split = launch(tmp_path, cache_root, ROOT / "deploy" / "qwen2_5_vl" / "qwen2_5_vl_infer.py", *flags)
+    assert split.returncode == 0, split.stdout + split.stderr
+    answer = single.stdout.split("Final output_text:\n")[1].splitlines()[0]
+    assert split.stdout.count("Final output_text:\n") == 1
+    assert split.stdout.split("Final output_text:\n")[1].splitlines()[0] == answer
+
+
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_dead_or_hung_rank_ends_the_run_with_an_error(how, tiny_models, tmp_path, cache_root):
+    """Rank 1 is killed (SIGKILL) or frozen (SIGSTOP) mid-generation: the launch ends with an
+    error instead of waiting. A frozen rank is found by rank 0's collective timeout."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    run = launch(tmp_path, cache_root, DRIVER, tiny_models["qwen2_5_vl"], tmp_path / "out.json", "--text-only",
+                 "--tokens", 1500, "--pid-dir", pids, extra_env={"PADDLE_QWENVL_TP_TIMEOUT": "5"}, wait=False)
+    rank1 = pids / "rank1.pid"
+    try:
+        while not rank1.is_file() and run.poll() is None:
+            time.sleep(0.2)
+        time.sleep(3)                                         # loaded (~1 s) and generating
+        pid = int(rank1.read_text())
+        os.kill(pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if how == "hung" and rank1.is_file():
+            _kill_if_alive(int(rank1.read_text()))
+        run.kill()
+    assert run.returncode != 0, output
+    assert not (tmp_path / "out.json").exists()
+    if how == "hung":
+        logs = (tmp_path / "launch_logs" / "workerlog.0").read_text()
+        assert "error: tensor parallel rank 0: all_reduce did not finish within 5 s" in logs
+    else:
+        assert "Container rank 1 status failed" in output and "code -9" in output
+
+
+def _kill_if_alive(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
