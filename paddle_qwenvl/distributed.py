@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
@@ -60,17 +61,20 @@ class Watchdog:
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._deadline = None           # (monotonic deadline, what) while a collective runs
+        self.seconds = Counter()        # what -> seconds spent in it (collective_seconds())
         threading.Thread(target=self._watch, name="tp-watchdog", daemon=True).start()
 
     @contextmanager
     def bounded(self, what: str):
-        self._deadline = (time.monotonic() + self.timeout, what)
+        start = time.monotonic()
+        self._deadline = (start + self.timeout, what)
         try:
             yield
         except Exception as e:          # a peer's socket closed: it died
             fail(f"{what} failed ({str(e).splitlines()[0][:200]}): another rank died")
         finally:
             self._deadline = None
+            self.seconds[what] += time.monotonic() - start
 
     def _watch(self):
         while True:
@@ -79,6 +83,12 @@ class Watchdog:
             if running and time.monotonic() > running[0]:
                 fail(f"{running[1]} did not finish within {self.timeout:g} s "
                      f"({settings.TP_TIMEOUT.env}): another rank hangs or died")
+
+
+def collective_seconds() -> dict:
+    """Seconds this process has spent in each kind of collective ("all_reduce", "broadcast"),
+    waiting for the slowest rank included."""
+    return dict(_WATCHDOG.seconds) if _WATCHDOG else {}
 
 
 def fail(message: str) -> None:
