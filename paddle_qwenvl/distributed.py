@@ -98,10 +98,13 @@ def fail(message: str) -> None:
     os._exit(1)
 
 
-def all_reduce(x: paddle.Tensor) -> paddle.Tensor:
-    """Sum of x over the ranks, in place (x is returned)."""
+REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
+
+
+def all_reduce(x: paddle.Tensor, op: str = "sum") -> paddle.Tensor:
+    """Sum (or max) of x over the ranks, in place (x is returned)."""
     with _WATCHDOG.bounded("all_reduce"):
-        dist.all_reduce(x)
+        dist.all_reduce(x, op=REDUCE_OPS[op])
     return x
 
 

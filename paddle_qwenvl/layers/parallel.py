@@ -78,7 +78,15 @@ class DecoderSplit:
 
 def reduce_output(layer) -> None:
     """Make a row-parallel linear return the sum of every rank's output (it holds no bias: a bias
-    would be added N times)."""
+    would be added N times). An int8 one quantizes its slice with the whole rows' scales, so its
+    int8 weights are exactly one process's, split."""
     if getattr(layer, "bias", None) is not None:
         raise ValueError("a row-parallel linear must have no bias")
     layer.register_forward_post_hook(lambda _layer, _inputs, out: all_reduce(out))
+    if hasattr(layer, "row_absmax"):
+        layer.row_absmax = whole_row_absmax
+
+
+def whole_row_absmax(weight_slice):
+    """(out, in/N) float32 slice -> (out, 1): each row's max |w| over every rank's slice."""
+    return all_reduce(weight_slice.abs().max(axis=1, keepdim=True), op="max")

@@ -21,7 +21,7 @@ DRIVER = Path(__file__).with_name("tp_driver.py")
 
 @pytest.fixture(scope="module")
 def single_runs():
-    """family -> the one-process driver results, computed once per module."""
+    """(family, quant_type) -> the one-process driver results, computed once per module."""
     return {}
 
 
@@ -35,28 +35,33 @@ def launch(tmp_path, cache_root, *command, nproc=2, extra_env=None, wait=True):
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
 
-def drive(tmp_path, cache_root, model, name, nproc=1):
+def drive(tmp_path, cache_root, model, name, nproc=1, quant_type=None):
     out = tmp_path / f"{name}.json"
+    args = [DRIVER, model, out] + (["--quant-type", quant_type] if quant_type else [])
     if nproc == 1:
-        result = subprocess.run([sys.executable, str(DRIVER), str(model), str(out)], capture_output=True,
-                                text=True, env=_env(cache_root), timeout=300)
+        result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                                env=_env(cache_root), timeout=300)
     else:
-        result = launch(tmp_path, cache_root, DRIVER, model, out, nproc=nproc)
+        result = launch(tmp_path, cache_root, *args, nproc=nproc)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("family, nproc", [("qwen2_vl", 2), ("qwen2_5_vl", 2), ("qwen2_5_vl", 4)])
-def test_split_ranks_give_the_tokens_and_logits_of_one(family, nproc, tiny_models, single_runs, tmp_path,
-                                                       cache_root):
+@pytest.mark.parametrize("family, nproc, quant_type", [("qwen2_vl", 2, None), ("qwen2_5_vl", 2, None),
+                                                       ("qwen2_5_vl", 4, None), ("qwen2_5_vl", 2, "weight_only_int8")])
+def test_split_ranks_give_the_tokens_and_logits_of_one(family, nproc, quant_type, tiny_models, single_runs,
+                                                       tmp_path, cache_root):
     """A batch of a text, an image and a video request: greedy tokens identical, and the logits of
     every prompt and generated position within 1e-4 (float32). The tiny models have 4 query heads
-    and 2 KV heads: 2 ranks split the KV heads, 4 ranks hold each KV head twice."""
+    and 2 KV heads: 2 ranks split the KV heads, 4 ranks hold each KV head twice. int8: each rank
+    quantizes its own slices, o_proj and down_proj with their whole rows' scales (the ops'
+    reference math here: the compiled decode kernels quantize activations in blocks of 64 inputs,
+    wider than the tiny slices)."""
     model = tiny_models[family]
-    if family not in single_runs:
-        single_runs[family] = drive(tmp_path, cache_root, model, "single")
-    single = single_runs[family]
-    split = drive(tmp_path, cache_root, model, "split", nproc=nproc)
+    if (family, quant_type) not in single_runs:
+        single_runs[family, quant_type] = drive(tmp_path, cache_root, model, "single", quant_type=quant_type)
+    single = single_runs[family, quant_type]
+    split = drive(tmp_path, cache_root, model, "split", nproc=nproc, quant_type=quant_type)
     assert (single["tensor_parallel_size"], split["tensor_parallel_size"]) == (1, nproc)
     assert split["token_ids"] == single["token_ids"] and len(single["token_ids"]) == 3
     for a, b in zip(single["logits"], split["logits"]):
