@@ -2,12 +2,15 @@
 
 `python -m paddle.distributed.launch --nproc_per_node N script.py` starts N processes with
 PADDLE_TRAINERS_NUM=N and PADDLE_TRAINER_ID=0..N-1; the world they form is the tensor-parallel
-group. Every collective goes through `paddle.distributed` (all_reduce, broadcast) under a
+group. `start_local_ranks` does the same from inside one process, for N on this host. Every collective goes through `paddle.distributed` (all_reduce, broadcast) under a
 watchdog: a rank that dies makes the collective fail, a rank that hangs makes it outlast
 PADDLE_QWENVL_TP_TIMEOUT seconds, and either way this process exits with an error instead of
 waiting forever.
 """
+import atexit
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -83,6 +86,46 @@ class Watchdog:
             if running and time.monotonic() > running[0]:
                 fail(f"{running[1]} did not finish within {self.timeout:g} s "
                      f"({settings.TP_TIMEOUT.env}): another rank hangs or died")
+
+
+def start_local_ranks(size: int, follower_command) -> None:
+    """Make this process rank 0 of `size` on this host and start ranks 1..size-1 as
+    `follower_command` subprocesses, the environment paddle.distributed.launch would give them
+    (their stdout dropped: rank 0 alone prints). Call before init_tensor_parallel()."""
+    master, *endpoints = [f"127.0.0.1:{port}" for port in _free_ports(size + 1)]
+    common = dict(PADDLE_MASTER=master, PADDLE_TRAINERS_NUM=str(size), PADDLE_GLOBAL_SIZE=str(size),
+                  PADDLE_LOCAL_SIZE=str(size), PADDLE_NNODES="1", PADDLE_TRAINER_ENDPOINTS=",".join(endpoints),
+                  PADDLE_DISTRI_BACKEND="nccl" if paddle.is_compiled_with_cuda() else "gloo")
+    followers = []
+    for rank in reversed(range(size)):              # rank 0 last: this process
+        env = dict(common, PADDLE_TRAINER_ID=str(rank), PADDLE_GLOBAL_RANK=str(rank), PADDLE_LOCAL_RANK=str(rank),
+                   PADDLE_RANK_IN_NODE=str(rank), PADDLE_CURRENT_ENDPOINT=endpoints[rank],
+                   **({"FLAGS_selected_gpus": str(rank)} if paddle.is_compiled_with_cuda() else {}))
+        if rank == 0:
+            os.environ.update(env)
+        else:
+            followers.append(subprocess.Popen(follower_command, env=dict(os.environ, **env),
+                                              stdout=subprocess.DEVNULL))
+    atexit.register(_reap, followers)
+
+
+def _free_ports(count: int) -> list:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _reap(followers) -> None:
+    """At exit (after rank 0 told them to stop): wait for the followers a little, then kill them."""
+    for process in followers:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def collective_seconds() -> dict:

@@ -2,6 +2,7 @@
 import atexit
 import json
 import os
+import sys
 import time
 from typing import Iterator, List, Optional, Union
 
@@ -13,7 +14,7 @@ from .engine.encoder_cache import ENCODER_CACHE_MEMORY
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .engine.parallel_steps import send_stop
-from .distributed import init_tensor_parallel, launched_world_size
+from .distributed import init_tensor_parallel, launched_world_size, start_local_ranks
 from .memory import keep_freed_memory
 from .models import load_model
 from .models.registry import DTYPES as SUPPORTED_DTYPES
@@ -74,18 +75,20 @@ class Predictor:
         embeddings kept by image/video content, so a known image costs no vision time.
         max_num_batched_tokens: tokens per step (default max_model_len); a longer prompt is
         prefilled in chunks between the running requests' decode steps.
-        tensor_parallel_size: the processes `python -m paddle.distributed.launch --nproc_per_node N`
-        started (checked when given; the launch decides it). Each loads its share of the decoder;
-        on rank 0 this returns the Predictor, on the others it does not return: they run rank 0's
-        steps and exit when rank 0's process ends (docs/usage.md, Tensor parallelism).
+        tensor_parallel_size: N processes, each holding its share of the decoder (docs/usage.md,
+        Tensor parallelism). Under `python -m paddle.distributed.launch --nproc_per_node N` the
+        launch decides N (checked when given): on rank 0 this returns the Predictor, on the others
+        it does not return (they run rank 0's steps and exit when rank 0's process ends). Without
+        a launch, N > 1 starts N - 1 follower processes on this host and this process is rank 0.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
         """
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(float16 checkpoints load as float32 or bfloat16)")
+        options = {k: v for k, v in locals().items() if k not in ("cls", "processor_options")}  # the arguments
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
-        tp = join_launch(tensor_parallel_size)
+        tp = join_tensor_parallel(tensor_parallel_size, dict(options, **processor_options))
         keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
@@ -137,15 +140,25 @@ class Predictor:
                                       sampling or self.default_sampling)
 
 
-def join_launch(tensor_parallel_size: Optional[int]):
-    """This process's TensorParallel under paddle.distributed.launch (None for one process),
-    checked against the size asked for."""
+def join_tensor_parallel(tensor_parallel_size: Optional[int], options: dict):
+    """This process's TensorParallel (None for one process): the launch's, checked against the size
+    asked for, or a group of that size started here (the followers load with the same `options`)."""
     launched = launched_world_size()
-    if tensor_parallel_size not in (None, launched):
-        raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but {launched} process(es) run: start "
-                         f"them with `python -m paddle.distributed.launch --nproc_per_node {tensor_parallel_size} "
-                         "SCRIPT ...`")
+    if tensor_parallel_size in (None, launched):
+        return init_tensor_parallel()
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be a positive number of processes, got {tensor_parallel_size!r}")
+    if launched > 1:
+        raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but {launched} processes were launched: "
+                         f"give --nproc_per_node {tensor_parallel_size} to paddle.distributed.launch, or leave "
+                         "tensor_parallel_size out")
+    follower = dict(options, model_dir=str(options["model_dir"]), progress=False)
+    start_local_ranks(tensor_parallel_size, [sys.executable, "-c", FOLLOWER, json.dumps(follower)])
     return init_tensor_parallel()
+
+
+# a follower started by join_tensor_parallel: from_pretrained never returns there
+FOLLOWER = "import json, sys; from paddle_qwenvl import Predictor; Predictor.from_pretrained(**json.loads(sys.argv[1]))"
 
 
 def run_tensor_parallel(runner, tp) -> None:

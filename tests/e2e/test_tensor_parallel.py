@@ -68,6 +68,21 @@ def test_split_ranks_give_the_tokens_and_logits_of_one(family, nproc, quant_type
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=0, atol=1e-4)
 
 
+def test_from_pretrained_starts_the_other_ranks_itself(tiny_models, single_runs, tmp_path, cache_root):
+    """Predictor.from_pretrained(tensor_parallel_size=2) without a launch: the same results, and the
+    follower it started is gone when the script ends (run() returns: no process holds its pipes)."""
+    model = tiny_models["qwen2_5_vl"]
+    if ("qwen2_5_vl", None) not in single_runs:
+        single_runs["qwen2_5_vl", None] = drive(tmp_path, cache_root, model, "single")
+    out = tmp_path / "started.json"
+    result = subprocess.run([sys.executable, str(DRIVER), str(model), str(out), "--tensor-parallel-size", "2"],
+                            capture_output=True, text=True, env=_env(cache_root), timeout=300)
+    assert result.returncode == 0, result.stderr
+    started = json.loads(out.read_text())
+    assert started["tensor_parallel_size"] == 2
+    assert started["token_ids"] == single_runs["qwen2_5_vl", None]["token_ids"]
+
+
 def test_cli_run_under_launch_prints_the_same_tokens_once(cli, tiny_models, tmp_path, cache_root):
     args = ["run", "--model", tiny_models["qwen2_5_vl"], "--image", DEMO_IMAGE, "--prompt", "What is shown?",
             "--json", "--temperature", 0, "--max-new-tokens", 16, "--ignore-eos"]

@@ -3,8 +3,10 @@ through Predictor, then on rank 0 write one JSON file with the greedy tokens of 
 requests (text, image, video) and the prompt + continuation logits of each.
 
 usage: tp_driver.py MODEL_DIR OUT_JSON [--quant-type TYPE] [--tokens N] [--pid-dir DIR] [--text-only]
+                   [--tensor-parallel-size N]
 --pid-dir: each rank writes its pid to DIR/rank<R>.pid once loaded (for a test to stop one);
---text-only: the text request alone (a long one, with --tokens).
+--text-only: the text request alone (a long one, with --tokens);
+--tensor-parallel-size: passed to from_pretrained (without a launch it starts the other ranks).
 """
 import argparse
 import json
@@ -33,11 +35,13 @@ def main():
     p.add_argument("--tokens", type=int, default=8)
     p.add_argument("--pid-dir", default=None)
     p.add_argument("--text-only", action="store_true")
+    p.add_argument("--tensor-parallel-size", type=int, default=None)
     args = p.parse_args()
     if args.pid_dir:           # a follower writes its pid before from_pretrained, which it never leaves
         rank = os.environ.get("PADDLE_TRAINER_ID", "0")
         Path(args.pid_dir, f"rank{rank}.pid").write_text(str(os.getpid()))
     predictor = Predictor.from_pretrained(args.model, quant_type=args.quant_type, progress=False,
+                                          tensor_parallel_size=args.tensor_parallel_size,
                                           max_model_len=2048, kv_cache_memory=1 << 23,
                                           max_pixels=64 * 28 * 28, video_max_pixels=16 * 28 * 28)
     requests = REQUESTS[:1] if args.text_only else REQUESTS
