@@ -59,13 +59,13 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
 
     quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
     carries its own and needs none (a different one is an error).
+    tp: a distributed.TensorParallel: this rank reads and quantizes only its share of the decoder.
     dtype: "float32" computes in fp32. When every float matrix of the checkpoint is bf16 (as
     published; `weights.matrix_dtypes`) and keep_bf16, the linear weights and embedding tables
     stay in bf16, widened exactly as they are used: the same fp32 math as widening them on load,
     with half the memory and half the bytes a decode step reads. keep_bf16=False widens on load.
     "bfloat16" keeps those weights in bfloat16 and computes in bf16 where the CPU has it (linears
     round x to bf16 and sum in fp32, long prompts attend in bf16); norms and the KV cache stay float32.
-    tp: a distributed.TensorParallel: this rank reads and quantizes only its share of the decoder.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
