@@ -146,16 +146,23 @@ REDUCE_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}
 
 def all_reduce(x: paddle.Tensor, op: str = "sum") -> paddle.Tensor:
     """Sum (or max) of x over the ranks, in place (x is returned)."""
-    with _WATCHDOG.bounded("all_reduce"):
+    with _watchdog().bounded("all_reduce"):
         dist.all_reduce(x, op=REDUCE_OPS[op])
     return x
 
 
 def broadcast(x: paddle.Tensor) -> paddle.Tensor:
     """Rank 0's x on every rank, in place (x is returned)."""
-    with _WATCHDOG.bounded("broadcast"):
+    with _watchdog().bounded("broadcast"):
         dist.broadcast(x, src=0)
     return x
+
+
+def _watchdog() -> Watchdog:
+    if _WATCHDOG is None:
+        raise RuntimeError("a tensor-parallel collective before init_tensor_parallel(): build split models "
+                           "through Predictor.from_pretrained or load_model(tp=init_tensor_parallel())")
+    return _WATCHDOG
 
 
 def wait_for_driver(x: paddle.Tensor) -> paddle.Tensor:
