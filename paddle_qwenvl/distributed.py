@@ -49,10 +49,11 @@ def init_tensor_parallel() -> Optional[TensorParallel]:
     global _WATCHDOG
     if launched_world_size() < 2:
         return None
-    if not dist.is_initialized():
-        dist.init_parallel_env()
     if _WATCHDOG is None:
         _WATCHDOG = Watchdog(settings.tp_timeout())
+    if not dist.is_initialized():
+        with _WATCHDOG.bounded("joining the other ranks (init_parallel_env)"):
+            dist.init_parallel_env()
     return TensorParallel(dist.get_rank(), dist.get_world_size())
 
 

@@ -2,6 +2,7 @@
 this CPU), against the same commands in one process."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,25 +123,23 @@ def test_a_dead_or_hung_rank_ends_the_run_with_an_error(how, tiny_models, tmp_pa
     pids.mkdir()
     run = launch(tmp_path, cache_root, DRIVER, tiny_models["qwen2_5_vl"], tmp_path / "out.json", "--text-only",
                  "--tokens", 1500, "--pid-dir", pids, extra_env={"PADDLE_QWENVL_TP_TIMEOUT": "5"}, wait=False)
-    rank1 = pids / "rank1.pid"
     try:
-        while not rank1.is_file() and run.poll() is None:
+        while not (pids / "ready").is_file() and run.poll() is None:
             time.sleep(0.2)
-        time.sleep(3)                                         # loaded (~1 s) and generating
-        pid = int(rank1.read_text())
-        os.kill(pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        time.sleep(2)                                         # generating (1500 tokens take far longer)
+        os.kill(int((pids / "rank1.pid").read_text()), signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         output, _ = run.communicate(timeout=120)
     finally:
-        if how == "hung" and rank1.is_file():
-            _kill_if_alive(int(rank1.read_text()))
         run.kill()
+        for pid_file in pids.glob("rank*.pid"):               # whatever the launcher left behind
+            _kill_if_alive(int(pid_file.read_text()))
     assert run.returncode != 0, output
     assert not (tmp_path / "out.json").exists()
     if how == "hung":
         logs = (tmp_path / "launch_logs" / "workerlog.0").read_text()
-        assert "error: tensor parallel rank 0: all_reduce did not finish within 5 s" in logs
-    else:
-        assert "Container rank 1 status failed" in output and "code -9" in output
+        assert re.search(r"error: tensor parallel rank 0: (all_reduce|broadcast) did not finish within 5 s", logs), logs
+    else:   # rank 0's next collective fails, or the launcher sees rank 1 gone first and stops rank 0
+        assert "another rank died" in output or "Container rank 1 status failed" in output, output
 
 
 def _kill_if_alive(pid: int) -> None:

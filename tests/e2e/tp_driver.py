@@ -4,7 +4,8 @@ requests (text, image, video) and the prompt + continuation logits of each.
 
 usage: tp_driver.py MODEL_DIR OUT_JSON [--quant-type TYPE] [--tokens N] [--pid-dir DIR] [--text-only]
                    [--tensor-parallel-size N]
---pid-dir: each rank writes its pid to DIR/rank<R>.pid once loaded (for a test to stop one);
+--pid-dir: each rank writes its pid to DIR/rank<R>.pid, rank 0 writes DIR/ready once loaded (for a
+test to stop a rank mid-generation);
 --text-only: the text request alone (a long one, with --tokens);
 --tensor-parallel-size: passed to from_pretrained (without a launch it starts the other ranks).
 """
@@ -45,6 +46,8 @@ def main():
                                           max_model_len=2048, kv_cache_memory=1 << 23,
                                           max_pixels=64 * 28 * 28, video_max_pixels=16 * 28 * 28)
     requests = REQUESTS[:1] if args.text_only else REQUESTS
+    if args.pid_dir:           # rank 0 is loaded, and every rank has joined the group
+        Path(args.pid_dir, "ready").write_text("")
     greedy = SamplingParams(temperature=0.0, max_new_tokens=args.tokens, ignore_eos=True)
     outputs = predictor.generate(requests, greedy)
     tokens = [out.token_ids for out in outputs]
