@@ -1,6 +1,8 @@
 """The user-facing entry point: `Predictor.from_pretrained(dir).generate(messages)`."""
+import atexit
 import json
 import os
+import sys
 import time
 from typing import Iterator, List, Optional, Union
 
@@ -11,6 +13,8 @@ from .engine.block_manager import BLOCK_SIZE
 from .engine.encoder_cache import ENCODER_CACHE_MEMORY
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
+from .engine.parallel_steps import send_stop
+from .distributed import init_tensor_parallel, launched_world_size, start_local_ranks
 from .memory import keep_freed_memory
 from .models import load_model
 from .models.registry import AUTO, DTYPES as SUPPORTED_DTYPES
@@ -53,7 +57,8 @@ class Predictor:
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
-                        max_num_batched_tokens: Optional[int] = None, **processor_options) -> "Predictor":
+                        max_num_batched_tokens: Optional[int] = None, tensor_parallel_size: Optional[int] = None,
+                        **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
         dtype: "auto" (default): "bfloat16" for a bf16 checkpoint on a CPU with native bf16 (AVX512-BF16
@@ -71,24 +76,40 @@ class Predictor:
         embeddings kept by image/video content, so a known image costs no vision time.
         max_num_batched_tokens: tokens per step (default max_model_len); a longer prompt is
         prefilled in chunks between the running requests' decode steps.
+        tensor_parallel_size: N processes, each holding its share of the decoder (docs/usage.md,
+        Tensor parallelism). Under `python -m paddle.distributed.launch --nproc_per_node N` the
+        launch decides N (checked when given): on rank 0 this returns the Predictor, on the others
+        it does not return (they run rank 0's steps and exit when rank 0's process ends). Without
+        a launch, N > 1 starts N - 1 follower processes on this host and this process is rank 0.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
         """
         if dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(float16 checkpoints load as float32 or bfloat16)")
+        options = {k: v for k, v in locals().items() if k not in ("cls", "processor_options")}  # the arguments
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
+        tp = join_tensor_parallel(tensor_parallel_size, dict(options, **processor_options))
         keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
+        model = load_model(model_dir, quant=quant, progress=progress and (tp is None or tp.is_driver),
+                           dtype=dtype, tp=tp)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs,
                               max_num_batched_tokens=max_num_batched_tokens,
                               enable_prefix_caching=enable_prefix_caching,
                               encoder_cache_memory=encoder_cache_memory)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))
-        return cls(model, processor, config, time.perf_counter() - start, sampling)
+        predictor = cls(model, processor, config, time.perf_counter() - start, sampling)
+        if tp is not None:
+            run_tensor_parallel(predictor.engine.runner, tp)
+        return predictor
+
+    @property
+    def tensor_parallel_size(self) -> int:
+        """The processes the decoder is split over (1: not split)."""
+        return self.model.tp.world_size if self.model.tp is not None else 1
 
     def prepare(self, request, **processor_options) -> PromptInputs:
         """One request -> token ids and pixels, exactly as the model will see them."""
@@ -118,6 +139,37 @@ class Predictor:
         batch = [requests] if _is_single_request(requests) else list(requests)
         yield from self.engine.stream([self.prepare(r, **processor_options) for r in batch],
                                       sampling or self.default_sampling)
+
+
+def join_tensor_parallel(tensor_parallel_size: Optional[int], options: dict):
+    """This process's TensorParallel (None for one process): the launch's, checked against the size
+    asked for, or a group of that size started here (the followers load with the same `options`)."""
+    launched = launched_world_size()
+    if tensor_parallel_size in (None, launched):
+        return init_tensor_parallel()
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be a positive number of processes, got {tensor_parallel_size!r}")
+    if launched > 1:
+        raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but {launched} processes were launched: "
+                         f"give --nproc_per_node {tensor_parallel_size} to paddle.distributed.launch, or leave "
+                         "tensor_parallel_size out")
+    follower = dict(options, model_dir=str(options["model_dir"]), progress=False)
+    start_local_ranks(tensor_parallel_size, [sys.executable, "-c", FOLLOWER, json.dumps(follower)])
+    return init_tensor_parallel()
+
+
+# a follower started by join_tensor_parallel: from_pretrained never returns there
+FOLLOWER = "import json, sys; from paddle_qwenvl import Predictor; Predictor.from_pretrained(**json.loads(sys.argv[1]))"
+
+
+def run_tensor_parallel(runner, tp) -> None:
+    """Rank 0 tells the others to stop when its process ends; the others follow its steps and then
+    exit (they never return to the caller, whose script rank 0 alone runs on)."""
+    if tp.is_driver:
+        atexit.register(send_stop)
+        return
+    runner.follow()
+    raise SystemExit(0)
 
 
 def _read_generation_config(model_dir) -> dict:

@@ -77,8 +77,13 @@ DEBUG = Setting(
     "DEBUG", "0", "1 (show tracebacks) or 0 / unset",
     "1: the CLI shows the traceback of an error instead of one `error:` line")
 
+TP_TIMEOUT = Setting(
+    "TP_TIMEOUT", "300", "a positive whole number of seconds",
+    "tensor parallelism: the longest one collective (all-reduce, broadcast) may wait for the other "
+    "ranks before this process exits with an error (a rank hangs or died)")
+
 SETTINGS = (DISABLE_OPS, NUM_THREADS, FUSED_LAYERS, KERNELS, KEEP_FREED_MEMORY, CACHE, OPS_CACHE,
-            AMX_ATTENTION, WORK_PER_THREAD, QUIET, INT8_PREFILL, DEBUG)
+            AMX_ATTENTION, WORK_PER_THREAD, QUIET, INT8_PREFILL, DEBUG, TP_TIMEOUT)
 
 
 def _raw(setting: Setting) -> str:
@@ -164,6 +169,10 @@ def int8_prefill() -> str:
 
 def debug() -> bool:
     return _flag(DEBUG)
+
+
+def tp_timeout() -> int:
+    return _parse_count(TP_TIMEOUT, _raw(TP_TIMEOUT), 1)
 
 
 def describe() -> str:

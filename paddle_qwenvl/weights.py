@@ -14,7 +14,7 @@ Names follow the published HF checkpoints. The few differences from our modules:
 import json
 from pathlib import Path
 from functools import partial
-from typing import Callable, Dict, Iterator, List, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import paddle
 from safetensors import safe_open
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .ops.convert import bf16_to_float32
 
 PREFIX_RENAMES = (("model.language_model.", "model."), ("model.visual.", "visual."))
+PartOf = Callable[[str], Optional[Tuple[int, int, int]]]
 PACKED = {"q_proj": ("qkv_proj", 0, 3), "k_proj": ("qkv_proj", 1, 3), "v_proj": ("qkv_proj", 2, 3),
           "gate_proj": ("gate_up_proj", 0, 2), "up_proj": ("gate_up_proj", 1, 2)}
 
@@ -43,16 +44,25 @@ def checkpoint_files(model_dir) -> List[Path]:
     return files
 
 
-def iter_checkpoint(model_dir, progress: bool = False) -> Iterator[Tuple[str, paddle.Tensor]]:
-    """(name, tensor) for every tensor of every shard, one shard open at a time."""
+def iter_checkpoint(model_dir, progress: bool = False, part_of: Optional[PartOf] = None
+                    ) -> Iterator[Tuple[str, paddle.Tensor]]:
+    """(name, tensor) for every tensor of every shard, one shard open at a time. part_of(name):
+    (axis, start, stop) to read only that slice of a 2-D or 1-D tensor (a tensor-parallel rank's
+    share, layers/parallel.py), or None to read it whole."""
     files = checkpoint_files(model_dir)
     total = sum(len(_keys(f)) for f in files)
     with tqdm(total=total, desc="loading weights", unit="tensor", disable=not progress) as bar:
         for path in files:
             with safe_open(str(path), framework="paddle") as f:
                 for name in f.keys():
-                    yield name, f.get_tensor(name)
+                    part = part_of(name) if part_of else None
+                    yield name, f.get_tensor(name) if part is None else _read_part(f, name, *part)
                     bar.update(1)
+
+
+def _read_part(f, name: str, axis: int, start: int, stop: int) -> paddle.Tensor:
+    tensor = f.get_slice(name)
+    return tensor[start:stop] if axis == 0 else tensor[:, start:stop]
 
 
 def matrix_dtypes(model_dir) -> Set[str]:
@@ -87,19 +97,20 @@ def target_of(name: str) -> Tuple[str, int, int]:
     return name, 0, 1
 
 
-def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True) -> Set[str]:
+def load_weights(model: paddle.nn.Layer, model_dir, progress: bool = True,
+                 part_of: Optional[PartOf] = None) -> Set[str]:
     """Copy every checkpoint tensor into the model; returns the target names loaded.
 
     Float tensors arrive as float32, or bfloat16 for a bfloat16 parameter (load_model(dtype=...));
     a quantized layer quantizes its weight on arrival, so only one float tensor is held at a time. A checkpoint tensor with no target, a target with no tensor, or
-    a shape mismatch raises, naming the tensor.
+    a shape mismatch raises, naming the tensor. part_of: see iter_checkpoint.
     """
     targets = loading_targets(model)
     bf16 = {n for n, p in model.named_parameters() if p.dtype == paddle.bfloat16}
     renames = _tied_renames(model)
     pending: Dict[str, list] = {}
     loaded: Set[str] = set()
-    for name, tensor in iter_checkpoint(model_dir, progress):
+    for name, tensor in iter_checkpoint(model_dir, progress, part_of):
         if name == "lm_head.weight" and model.config.text.tie_word_embeddings:
             continue
         target, index, count = target_of(name)

@@ -56,12 +56,17 @@ def describe(args, predictor, images) -> str:
     dtype = predictor.dtype if predictor.weight_dtype == predictor.dtype else \
         f"{predictor.dtype} ({predictor.weight_dtype} weights)"
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
-            f"{threads} thread(s); "
+            f"{threads} thread(s){_per_rank(predictor)}; "
             f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype {dtype}; quant {describe_quant(predictor)}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
+
+
+def _per_rank(predictor) -> str:
+    size = predictor.tensor_parallel_size
+    return f" per process x {size} tensor-parallel processes (figures of rank 0)" if size > 1 else ""
 
 
 def config_dict(args, predictor, images) -> dict:
     return dict(model=args.model, images=images, videos=args.video, batch_size=args.batch_size,
                 max_new_tokens=args.max_new_tokens, quant=describe_quant(predictor), threads=args.threads,
-                warmup=args.warmup, repeat=args.repeat)
+                warmup=args.warmup, repeat=args.repeat, tensor_parallel_size=predictor.tensor_parallel_size)

@@ -21,6 +21,7 @@ from ..models.vision import linear_macs
 from ..ops.attention_metadata import AttentionMetadata
 from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
+from .parallel_steps import follow, send_step
 from .request import MediaItem, PromptState, Request
 from .sampler import sample, token_logprobs
 
@@ -34,9 +35,11 @@ def kv_cache_dtype(model_dtype: str) -> str:
     return "bfloat16" if model_dtype == "bfloat16" else "float32"
 
 
-def kv_block_bytes(text_config, block_size: int, dtype: str = "float32") -> int:
-    """Bytes of one block over all layers: key + value, in the cache's dtype."""
-    per_token = 2 * text_config.num_hidden_layers * text_config.num_key_value_heads * text_config.head_dim
+def kv_block_bytes(text_config, block_size: int, dtype: str = "float32", num_kv_heads: Optional[int] = None) -> int:
+    """Bytes of one block over all layers: key + value, in the cache's dtype; num_kv_heads: the
+    heads this process holds (default all: a tensor-parallel rank holds its share)."""
+    heads = num_kv_heads or text_config.num_key_value_heads
+    per_token = 2 * text_config.num_hidden_layers * heads * text_config.head_dim
     return per_token * block_size * KV_DTYPE_BYTES[dtype]
 
 
@@ -61,12 +64,14 @@ class ModelRunner:
         self.config = model.config
         self.block_size = block_size
         self.kv_dtype = kv_cache_dtype(model.compute_dtype)
-        self.num_blocks = kv_cache_memory // kv_block_bytes(self.config.text, block_size, self.kv_dtype)
+        self.num_kv_heads = model.num_kv_heads          # this rank's share under tensor parallelism
+        block_bytes = kv_block_bytes(self.config.text, block_size, self.kv_dtype, self.num_kv_heads)
+        self.num_blocks = kv_cache_memory // block_bytes
         if max_blocks is not None:
             self.num_blocks = min(self.num_blocks, max_blocks)
         if self.num_blocks < 1:
             raise ValueError(f"kv_cache_memory={kv_cache_memory} bytes holds no block of "
-                             f"{kv_block_bytes(self.config.text, block_size, self.kv_dtype)} bytes; raise it")
+                             f"{block_bytes} bytes; raise it")
         self.kv_caches = self._allocate_kv_caches()
         self.last_vision_seconds = 0.0            # vision tower time within the last step
 
@@ -79,7 +84,7 @@ class ModelRunner:
 
     def _allocate_kv_caches(self) -> list:
         t = self.config.text
-        shape = [self.num_blocks * self.block_size, t.num_key_value_heads, t.head_dim]   # slot-major
+        shape = [self.num_blocks * self.block_size, self.num_kv_heads, t.head_dim]   # slot-major
         return [(paddle.zeros(shape, self.kv_dtype), paddle.zeros(shape, self.kv_dtype))
                 for _ in range(t.num_hidden_layers)]
 
@@ -114,8 +119,14 @@ class ModelRunner:
             self._encode_media(r)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(requests)
-        embeds = self._embed(requests, ids)
-        return self.model(embeds, paddle.to_tensor(positions), meta, self.kv_caches), meta
+        embeds, positions = self._embed(requests, ids), paddle.to_tensor(positions)
+        if self.model.tp is not None:
+            send_step(embeds, positions, meta)                # the other ranks run this step too
+        return self.model(embeds, positions, meta, self.kv_caches), meta
+
+    def follow(self) -> None:
+        """A tensor-parallel rank other than 0: run rank 0's steps until it stops."""
+        follow(self.model, self.kv_caches, self.block_size)
 
     def prepare_prompt(self, inputs: PromptInputs) -> PromptState:
         """On arrival: the prompt's M-RoPE positions and its media items (where their embeddings go).

@@ -76,13 +76,21 @@ class WeightOnlyLinear(nn.Layer):
         self.register_buffer("qweight", _buffer(qshape, "int8" if int8 else "uint8", 0))
         self.register_buffer("scales", _buffer(sshape, "float32", 1))
         self.bias = self.create_parameter([out_features], is_bias=True) if bias else None
+        self.row_absmax = None      # set on a row-parallel rank's slice: weight -> whole rows' max |w| (out, 1)
 
     def load_weight(self, weight):
-        """Quantize a float (out, in) weight into this layer's buffers."""
+        """Quantize a float (out, in) weight into this layer's buffers. With `row_absmax` (int8), each
+        row is scaled as its whole row is (layers/parallel.py): the row's max |w| rides along as one
+        more column, quantized and dropped."""
         if list(weight.shape) != [self.out_features, self.in_features]:
             raise ValueError(f"weight of shape {list(weight.shape)} given, expected "
                              f"{[self.out_features, self.in_features]}")
-        self.qweight, self.scales = quantize_weight(weight, self.algo, self.group_size)
+        if self.row_absmax is None or self.algo != "weight_only_int8":
+            self.qweight, self.scales = quantize_weight(weight, self.algo, self.group_size)
+            return
+        weight = weight.astype("float32")
+        qweight, self.scales = quantize_weight(paddle.concat([weight, self.row_absmax(weight)], axis=1), self.algo)
+        self.qweight = qweight[:, :-1].contiguous()
 
     def forward(self, x):
         return on_rows(lambda rows: weight_only_linear(rows, self.qweight, self.scales, self.bias, self.algo,

@@ -53,6 +53,12 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
             self.lm_head = make_linear(text.hidden_size, text.vocab_size, False, head_quant, precision)
         embed = TiedQuantizedEmbedding(self.lm_head) if tied and head_quant else None
         self.model = Qwen2Model(text, quant, precision, embed_tokens=embed)
+        self.tp = None                  # a TensorParallel once split (models/tensor_parallel.py)
+
+    @property
+    def num_kv_heads(self) -> int:
+        """The KV heads this process holds: all of them, or its rank's share."""
+        return self.model.layers[0].self_attn.num_kv_heads
 
     def get_image_features(self, pixel_values, grid_thw):
         """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (sum t*h*w / merge^2, hidden)."""

@@ -5,8 +5,10 @@ import paddle
 import paddle.nn as nn
 
 from ..config import FLOAT_DTYPES, ModelConfig, Precision
+from ..layers.parallel import DecoderSplit
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
+from .tensor_parallel import split_decoder
 
 MODEL_CLASSES = {
     "Qwen2VLForConditionalGeneration": Qwen2VLForConditionalGeneration,        # Qwen2-VL, QVQ
@@ -22,7 +24,7 @@ def model_class(config: ModelConfig):
 
 
 def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype: str = "float32",
-                weight_dtype: str = None):
+                weight_dtype: str = None, tp=None):
     """The model in eval mode: weights uniform in +-0.03 (norms 1), or unallocated (lazy) to be
     loaded over.
 
@@ -30,6 +32,7 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype
     dtype: the model's math, "float32" or "bfloat16" (see load_model). weight_dtype: of the float
     linear weights and embedding tables (default: dtype); "bfloat16" under a float32 model holds a
     bf16 checkpoint's weights as they are, its linears exact in fp32.
+    tp: a distributed.TensorParallel; the decoder then holds this rank's share (tensor_parallel.py).
     """
     init = nn.initializer.Uniform(-0.03, 0.03) if random_init else nn.initializer.Constant(0.0)
     nn.initializer.set_global_initializer(init, nn.initializer.Constant(0.0))
@@ -39,6 +42,8 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype
         lazy = contextlib.nullcontext() if random_init else paddle.LazyGuard()
         with lazy:
             model = model_class(config)(config, quant, Precision(dtype, weight_dtype))
+            if tp is not None:
+                split_decoder(model, tp)
     finally:
         nn.initializer.set_global_initializer(None)
     model.eval()
@@ -64,11 +69,13 @@ def resolve_dtype(model_dir, dtype: str = AUTO) -> str:
     return "bfloat16" if native_bf16 and matrix_dtypes(model_dir) == {"BF16"} else "float32"
 
 
-def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32", keep_bf16: bool = True):
+def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32", keep_bf16: bool = True,
+               tp=None):
     """Build the model for `model_dir` and load its safetensors weights.
 
     quant: a QuantConfig to quantize while loading. A directory written by `save_quantized`
     carries its own and needs none (a different one is an error).
+    tp: a distributed.TensorParallel: this rank reads and quantizes only its share of the decoder.
     dtype: "float32" computes in fp32. When every float matrix of the checkpoint is bf16 (as
     published; `weights.matrix_dtypes`) and keep_bf16, the linear weights and embedding tables
     stay in bf16, widened exactly as they are used: the same fp32 math as widening them on load,
@@ -88,6 +95,11 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
     weight_dtype = dtype
     if dtype == "float32" and keep_bf16 and matrix_dtypes(model_dir) == {"BF16"}:
         weight_dtype = "bfloat16"
-    model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype, weight_dtype=weight_dtype)
-    load_weights(model, model_dir, progress=progress)
+    if saved and tp is not None:
+        raise ValueError(f"{model_dir} holds weights already quantized; tensor parallelism splits float "
+                         "checkpoints only: load the float checkpoint with quant_type instead")
+    model = build_model(config, random_init=False, quant=saved or quant, dtype=dtype, weight_dtype=weight_dtype,
+                        tp=tp)
+    part_of = DecoderSplit.of(config.text, tp).checkpoint_slice if tp is not None else None
+    load_weights(model, model_dir, progress=progress, part_of=part_of)
     return model

@@ -20,12 +20,13 @@ class DecoderLayer(nn.Layer):
         self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act, quant=quant, precision=precision)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.fusable = True     # False when split for tensor parallelism (models/tensor_parallel.py)
 
     def forward(self, x, residual, cos, sin, meta, kv_cache):
         """x (T, hidden): the previous layer's output, not yet added to `residual` (None for the
         first layer). Returns (mlp output, residual); each add is fused into the next RMSNorm.
         With the compiled ops, the whole layer runs as one op (`as_one_op`)."""
-        if decoder_path(x) != "ops":
+        if self.fusable and decoder_path(x) != "ops":
             return self.as_one_op(x, residual, cos, sin, meta, kv_cache)
         if residual is None:
             x, residual = self.input_layernorm(x), x
@@ -72,7 +73,8 @@ class Qwen2Model(nn.Layer):
         if len(kv_caches) != len(self.layers):
             raise ValueError(f"{len(kv_caches)} kv caches given for {len(self.layers)} layers")
         cos, sin = self.rotary(positions)
-        args = [layer.op_arguments() for layer in self.layers] if decoder_path(inputs_embeds) == "stack" else []
+        stack = self.layers[0].fusable and decoder_path(inputs_embeds) == "stack"
+        args = [layer.op_arguments() for layer in self.layers] if stack else []
         if args and all(a[2] == args[0][2] for a in args):    # all layers in one op call
             x, residual = decoder_stack(inputs_embeds, [(w, s) for w, s, _ in args], cos, sin, meta, kv_caches,
                                         **args[0][2])

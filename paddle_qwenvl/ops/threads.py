@@ -5,7 +5,9 @@ takes an explicit `num_threads` instead, read here:
     set_num_threads(n)              this process uses n (the CLI's --threads calls it)
     PADDLE_QWENVL_NUM_THREADS=<n>   use n threads (set it lower when several processes share cores)
     unset                           the CPUs this process may run on (sched affinity / cgroup),
-                                    asked once per process (every op call reads this knob)
+                                    asked once per process (every op call reads this knob), shared
+                                    evenly by the processes paddle.distributed.launch started on
+                                    this host (PADDLE_LOCAL_SIZE)
 """
 import functools
 import os
@@ -25,7 +27,8 @@ def set_num_threads(n: int) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0))             # a system call: once per process
+    sharing = int(os.environ.get("PADDLE_LOCAL_SIZE", "1") or 1)       # tensor-parallel ranks on this host
+    return max(len(os.sched_getaffinity(0)) // sharing, 1)              # a system call: once per process
 
 
 def num_threads() -> int:

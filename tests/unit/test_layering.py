@@ -2,6 +2,7 @@
 
      0 base        config, settings, quantization, sampling (the public parameters), assets
      5 memory      malloc thresholds (reads settings)
+     5 distributed tensor-parallel group and its watched collectives (reads settings)
     10 ops         kernel wrappers        processing  images, videos, chat, tokenizer
     20 layers
     25 weights     safetensors -> parameters
@@ -24,6 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "paddle_qwenvl"
 RANKS = {
     "config": 0, "settings": 0, "quantization": 0, "sampling": 0, "assets": 0,
     "memory": 5,
+    "distributed": 5,
     "ops": 10, "processing": 10,
     "layers": 20,
     "weights": 25,

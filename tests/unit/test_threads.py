@@ -42,3 +42,15 @@ def test_bad_environment_value_says_what_is_expected(fresh_threads, monkeypatch)
     monkeypatch.setenv(threads.ENV, "two")
     with pytest.raises(ValueError, match="PADDLE_QWENVL_NUM_THREADS='two'"):
         threads.num_threads()
+
+
+def test_processes_launched_on_one_host_share_its_cpus(monkeypatch):
+    import os
+    monkeypatch.setattr(threads, "_chosen", [])
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "2")            # paddle.distributed.launch --nproc_per_node 2
+    threads._usable_cpus.cache_clear()
+    try:
+        assert threads.num_threads() == max(len(os.sched_getaffinity(0)) // 2, 1)
+    finally:
+        threads._usable_cpus.cache_clear()
