@@ -12,7 +12,7 @@ DRAM bandwidth / weight bytes per token; the bandwidth is measured in the same r
 
 The checkpoint (bf16, as published: 4.4 GB for Qwen2-VL-2B, 7.5 GB for Qwen2.5-VL-3B) is built
 once with random weights and cached under $PADDLE_QWENVL_CACHE/bench (default ~/.cache/paddle_qwenvl).
-HF side: transformers 4.57.3, torch_dtype float32, attn_implementation "sdpa"; its slow
+HF side: transformers 4.57.3, torch_dtype float32 (--hf_dtype bfloat16: bf16), attn_implementation "sdpa"; its slow
 Qwen2VLImageProcessor and fast tokenizer do the preprocessing (AutoProcessor needs torchvision).
 """
 import argparse
@@ -43,7 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--image", default=None, help="default: the bundled demo image, resized to --image_size")
     p.add_argument("--image_size", default="448x336", help="WxH the image is resized to (448x336: 768 patches, 192 vision tokens)")
     p.add_argument("--quant_type", default=None, help="our side only: weight_only_int8 / weight_only_int4")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--hf_dtype", default="float32", choices=["float32", "bfloat16"], help="HF's torch_dtype")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
                    help="our side only: bfloat16 holds the float weights in bf16")
     p.add_argument("--repeat", type=int, default=2, help="timed runs per side (after one warm-up)")
     p.add_argument("--skip_hf", action="store_true", help="our side only")
@@ -87,7 +88,7 @@ def run_ours(args) -> dict:
     sampling = SamplingParams(temperature=0.0, max_new_tokens=n, min_new_tokens=n)
     predictor.generate(messages, SamplingParams(temperature=0.0, max_new_tokens=2))          # warm-up
     runs = [_timed_ours(predictor, messages, sampling) for _ in range(args.repeat)]
-    return side_result(runs, load=load, weight_dtype=predictor.weight_dtype)
+    return side_result(runs, load=load, weight_dtype=predictor.weight_dtype, dtype=predictor.dtype)
 
 
 def _timed_ours(predictor, messages, sampling) -> dict:
@@ -105,22 +106,22 @@ def run_hf(args) -> dict:
     import transformers  # noqa: F401  (imported before the load timer starts, as paddle is on our side)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model, image_processor, tokenizer = _load_hf(args.model_dir)
+    model, image_processor, tokenizer = _load_hf(args.model_dir, args.hf_dtype)
     load = time.perf_counter() - start
     prompt = chat_prompt(args.model_dir)
     vision = _VisionTimer(model)
     _timed_hf(model, image_processor, tokenizer, prompt, args.image, 2, vision)                # warm-up
     runs = [_timed_hf(model, image_processor, tokenizer, prompt, args.image, args.max_new_tokens, vision)
             for _ in range(args.repeat)]
-    return side_result(runs, load=load)
+    return side_result(runs, load=load, dtype=args.hf_dtype)
 
 
-def _load_hf(model_dir):
+def _load_hf(model_dir, dtype: str):
     import torch
     import transformers
     config = json.loads((Path(model_dir) / "config.json").read_text())
     cls = getattr(transformers, config["architectures"][0])
-    model = cls.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
+    model = cls.from_pretrained(model_dir, torch_dtype=getattr(torch, dtype), attn_implementation="sdpa").eval()
     image_processor = transformers.Qwen2VLImageProcessor.from_pretrained(model_dir)
     return model, image_processor, transformers.AutoTokenizer.from_pretrained(model_dir)
 
@@ -209,7 +210,7 @@ def run_side(side: str, args, model_dir, image) -> dict:
     """One side in a fresh process; its result is the last line of its stdout (JSON)."""
     cmd = [sys.executable, __file__, "--side", side, "--model_dir", str(model_dir), "--image", image,
            "--threads", str(args.threads), "--max_new_tokens", str(args.max_new_tokens),
-           "--repeat", str(args.repeat), "--dtype", args.dtype] + (["--quant_type", args.quant_type] if args.quant_type else [])
+           "--repeat", str(args.repeat), "--dtype", args.dtype, "--hf_dtype", args.hf_dtype] + (["--quant_type", args.quant_type] if args.quant_type else [])
     env = dict(os.environ, PADDLE_QWENVL_NUM_THREADS=str(args.threads), PADDLE_QWENVL_QUIET="1")
     print(f"running {side} ...", flush=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -225,7 +226,7 @@ STAGES = ("preprocess", "vision", "prefill", "decode", "end_to_end", "load")
 def report(result: dict) -> str:
     ours, hf = result["ours"], result.get("hf")
     lines = [f"{result['preset']} ({result['num_layers']} decoder layers), random weights, ours {ours_weights(result)}"
-             f"{', HF float32' if hf else ''}, "
+             f"{', HF ' + result['hf_dtype'] if hf else ''}, "
              f"{result['threads']} threads, image {result['image_size']}, prompt {ours['prompt_tokens']} tokens, "
              f"{ours['completion_tokens']} new tokens; best of {result['repeat']} run(s) after 1 warm-up",
              f"{'':<20}{'ours':>10}{'HF':>10}{'ours adv.':>11}   (x > 1: ours faster / smaller)"]
@@ -274,7 +275,8 @@ def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, to
     bandwidth = max(b for b in (numpy_gb_s, torch_gb_s, probe[0]) if not math.isnan(b))    # nan: no torch
     weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight, float_bytes)    # lm_head stays float
     limit = bandwidth * 1e9 / weight_bytes
-    hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, 4.0)
+    hf_bytes = 2.0 if hf and hf.get("dtype") == "bfloat16" else 4.0
+    hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, hf_bytes, hf_bytes)
     return dict(weight_gb_per_token=weight_bytes / 1e9, numpy_gb_s=numpy_gb_s, torch_gb_s=torch_gb_s,
                 probe_gb_s=probe[0], probe_how=probe[1],
                 bandwidth_gb_s=bandwidth, limit_tokens_per_s=limit, ours_fraction=ours["decode_tokens_per_s"] / limit,
@@ -292,7 +294,8 @@ def orchestrate(args) -> dict:
     layers = json.loads((model_dir / "config.json").read_text())["num_hidden_layers"]
     return dict(preset=args.model_dir or args.preset, num_layers=layers,
                 threads=args.threads, image_size=args.image_size, max_new_tokens=args.max_new_tokens,
-                repeat=args.repeat, quant_type=args.quant_type, dtype=args.dtype, model_dir=str(model_dir),
+                repeat=args.repeat, quant_type=args.quant_type, dtype=ours.get("dtype", args.dtype),
+                hf_dtype=args.hf_dtype, model_dir=str(model_dir),
                 ours=ours, hf=hf, roofline=roofline(model_dir, ours, hf, args.quant_type, args.dtype, numpy_bandwidth(),
                                   torch_bandwidth(args.threads), read_bandwidth_gbps(threads=args.threads)),
                 date=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
