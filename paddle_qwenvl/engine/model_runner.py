@@ -14,7 +14,7 @@ from typing import List, Optional
 import numpy as np
 import paddle
 
-from ..models.rope import get_mrope_positions
+from ..processing.rope import get_mrope_positions
 from ..ops.attention_metadata import AttentionMetadata
 from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
@@ -74,13 +74,14 @@ class ModelRunner:
     def run(self, requests: List[Request]) -> List[Optional[int]]:
         """For requests whose `seq.num_scheduled_tokens` are set: a token for each whose step reaches
         its newest token, None for a prefill chunk that does not."""
-        hidden, meta = self._forward(requests)
-        ends = np.cumsum(meta.query_lens) - 1
+        query_lens = [r.seq.num_scheduled_tokens for r in requests]
+        ends = np.cumsum(query_lens) - 1
         done = [i for i, r in enumerate(requests)
                 if r.seq.num_computed_tokens + r.seq.num_scheduled_tokens == r.seq.num_tokens]
+        # a step of prefill chunks only still computes one row of logits: the model's step always has rows
+        logits = self._step(requests, ends[done] if done else ends[-1:])                   # (B, vocab)
         out: List[Optional[int]] = [None] * len(requests)
         if done:
-            logits = self.model.compute_logits(paddle.gather(hidden, paddle.to_tensor(ends[done])))  # (B, vocab)
             rows = [requests[i].sampling_row() for i in done]
             tokens = sample(logits, rows)
             for i, token, logprob in zip(done, tokens, token_logprobs(logits, tokens, rows)):
@@ -92,18 +93,19 @@ class ModelRunner:
     @paddle.no_grad()
     def logits(self, requests: List[Request]) -> List[paddle.Tensor]:
         """The logits of every scheduled token, per request: (num_scheduled_tokens, vocab) each."""
-        hidden, meta = self._forward(requests)
-        return paddle.split(self.model.compute_logits(hidden), meta.query_lens)
+        query_lens = [r.seq.num_scheduled_tokens for r in requests]
+        return paddle.split(self._step(requests, np.arange(sum(query_lens))), query_lens)
 
-    def _forward(self, requests: List[Request]):
-        """(final hidden states (T, hidden) of the step's packed tokens, its attention metadata)."""
+    def _step(self, requests: List[Request], logit_rows: np.ndarray) -> paddle.Tensor:
+        """The logits (len(logit_rows), vocab) of the given rows of the step's packed tokens."""
         start = time.perf_counter()
         for r in requests:
             self._encode_media(r)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(requests)
-        embeds = self._embed(requests, ids)
-        return self.model(embeds, paddle.to_tensor(positions), meta, self.kv_caches), meta
+        media_rows, media_embeds = self._media(requests)
+        return self.model.step(paddle.to_tensor(ids), paddle.to_tensor(positions), media_rows, media_embeds, meta,
+                               self.kv_caches, paddle.to_tensor(np.asarray(logit_rows, dtype=np.int64)))
 
     def prepare_prompt(self, inputs: PromptInputs) -> PromptState:
         """On arrival: the prompt's M-RoPE positions and its media items (where their embeddings go).
@@ -213,9 +215,9 @@ class ModelRunner:
             tables[i, :len(t)] = t
         return tables
 
-    def _embed(self, requests: List[Request], ids: np.ndarray) -> paddle.Tensor:
-        """(T, hidden) token embeddings with vision embeddings put in place of pad tokens."""
-        embeds = self.model.embed_tokens(paddle.to_tensor(ids))
+    def _media(self, requests: List[Request]):
+        """(rows (M,) int64 of the packed tokens that take vision embeddings, those embeddings
+        (M, hidden)), or (None, None) when the step has none."""
         rows, feats, offset = [], [], 0
         for r in requests:
             start, n = r.seq.num_computed_tokens, r.seq.num_scheduled_tokens
@@ -225,7 +227,6 @@ class ModelRunner:
                 feats.append(item.embeds if len(inside) == len(item.rows) else
                              paddle.gather(item.embeds, paddle.to_tensor(inside)))
             offset += n
-        if rows:
-            index = paddle.to_tensor(np.concatenate(rows))
-            embeds = paddle.scatter(embeds, index, paddle.concat(feats, axis=0), overwrite=True)
-        return embeds
+        if not rows:
+            return None, None
+        return paddle.to_tensor(np.concatenate(rows).astype(np.int64)), paddle.concat(feats, axis=0)

@@ -8,8 +8,9 @@ from ..layers.embedding import TiedQuantizedEmbedding
 from ..layers.linear import FLOAT32, make_linear
 from ..layers.norm import LayerNorm
 from ..ops.linear import linear
+from ..processing.vision_grid import frame_inputs
 from .text import Qwen2Model
-from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, cos_sin, frame_cu_seqlens, vision_rotary
+from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, tower_inputs
 
 
 class Qwen2VisionBlock(nn.Layer):
@@ -34,8 +35,15 @@ class Qwen2VisionTransformer(nn.Layer):
 
     def forward(self, pixel_values, grid_thw):
         """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
-        cos, sin = cos_sin(vision_rotary(grid_thw, self.cfg.spatial_merge_size, self.cfg.head_dim))
-        cu_seqlens = frame_cu_seqlens(grid_thw)
+        return self.encode(pixel_values, **tower_inputs(self.grid_inputs(grid_thw)))
+
+    def grid_inputs(self, grid_thw) -> dict:
+        """What encode() needs besides the pixels (processing/vision_grid.py, frame_inputs)."""
+        return frame_inputs(self.cfg, grid_thw)
+
+    def encode(self, pixel_values, rotary, cu_seqlens):
+        """The tower on tensors (an exported tower traces this): cu_seqlens a host list in dygraph."""
+        cos, sin = rotary.cos(), rotary.sin()
         x = self.patch_embed(pixel_values)
         for block in self.blocks:
             x = block(x, cos, sin, cu_seqlens)
@@ -70,6 +78,17 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def forward(self, inputs_embeds, positions, attn_meta: AttentionMetadata, kv_caches):
         """(T, hidden) packed embeddings, (3, T) positions -> (T, hidden) final hidden states."""
         return self.model(inputs_embeds, positions, attn_meta, kv_caches)
+
+    def step(self, input_ids, positions, media_rows, media_embeds, attn_meta: AttentionMetadata, kv_caches,
+             logit_rows):
+        """One engine step -> logits (len(logit_rows), vocab): input_ids (T,) embedded, the rows
+        media_rows (M,) of them replaced by media_embeds (M, hidden) (None: no media), then the
+        decoder over the paged cache and the logits of the packed rows logit_rows (R,) int64."""
+        embeds = self.embed_tokens(input_ids)
+        if media_rows is not None:
+            embeds = paddle.scatter(embeds, media_rows, media_embeds, overwrite=True)
+        hidden = self(embeds, positions, attn_meta, kv_caches)
+        return self.compute_logits(paddle.gather(hidden, logit_rows))
 
     def compute_logits(self, hidden):
         if hasattr(self, "lm_head"):

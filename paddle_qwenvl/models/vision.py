@@ -74,42 +74,9 @@ class PatchMerger(nn.Layer):
         return x
 
 
-def rotary_position_ids(grid_thw, merge: int) -> np.ndarray:
-    """(h, w) patch coordinates of every patch, in the order patches arrive (merge groups contiguous).
-
-    Patches come grouped merge x merge: for h=w=4, merge=2 the rows are
-    (0,0) (0,1) (1,0) (1,1) (0,2) (0,3) (1,2) (1,3) (2,0) ...; repeated for each of t frames.
-    """
-    out = []
-    for t, h, w in grid_thw:
-        hpos = np.broadcast_to(np.arange(h)[:, None], (h, w))
-        wpos = np.broadcast_to(np.arange(w)[None, :], (h, w))
-        pair = np.stack([_merge_order(hpos, merge), _merge_order(wpos, merge)], axis=-1)
-        out.append(np.tile(pair, (t, 1)))
-    return np.concatenate(out, axis=0)
-
-
-def _merge_order(grid: np.ndarray, m: int) -> np.ndarray:
-    h, w = grid.shape
-    return grid.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).reshape(-1)
-
-
-def vision_rotary(grid_thw, merge: int, head_dim: int, theta: float = 10000.0):
-    """cos, sin (N, head_dim): half the rotary dims follow the patch row, half the column."""
-    dim = head_dim // 2
-    inv_freq = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
-    ids = rotary_position_ids(grid_thw, merge)                       # (N, 2)
-    freqs = (ids[..., None].astype(np.float32) * inv_freq).reshape(len(ids), -1)   # (N, dim)
-    emb = np.concatenate([freqs, freqs], axis=-1)
-    return emb
-
-
-def frame_cu_seqlens(grid_thw) -> list:
-    """Block boundaries with one block per frame: [0, h*w, 2*h*w, ...]."""
-    lens = [h * w for t, h, w in grid_thw for _ in range(t)]
-    return np.concatenate([[0], np.cumsum(lens)]).astype(int).tolist()
-
-
-def cos_sin(emb: np.ndarray):
-    e = paddle.to_tensor(emb.astype(np.float32))
-    return e.cos(), e.sin()
+def tower_inputs(grid_inputs: dict) -> dict:
+    """A tower's grid_inputs() as encode() takes them in dygraph: arrays as tensors (rotary
+    float32), cu_seqlens as host lists (block_attention chooses its path from them)."""
+    return {name: value.tolist() if "cu_seqlens" in name else
+            paddle.to_tensor(value.astype(np.float32) if value.dtype.kind == "f" else value)
+            for name, value in grid_inputs.items()}

@@ -131,6 +131,13 @@ def _cache_dir(sources, cflags, ldflags) -> Path:
     return settings.ops_cache_dir() / h.hexdigest()[:16]
 
 
+def ops_version() -> str:
+    """The hash naming the build of the current sources and flags (what an exported program's
+    compiled ops must match)."""
+    cflags, ldflags = _flags()
+    return _cache_dir(_sources() + _headers(), cflags, ldflags).name
+
+
 def _sources():
     """Every .cc under external_ops/, in all its op folders."""
     return sorted(str(p) for p in SRC_DIR.rglob("*.cc"))

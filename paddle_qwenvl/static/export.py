@@ -1,0 +1,83 @@
+"""Export a Qwen2-VL / Qwen2.5-VL checkpoint as Paddle inference programs: the vision tower and
+the decoder step (programs.py), their parameters, every non-weight file of the checkpoint
+(config, tokenizer, chat template, preprocessor and generation configs) and manifest.json.
+
+The directory is written under OUT.partial and renamed to OUT when complete, so a crash leaves
+no OUT that looks finished.
+"""
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import paddle
+
+from .. import __version__
+from ..engine.block_manager import BLOCK_SIZE
+from ..engine.model_runner import kv_cache_dtype
+from ..models import load_model
+from ..ops._build import ops_version
+from ..quantization import QuantConfig
+from .manifest import ExportError, describe_inputs, file_sizes, write_manifest
+from .programs import (DECODER_STEP, VISION_TOWER, DecoderStep, VisionTower, decoder_step_spec, trace,
+                       vision_spec)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pdparams", ".index.json")
+PROGRAM_FILES = (".json", ".pdiparams")
+
+
+def versions() -> dict:
+    """What an export must have been made with to run here."""
+    return {"paddle": paddle.__version__, "paddle_qwenvl": __version__, "ops": ops_version()}
+
+
+def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[QuantConfig] = None,
+                 block_size: int = BLOCK_SIZE, progress: bool = True) -> Path:
+    """Write the export of `model_dir` to `out_dir` (absent or empty); returns out_dir."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportError(f"{out_dir} is not empty: export into a new directory, or remove it first")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    say = _reporter(progress)
+    start = time.perf_counter()
+    say(f"loading {model_dir}")
+    model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
+    kv_dtype = kv_cache_dtype(model.compute_dtype)
+    programs = {VISION_TOWER: (VisionTower(model), vision_spec(model.visual, model.config)),
+                DECODER_STEP: (DecoderStep(model, block_size), decoder_step_spec(model.config, kv_dtype))}
+    for name, (layer, spec) in programs.items():
+        say(f"tracing the {name.replace('_', ' ')}")
+        paddle.jit.save(trace(layer, spec), str(partial / name))
+    say("copying the tokenizer and configs")
+    copied = _copy_model_files(Path(model_dir), partial)
+    files = [name + suffix for name in programs for suffix in PROGRAM_FILES] + copied
+    write_manifest(partial, dict(versions(), architecture=model.config.architecture, dtype=dtype,
+                                 quantization=quant.to_dict() if quant else None, block_size=block_size,
+                                 kv_cache_dtype=kv_dtype, source=str(Path(model_dir).resolve()),
+                                 inputs={name: describe_inputs(spec) for name, (_, spec) in programs.items()},
+                                 files=file_sizes(partial, files)))
+    if out_dir.exists():
+        out_dir.rmdir()
+    partial.rename(out_dir)
+    say(f"exported to {out_dir} in {time.perf_counter() - start:.1f} s")
+    return out_dir
+
+
+def _copy_model_files(model_dir: Path, out_dir: Path) -> list:
+    """Every file of the checkpoint but its weights; their names."""
+    names = []
+    for path in sorted(model_dir.iterdir()):
+        if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES):
+            shutil.copy2(path, out_dir / path.name)
+            names.append(path.name)
+    return names
+
+
+def _reporter(progress: bool):
+    def say(message: str) -> None:
+        if progress:
+            print(f"export: {message}", file=sys.stderr, flush=True)
+    return say

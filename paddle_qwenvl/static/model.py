@@ -1,0 +1,80 @@
+"""An exported model run through paddle.inference, behind the interface ModelRunner drives
+(config, compute_dtype, get_image_features, get_video_features, step): no model classes built.
+
+Each call feeds the program's inputs by name. Tensors already in Paddle (the KV caches, media
+embeddings) are shared, not copied: the decoder step writes the new keys and values into the
+caller's cache tensors in place. Host arrays are copied in (they are small: ids, positions, layout).
+"""
+from pathlib import Path
+
+import numpy as np
+import paddle
+from paddle import inference
+
+from ..config import ModelConfig
+from ..ops._build import compiled_ops
+from ..ops.paged_attention import token_layout
+from ..ops.threads import num_threads
+from ..processing.vision_grid import GRID_INPUTS
+from .programs import DECODER_STEP, VISION_TOWER
+
+
+def _predictor(prefix: Path, threads: int):
+    config = inference.Config(str(prefix) + ".json", str(prefix) + ".pdiparams")
+    config.disable_glog_info()
+    # Paddle 3.3.1's inplace_pass lets sin() overwrite the cos() output of the same angles (both
+    # outputs then hold sin(cos(x))): the rotary tables came out wrong. Without it they are exact.
+    config.delete_pass("inplace_pass")
+    config.set_cpu_math_library_num_threads(threads)
+    return inference.create_predictor(config)
+
+
+def _run(predictor, inputs: dict) -> np.ndarray:
+    """Feeds `inputs` (name -> paddle.Tensor or numpy array; the tensors shared) and returns the
+    first output. The dict keeps the shared tensors alive until run() returns."""
+    for name in predictor.get_input_names():
+        value, handle = inputs[name], predictor.get_input_handle(name)
+        if isinstance(value, paddle.Tensor):
+            handle.share_external_data(value)
+        else:
+            handle.copy_from_cpu(np.ascontiguousarray(value))
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+class StaticModel:
+    def __init__(self, export_dir, manifest: dict):
+        export_dir = Path(export_dir)
+        if compiled_ops() is None:
+            raise RuntimeError("an exported model calls the compiled ops: unset PADDLE_QWENVL_DISABLE_OPS "
+                               "(or run the model from its HF directory with llm_mode='dynamic')")
+        self.config = ModelConfig.from_dir(export_dir)
+        self.compute_dtype = manifest["dtype"]
+        self.block_size = manifest["block_size"]
+        threads = num_threads()
+        self.vision = _predictor(export_dir / VISION_TOWER, threads)
+        self.decoder = _predictor(export_dir / DECODER_STEP, threads)
+
+    def get_image_features(self, pixel_values, grid_thw) -> paddle.Tensor:
+        """pixel_values (N, patch_dim), grid_thw list of (t, h, w) -> (N / merge^2, hidden)."""
+        grid = [tuple(int(v) for v in row) for row in grid_thw]
+        inputs = dict(GRID_INPUTS[self.config.architecture](self.config.vision, grid), pixel_values=pixel_values)
+        return paddle.to_tensor(_run(self.vision, inputs))
+
+    get_video_features = get_image_features
+
+    def step(self, input_ids, positions, media_rows, media_embeds, attn_meta, kv_caches, logit_rows):
+        """As the dygraph model's step(): logits (len(logit_rows), vocab)."""
+        if attn_meta.block_size != self.block_size:
+            raise ValueError(f"this export's decoder step pages its cache in blocks of {self.block_size} "
+                             f"tokens; run it with block_size={self.block_size} (got {attn_meta.block_size})")
+        token_seq, token_ctx = token_layout(attn_meta)
+        if media_rows is None:
+            media_rows = np.zeros([0], dtype=np.int64)
+            media_embeds = np.zeros([0, self.config.text.hidden_size], dtype=np.float32)
+        inputs = dict(input_ids=input_ids, positions=positions, media_rows=media_rows, media_embeds=media_embeds,
+                      slot_mapping=attn_meta.slot_mapping, block_tables=attn_meta.block_tables,
+                      token_seq=token_seq, token_ctx=token_ctx, logit_rows=logit_rows)
+        for i, (k, v) in enumerate(kv_caches):
+            inputs[f"k_cache_{i}"], inputs[f"v_cache_{i}"] = k, v
+        return paddle.to_tensor(_run(self.decoder, inputs))
