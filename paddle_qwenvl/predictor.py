@@ -12,11 +12,13 @@ from .engine.encoder_cache import ENCODER_CACHE_MEMORY
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
 from .memory import keep_freed_memory
-from .models import load_model
-from .models.registry import DTYPES as SUPPORTED_DTYPES
+from .config import FLOAT_DTYPES as SUPPORTED_DTYPES
 from .processing import Processor
 from .quantization import make_quant_config
 from .sampling import SamplingParams
+from .static import LLM_MODES
+from .static.loader import cached_export, load_export
+from .static.manifest import is_export
 
 
 
@@ -29,8 +31,8 @@ class Predictor:
     """
 
     def __init__(self, model, processor: Processor, engine_config: EngineConfig, load_seconds: float = 0.0,
-                 default_sampling: Optional[SamplingParams] = None):
-        self.model, self.processor = model, processor
+                 default_sampling: Optional[SamplingParams] = None, llm_mode: str = "dynamic"):
+        self.model, self.processor, self.llm_mode = model, processor, llm_mode
         self.engine = LLMEngine(model, processor.tokenizer, engine_config)
         self.load_seconds = load_seconds
         # used when generate()/stream() get no sampling: what HF generate() would do
@@ -45,15 +47,18 @@ class Predictor:
     def weight_dtype(self) -> str:
         """"bfloat16" when the float weights are held in bf16 (a bfloat16 model, or a float32 one
         loaded from a bf16 checkpoint), else "float32"."""
+        if self.llm_mode == "static":
+            return self.model.weight_dtype
         return "bfloat16" if any(p.dtype == paddle.bfloat16 for p in self.model.parameters()) else "float32"
 
     @classmethod
-    def from_pretrained(cls, model_dir, dtype: str = "float32", quant_type: Optional[str] = None,
+    def from_pretrained(cls, model_dir, dtype: Optional[str] = None, quant_type: Optional[str] = None,
                         max_model_len: int = 4096, block_size: int = BLOCK_SIZE, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
-                        max_num_batched_tokens: Optional[int] = None, **processor_options) -> "Predictor":
+                        max_num_batched_tokens: Optional[int] = None, llm_mode: Optional[str] = None,
+                        **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
         dtype: "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
@@ -72,22 +77,39 @@ class Predictor:
         prefilled in chunks between the running requests' decode steps.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
+        llm_mode: "dynamic" (the model classes in dygraph) or "static" (Paddle inference programs:
+        a directory written by `paddle-qwenvl export` loads as it is, a checkpoint is exported into
+        a cache on first use; see paddle_qwenvl/static). Default: "static" for an exported
+        directory, else "dynamic". dtype: default float32 (an export: what it was exported with).
         """
-        if dtype not in SUPPORTED_DTYPES:
+        llm_mode = llm_mode or ("static" if is_export(model_dir) else "dynamic")
+        if llm_mode not in LLM_MODES:
+            raise ValueError(f"llm_mode {llm_mode!r} is not supported; use one of {LLM_MODES}")
+        if llm_mode == "dynamic" and is_export(model_dir):
+            raise ValueError(f"{model_dir} is an exported model (manifest.json): load it with llm_mode='static'")
+        if dtype is None and not is_export(model_dir):
+            dtype = "float32"
+        if dtype is not None and dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
                              "(float16 checkpoints load as float32 or bfloat16)")
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
         keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
+        if llm_mode == "static":
+            model_dir = model_dir if is_export(model_dir) else cached_export(model_dir, dtype, quant, block_size,
+                                                                              progress)
+            model = load_export(model_dir, dtype, quant, block_size)
+        else:
+            from .models import load_model       # not imported for a static model: no model classes built
+            model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
         config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs,
                               max_num_batched_tokens=max_num_batched_tokens,
                               enable_prefix_caching=enable_prefix_caching,
                               encoder_cache_memory=encoder_cache_memory)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))
-        return cls(model, processor, config, time.perf_counter() - start, sampling)
+        return cls(model, processor, config, time.perf_counter() - start, sampling, llm_mode)
 
     def prepare(self, request, **processor_options) -> PromptInputs:
         """One request -> token ids and pixels, exactly as the model will see them."""

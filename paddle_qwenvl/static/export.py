@@ -13,23 +13,16 @@ from typing import Optional
 
 import paddle
 
-from .. import __version__
 from ..engine.block_manager import BLOCK_SIZE
 from ..engine.model_runner import kv_cache_dtype
 from ..models import load_model
-from ..ops._build import ops_version
 from ..quantization import QuantConfig
-from .manifest import ExportError, describe_inputs, file_sizes, write_manifest
+from .manifest import ExportError, describe_inputs, file_sizes, versions, write_manifest
 from .programs import (DECODER_STEP, VISION_TOWER, DecoderStep, VisionTower, decoder_step_spec, trace,
                        vision_spec)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pdparams", ".index.json")
 PROGRAM_FILES = (".json", ".pdiparams")
-
-
-def versions() -> dict:
-    """What an export must have been made with to run here."""
-    return {"paddle": paddle.__version__, "paddle_qwenvl": __version__, "ops": ops_version()}
 
 
 def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[QuantConfig] = None,
@@ -54,7 +47,9 @@ def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[Qua
     say("copying the tokenizer and configs")
     copied = _copy_model_files(Path(model_dir), partial)
     files = [name + suffix for name in programs for suffix in PROGRAM_FILES] + copied
+    weight_dtype = "bfloat16" if any(p.dtype == paddle.bfloat16 for p in model.parameters()) else "float32"
     write_manifest(partial, dict(versions(), architecture=model.config.architecture, dtype=dtype,
+                                 weight_dtype=weight_dtype,
                                  quantization=quant.to_dict() if quant else None, block_size=block_size,
                                  kv_cache_dtype=kv_dtype, source=str(Path(model_dir).resolve()),
                                  inputs={name: describe_inputs(spec) for name, (_, spec) in programs.items()},

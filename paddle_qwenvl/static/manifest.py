@@ -5,12 +5,22 @@ that is partial, corrupt or made by another version, with the file at fault and 
 import json
 from pathlib import Path
 
+import paddle
+
+from .. import __version__
+from ..ops._build import ops_version
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
 class ExportError(ValueError):
     """An exported directory that cannot run as it is; the message names the file and the fix."""
+
+
+def versions() -> dict:
+    """What an export must have been made with to run here."""
+    return {"paddle": paddle.__version__, "paddle_qwenvl": __version__, "ops": ops_version()}
 
 
 def describe_inputs(spec) -> list:

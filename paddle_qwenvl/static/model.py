@@ -16,6 +16,7 @@ from ..ops._build import compiled_ops
 from ..ops.paged_attention import token_layout
 from ..ops.threads import num_threads
 from ..processing.vision_grid import GRID_INPUTS
+from ..quantization import QuantConfig
 from .programs import DECODER_STEP, VISION_TOWER
 
 
@@ -49,7 +50,8 @@ class StaticModel:
             raise RuntimeError("an exported model calls the compiled ops: unset PADDLE_QWENVL_DISABLE_OPS "
                                "(or run the model from its HF directory with llm_mode='dynamic')")
         self.config = ModelConfig.from_dir(export_dir)
-        self.compute_dtype = manifest["dtype"]
+        self.compute_dtype, self.weight_dtype = manifest["dtype"], manifest["weight_dtype"]
+        self.quant = QuantConfig.from_dict(manifest["quantization"])
         self.block_size = manifest["block_size"]
         threads = num_threads()
         self.vision = _predictor(export_dir / VISION_TOWER, threads)

@@ -7,6 +7,7 @@
     25 weights     safetensors -> parameters
     30 models
     40 engine
+    45 static      exported programs through paddle.inference (export, manifest, loader)
     50 predictor
     60 tools       random checkpoints, benchmark toolkit, checkpoint writer
     65 serving     the OpenAI-compatible server
@@ -28,6 +29,7 @@ RANKS = {
     "weights": 25,
     "models": 30,
     "engine": 40,
+    "static": 45,
     "predictor": 50,
     "tools": 60,
     "serving": 65,
