@@ -8,6 +8,7 @@
   paddle-qwenvl serve            OpenAI-compatible chat server
   paddle-qwenvl make-tiny DIR    write a random-weight model directory
   paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
+  paddle-qwenvl export SRC OUT   write a checkpoint as Paddle inference programs (static graph)
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
 """
 import argparse
@@ -15,9 +16,11 @@ import sys
 
 from .. import settings
 from . import bench, chat, make_tiny, quantize, run, serve
+from . import export
 from .common import UserError
 
 COMMANDS = (run, chat, bench, serve, make_tiny, quantize)
+COMMANDS += (export,)
 
 
 def _add_demo_parser(subparsers) -> None:

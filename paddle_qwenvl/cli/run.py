@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--system", default=None, help="system message")
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--json", action="store_true",
-                   help="print one JSON object: text, token_ids, finish_reason, usage, timings")
+                   help="print one JSON object: text, token_ids, finish_reason, usage, timings, llm_mode")
     p.add_argument("--logprobs", type=int, default=None, metavar="N",
                    help="with --json: each generated token's log-probability and its N most likely "
                         "alternatives (0-20)")
@@ -41,7 +41,8 @@ def run(args) -> int:
         print()
     else:
         out = predictor.generate(messages, sampling)
-        print(json.dumps(output_dict(out), ensure_ascii=False) if args.json else out.text)
+        print(json.dumps(dict(output_dict(out), llm_mode=predictor.llm_mode), ensure_ascii=False)
+              if args.json else out.text)
     if not args.json:
         print(stats_line(out), file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from ..engine.block_manager import BLOCK_SIZE
 from ..engine.model_runner import kv_cache_dtype
 from ..models import load_model
 from ..quantization import QuantConfig
-from .manifest import ExportError, describe_inputs, file_sizes, versions, write_manifest
+from .manifest import ExportError, describe_inputs, file_sizes, require_compiled_ops, versions, write_manifest
 from .programs import (DECODER_STEP, VISION_TOWER, DecoderStep, VisionTower, decoder_step_spec, trace,
                        vision_spec)
 
@@ -28,6 +28,7 @@ PROGRAM_FILES = (".json", ".pdiparams")
 def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[QuantConfig] = None,
                  block_size: int = BLOCK_SIZE, progress: bool = True) -> Path:
     """Write the export of `model_dir` to `out_dir` (absent or empty); returns out_dir."""
+    require_compiled_ops()
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ExportError(f"{out_dir} is not empty: export into a new directory, or remove it first")
@@ -50,7 +51,7 @@ def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[Qua
     weight_dtype = "bfloat16" if any(p.dtype == paddle.bfloat16 for p in model.parameters()) else "float32"
     write_manifest(partial, dict(versions(), architecture=model.config.architecture, dtype=dtype,
                                  weight_dtype=weight_dtype,
-                                 quantization=quant.to_dict() if quant else None, block_size=block_size,
+                                 quantization=model.quant.to_dict() if model.quant else None, block_size=block_size,
                                  kv_cache_dtype=kv_dtype, source=str(Path(model_dir).resolve()),
                                  inputs={name: describe_inputs(spec) for name, (_, spec) in programs.items()},
                                  files=file_sizes(partial, files)))

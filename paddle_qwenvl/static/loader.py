@@ -11,7 +11,7 @@ from typing import Optional
 
 from .. import settings
 from ..quantization import QuantConfig
-from .manifest import ExportError, check_export, is_export, versions
+from .manifest import ExportError, check_export, is_export, require_compiled_ops, versions
 from .model import StaticModel
 
 
@@ -30,6 +30,7 @@ def load_export(export_dir, dtype: Optional[str] = None, quant: Optional[QuantCo
 def cached_export(model_dir, dtype: str, quant: Optional[QuantConfig], block_size: int,
                   progress: bool = True) -> Path:
     """The cached export of checkpoint `model_dir`, made now if absent or damaged."""
+    require_compiled_ops()
     out = settings.cache_dir() / "static" / export_key(model_dir, dtype, quant, block_size)
     if is_export(out):
         try:

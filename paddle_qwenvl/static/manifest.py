@@ -8,7 +8,7 @@ from pathlib import Path
 import paddle
 
 from .. import __version__
-from ..ops._build import ops_version
+from ..ops._build import build_info, compiled_ops, ops_version
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -16,6 +16,14 @@ FORMAT = 1
 
 class ExportError(ValueError):
     """An exported directory that cannot run as it is; the message names the file and the fix."""
+
+
+def require_compiled_ops() -> None:
+    """Exported programs call the compiled ops (with oneDNN, for the vision tower's attention)."""
+    if compiled_ops() is None or not build_info()["onednn"]:
+        raise ExportError("llm_mode static runs exported programs that call the compiled ops (built with "
+                          "oneDNN), which are off or unavailable here: unset PADDLE_QWENVL_DISABLE_OPS, or "
+                          "run with llm_mode dynamic")
 
 
 def versions() -> dict:

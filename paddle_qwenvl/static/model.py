@@ -12,11 +12,11 @@ import paddle
 from paddle import inference
 
 from ..config import ModelConfig
-from ..ops._build import compiled_ops
 from ..ops.paged_attention import token_layout
 from ..ops.threads import num_threads
 from ..processing.vision_grid import GRID_INPUTS
 from ..quantization import QuantConfig
+from .manifest import require_compiled_ops
 from .programs import DECODER_STEP, VISION_TOWER
 
 
@@ -46,9 +46,7 @@ def _run(predictor, inputs: dict) -> np.ndarray:
 class StaticModel:
     def __init__(self, export_dir, manifest: dict):
         export_dir = Path(export_dir)
-        if compiled_ops() is None:
-            raise RuntimeError("an exported model calls the compiled ops: unset PADDLE_QWENVL_DISABLE_OPS "
-                               "(or run the model from its HF directory with llm_mode='dynamic')")
+        require_compiled_ops()          # and registers them with paddle.inference
         self.config = ModelConfig.from_dir(export_dir)
         self.compute_dtype, self.weight_dtype = manifest["dtype"], manifest["weight_dtype"]
         self.quant = QuantConfig.from_dict(manifest["quantization"])
