@@ -73,7 +73,7 @@ def check_model_dir(path) -> Path:
     return model_dir
 
 
-def load_predictor(model_dir, quant=None, dtype="float32", max_model_len=None, batch_size=1, engine=None,
+def load_predictor(model_dir, quant=None, dtype=None, max_model_len=None, batch_size=1, engine=None,
                    llm_mode=None, **processor_options):
     """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
     quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None;

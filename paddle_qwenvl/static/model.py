@@ -17,7 +17,7 @@ from ..ops.threads import num_threads
 from ..processing.vision_grid import GRID_INPUTS
 from ..quantization import QuantConfig
 from .manifest import require_compiled_ops
-from .programs import DECODER_STEP, VISION_TOWER
+from .programs import DECODER_STEP, VISION_TOWER, kv_cache_names
 
 
 def _predictor(prefix: Path, threads: int):
@@ -75,6 +75,5 @@ class StaticModel:
         inputs = dict(input_ids=input_ids, positions=positions, media_rows=media_rows, media_embeds=media_embeds,
                       slot_mapping=attn_meta.slot_mapping, block_tables=attn_meta.block_tables,
                       token_seq=token_seq, token_ctx=token_ctx, logit_rows=logit_rows)
-        for i, (k, v) in enumerate(kv_caches):
-            inputs[f"k_cache_{i}"], inputs[f"v_cache_{i}"] = k, v
+        inputs.update(zip(kv_cache_names(len(kv_caches)), [cache for pair in kv_caches for cache in pair]))
         return paddle.to_tensor(_run(self.decoder, inputs))

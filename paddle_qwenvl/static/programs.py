@@ -47,7 +47,7 @@ def decoder_step_spec(config, kv_dtype: str) -> list:
 
 
 class VisionTower(nn.Layer):
-    """model.visual.encode on the tensors its grid_inputs() gives (names: VISION_INPUTS)."""
+    """model.visual.encode on the pixels and the tensors its grid_inputs() gives, in that order."""
 
     def __init__(self, model):
         super().__init__()
