@@ -144,3 +144,15 @@ def test_bad_exports_are_one_line_errors(env, model_dir, exported, tmp_path):
     (broken / "manifest.json").write_text(json.dumps(dict(manifest, paddle_qwenvl="0.0.1")))
     one_line_error(cli(env, *RUN, "--model", broken), "paddle_qwenvl '0.0.1'", "export again")
     one_line_error(cli(env, *RUN, "--model", exported, "--llm-mode", "dynamic"), "llm_mode")
+
+
+def test_damaged_cached_export_is_rebuilt(env, model_dir, dynamic_ids):
+    run_json(env, "--model", model_dir, "--llm-mode", "static")                 # the cached export exists
+    cached = [p for p in (Path(env["PADDLE_QWENVL_CACHE"]) / "static").iterdir() if (p / "manifest.json").is_file()]
+    assert len(cached) == 1
+    params = cached[0] / "decoder_step.pdiparams"
+    params.write_bytes(params.read_bytes()[:100])
+    result = cli(env, *RUN, "--model", model_dir, "--llm-mode", "static")
+    assert result.returncode == 0, result.stderr
+    assert "rebuilding the cached export" in result.stderr and "decoder_step.pdiparams has 100 bytes" in result.stderr
+    assert json.loads(result.stdout)["token_ids"] == dynamic_ids
