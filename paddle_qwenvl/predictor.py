@@ -53,7 +53,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype: Optional[str] = None, quant_type: Optional[str] = None,
-                        max_model_len: int = 4096, block_size: int = BLOCK_SIZE, kv_cache_memory: int = 1 << 30,
+                        max_model_len: int = 4096, block_size: Optional[int] = None, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
@@ -80,7 +80,8 @@ class Predictor:
         llm_mode: "dynamic" (the model classes in dygraph) or "static" (Paddle inference programs:
         a directory written by `paddle-qwenvl export` loads as it is, a checkpoint is exported into
         a cache on first use; see paddle_qwenvl/static). Default: "static" for an exported
-        directory, else "dynamic". dtype: default float32 (an export: what it was exported with).
+        directory, else "dynamic". dtype: default float32; block_size: default 16 (an export: what
+        it was exported with).
         """
         llm_mode = llm_mode or ("static" if is_export(model_dir) else "dynamic")
         if llm_mode not in LLM_MODES:
@@ -96,14 +97,15 @@ class Predictor:
         keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
         if llm_mode == "static":
-            model_dir = model_dir if is_export(model_dir) else cached_export(model_dir, dtype, quant, block_size,
-                                                                              progress)
+            if not is_export(model_dir):
+                model_dir = cached_export(model_dir, dtype, quant, block_size or BLOCK_SIZE, progress)
             model = load_export(model_dir, dtype, quant, block_size)
+            block_size = model.block_size             # fixed at export
         else:
             from .models import load_model       # not imported for a static model: no model classes built
             model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
+        config = EngineConfig(max_model_len=max_model_len, block_size=block_size or BLOCK_SIZE,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs,
                               max_num_batched_tokens=max_num_batched_tokens,
                               enable_prefix_caching=enable_prefix_caching,

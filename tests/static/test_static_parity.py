@@ -64,3 +64,16 @@ def test_tied_lm_head_logits(tiny_dirs, tmp_path):
     inputs = build(dynamic.config, CASES["one_image"], seed=1)
     np.testing.assert_allclose(prompt_logits(static, inputs, continuation=[7, 8]),
                                prompt_logits(dynamic, inputs, continuation=[7, 8]), rtol=0, atol=1e-4)
+
+
+def test_predictor_runs_an_export_in_its_block_size(tiny_dirs, tmp_path):
+    """An export paged in 32-token blocks: Predictor takes that size (16 is its default)."""
+    from paddle_qwenvl import Predictor
+    out = export_model(tiny_dirs["qwen2_5_vl"], tmp_path / "export", block_size=32, progress=False)
+    request = {"prompt": "Describe <image>.", "images": [np.full((56, 56, 3), 200, dtype=np.uint8)]}
+    params = SamplingParams(temperature=0, max_new_tokens=8, ignore_eos=True)
+    static = Predictor.from_pretrained(out, max_model_len=256, kv_cache_memory=1 << 21, progress=False)
+    dynamic = Predictor.from_pretrained(tiny_dirs["qwen2_5_vl"], max_model_len=256, kv_cache_memory=1 << 21,
+                                        block_size=32, progress=False)
+    assert static.engine.config.block_size == 32 and static.llm_mode == "static"
+    assert static.generate(request, params).token_ids == dynamic.generate(request, params).token_ids
