@@ -12,6 +12,8 @@ from ..ops._build import build_info, compiled_ops, ops_version
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+REQUIRED = ("paddle", "paddle_qwenvl", "ops", "architecture", "dtype", "weight_dtype", "quantization", "block_size",
+            "kv_cache_dtype", "inputs", "files")
 
 
 class ExportError(ValueError):
@@ -69,6 +71,9 @@ def check_export(directory, expected: dict) -> dict:
     if manifest.get("format") != FORMAT:
         raise ExportError(f"{directory / MANIFEST} has format {manifest.get('format')!r}, this version reads "
                           f"{FORMAT}: export again with this version")
+    missing = [key for key in REQUIRED if key not in manifest]
+    if missing:
+        raise ExportError(f"{directory / MANIFEST} lacks {', '.join(missing)}: export again into a new directory")
     for name, size in manifest.get("files", {}).items():
         path = directory / name
         if not path.is_file():

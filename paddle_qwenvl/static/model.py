@@ -16,7 +16,7 @@ from ..ops.paged_attention import token_layout
 from ..ops.threads import num_threads
 from ..processing.vision_grid import GRID_INPUTS
 from ..quantization import QuantConfig
-from .manifest import require_compiled_ops
+from .manifest import ExportError, require_compiled_ops
 from .programs import DECODER_STEP, VISION_TOWER, kv_cache_names
 
 
@@ -27,7 +27,12 @@ def _predictor(prefix: Path, threads: int):
     # outputs then hold sin(cos(x))): the rotary tables came out wrong. Without it they are exact.
     config.delete_pass("inplace_pass")
     config.set_cpu_math_library_num_threads(threads)
-    return inference.create_predictor(config)
+    try:
+        return inference.create_predictor(config)
+    except Exception as exc:            # Paddle raises several kinds for a damaged program
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"paddle.inference could not load {prefix}.json / .pdiparams ({reason}): "
+                          f"export again into a new directory") from exc
 
 
 def _run(predictor, inputs: dict) -> np.ndarray:

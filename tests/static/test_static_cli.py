@@ -143,6 +143,10 @@ def test_bad_exports_are_one_line_errors(env, model_dir, exported, tmp_path):
     (broken / "vision_tower.pdiparams").write_bytes((exported / "vision_tower.pdiparams").read_bytes())
     (broken / "manifest.json").write_text(json.dumps(dict(manifest, paddle_qwenvl="0.0.1")))
     one_line_error(cli(env, *RUN, "--model", broken), "paddle_qwenvl '0.0.1'", "export again")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    program = broken / "decoder_step.json"
+    program.write_text("x" * program.stat().st_size)                  # the right size, not a program
+    one_line_error(cli(env, *RUN, "--model", broken), "could not load", "decoder_step.json", "export again")
     one_line_error(cli(env, *RUN, "--model", exported, "--llm-mode", "dynamic"), "llm_mode")
 
 
