@@ -265,14 +265,10 @@ def exec_attrs(threads: int = None) -> tuple:
     """The attributes every compiled op ends with (external_ops/common.h, pqv::Exec):
     (num_threads, work_per_thread, portable): threads for the call (`threads`, else ops/threads.py),
     the work units each thread must get before another one is woken, and whether the portable C++
-    loops run even on an AVX512 CPU. Under paddle.jit.to_static the threads are 0 (see below)."""
+    loops run even on an AVX512 CPU. (An exported program holds them as attributes; static/model.py
+    sets its num_threads to the running process's.)"""
     work, portable, _ = _process_choices()
-    if threads is None:
-        import paddle
-        # traced into an exported program: 0, the OpenMP threads of the process that runs it
-        # (paddle.inference sets them), not this process's count frozen into the program
-        threads = num_threads() if paddle.in_dynamic_mode() else 0
-    return threads, work, portable
+    return threads or num_threads(), work, portable
 
 
 def int8_prefill_tiles() -> bool:

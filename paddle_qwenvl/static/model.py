@@ -5,12 +5,16 @@ Each call feeds the program's inputs by name. Tensors already in Paddle (the KV 
 embeddings) are shared, not copied: the decoder step writes the new keys and values into the
 caller's cache tensors in place. Host arrays are copied in (they are small: ids, positions, layout).
 """
+import hashlib
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 import paddle
 from paddle import inference
 
+from .. import settings
 from ..config import ModelConfig
 from ..ops.paged_attention import token_layout
 from ..ops.threads import num_threads
@@ -20,8 +24,31 @@ from .manifest import ExportError, require_compiled_ops
 from .programs import DECODER_STEP, VISION_TOWER, kv_cache_names
 
 
+# an op's num_threads attribute in a PIR program (.json) as Paddle 3.3.1 writes it
+THREADS_ATTRIBUTE = re.compile(r'("#":"0\.a_i64","D":)-?\d+(\},"N":"num_threads")')
+
+
+def program_for_threads(program: Path, threads: int) -> Path:
+    """`program` with every compiled op's num_threads attribute set to `threads`: the file itself
+    when it says so already, else a copy in the cache. Our ops take their thread count as an
+    attribute (traced at export), and paddle.inference runs them on its own worker threads, whose
+    OpenMP default is 1: the count must be in the program."""
+    text = program.read_text()
+    patched = THREADS_ATTRIBUTE.sub(rf"\g<1>{threads}\g<2>", text)
+    if patched == text:
+        return program
+    out = settings.cache_dir() / "static" / "programs" / (hashlib.sha256(patched.encode()).hexdigest()[:16] + ".json")
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f"{out.name}.{os.getpid()}")
+        partial.write_text(patched)
+        os.replace(partial, out)
+    return out
+
+
 def _predictor(prefix: Path, threads: int):
-    config = inference.Config(str(prefix) + ".json", str(prefix) + ".pdiparams")
+    config = inference.Config(str(program_for_threads(Path(str(prefix) + ".json"), threads)),
+                              str(prefix) + ".pdiparams")
     config.disable_glog_info()
     # Paddle 3.3.1's inplace_pass lets sin() overwrite the cos() output of the same angles (both
     # outputs then hold sin(cos(x))): the rotary tables came out wrong. Without it they are exact.

@@ -77,3 +77,23 @@ def test_predictor_runs_an_export_in_its_block_size(tiny_dirs, tmp_path):
                                         block_size=32, progress=False)
     assert static.engine.config.block_size == 32 and static.llm_mode == "static"
     assert static.generate(request, params).token_ids == dynamic.generate(request, params).token_ids
+
+
+def test_programs_run_on_the_loading_process_threads(tiny_dirs, tmp_path, monkeypatch):
+    """The ops' thread count is an attribute traced at export: a process running on another count
+    gets a copy of the program with its own (in the cache), and the same logits."""
+    import re
+    from paddle_qwenvl.ops import threads
+    out = export_model(tiny_dirs["qwen2_vl"], tmp_path / "export", block_size=16, progress=False)
+    exported = set(re.findall(r'"D":(-?\d+)\},"N":"num_threads"', (out / "decoder_step.json").read_text()))
+    assert exported == {str(threads.num_threads())}
+    inputs = build(load_export(out).config, CASES["one_image"], seed=1)
+    want = prompt_logits(load_export(out), inputs, continuation=[7, 8])
+    monkeypatch.setenv("PADDLE_QWENVL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(threads, "_chosen", [threads.num_threads() + 1])
+    np.testing.assert_allclose(prompt_logits(load_export(out), inputs, continuation=[7, 8]), want, rtol=0, atol=1e-6)
+    patched = list((tmp_path / "cache" / "static" / "programs").glob("*.json"))
+    assert len(patched) == 2
+    for program in patched:
+        assert set(re.findall(r'"D":(-?\d+)\},"N":"num_threads"', program.read_text())) == {
+            str(threads.num_threads())}
