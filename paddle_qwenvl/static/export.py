@@ -35,31 +35,36 @@ def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[Qua
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    say = _reporter(progress)
-    start = time.perf_counter()
-    say(f"loading {model_dir}")
-    model = load_model(model_dir, quant=quant, progress=progress, dtype=dtype)
-    kv_dtype = kv_cache_dtype(model.compute_dtype)
-    programs = {VISION_TOWER: (VisionTower(model), vision_spec(model.visual, model.config)),
-                DECODER_STEP: (DecoderStep(model, block_size), decoder_step_spec(model.config, kv_dtype))}
-    for name, (layer, spec) in programs.items():
-        say(f"tracing the {name.replace('_', ' ')}")
-        paddle.jit.save(trace(layer, spec), str(partial / name))
-    say("copying the tokenizer and configs")
-    copied = _copy_model_files(Path(model_dir), partial)
-    files = [name + suffix for name in programs for suffix in PROGRAM_FILES] + copied
-    weight_dtype = "bfloat16" if any(p.dtype == paddle.bfloat16 for p in model.parameters()) else "float32"
-    write_manifest(partial, dict(versions(), architecture=model.config.architecture, dtype=dtype,
-                                 weight_dtype=weight_dtype,
-                                 quantization=model.quant.to_dict() if model.quant else None, block_size=block_size,
-                                 kv_cache_dtype=kv_dtype, source=str(Path(model_dir).resolve()),
-                                 inputs={name: describe_inputs(spec) for name, (_, spec) in programs.items()},
-                                 files=file_sizes(partial, files)))
+    say, start = _reporter(progress), time.perf_counter()
+    try:
+        _write_export(Path(model_dir), partial, dtype, quant, block_size, say)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if out_dir.exists():
         out_dir.rmdir()
     partial.rename(out_dir)
     say(f"exported to {out_dir} in {time.perf_counter() - start:.1f} s")
     return out_dir
+
+
+def _write_export(model_dir: Path, out: Path, dtype: str, quant, block_size: int, say) -> None:
+    say(f"loading {model_dir}")
+    model = load_model(model_dir, quant=quant, progress=say.progress, dtype=dtype)
+    kv_dtype = kv_cache_dtype(model.compute_dtype)
+    programs = {VISION_TOWER: (VisionTower(model), vision_spec(model.visual, model.config)),
+                DECODER_STEP: (DecoderStep(model, block_size), decoder_step_spec(model.config, kv_dtype))}
+    for name, (layer, spec) in programs.items():
+        say(f"tracing the {name.replace('_', ' ')}")
+        paddle.jit.save(trace(layer, spec), str(out / name))
+    say("copying the tokenizer and configs")
+    files = [name + suffix for name in programs for suffix in PROGRAM_FILES] + _copy_model_files(model_dir, out)
+    weight_dtype = "bfloat16" if any(p.dtype == paddle.bfloat16 for p in model.parameters()) else "float32"
+    write_manifest(out, dict(versions(), architecture=model.config.architecture, dtype=dtype, weight_dtype=weight_dtype,
+                             quantization=model.quant.to_dict() if model.quant else None, block_size=block_size,
+                             kv_cache_dtype=kv_dtype, source=str(model_dir.resolve()),
+                             inputs={name: describe_inputs(spec) for name, (_, spec) in programs.items()},
+                             files=file_sizes(out, files)))
 
 
 def _copy_model_files(model_dir: Path, out_dir: Path) -> list:
@@ -76,4 +81,5 @@ def _reporter(progress: bool):
     def say(message: str) -> None:
         if progress:
             print(f"export: {message}", file=sys.stderr, flush=True)
+    say.progress = progress
     return say
