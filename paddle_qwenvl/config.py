@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 
 
 FLOAT_DTYPES = ("float32", "bfloat16")
+AUTO = "auto"          # a dtype choice: what the checkpoint and the CPU suit (weights.resolve_dtype)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,14 @@ from .engine.outputs import RequestOutput
 from .engine.parallel_steps import send_stop
 from .distributed import init_tensor_parallel, launched_world_size, start_local_ranks
 from .memory import keep_freed_memory
-from .models import load_model
-from .models.registry import AUTO, DTYPES as SUPPORTED_DTYPES
+from .config import AUTO, FLOAT_DTYPES
+from .weights import resolve_dtype
 from .processing import Processor
 from .quantization import make_quant_config
 from .sampling import SamplingParams
+from .static import LLM_MODES
+from .static.loader import cached_export, load_export
+from .static.manifest import is_export
 
 
 
@@ -33,8 +36,8 @@ class Predictor:
     """
 
     def __init__(self, model, processor: Processor, engine_config: EngineConfig, load_seconds: float = 0.0,
-                 default_sampling: Optional[SamplingParams] = None):
-        self.model, self.processor = model, processor
+                 default_sampling: Optional[SamplingParams] = None, llm_mode: str = "dynamic"):
+        self.model, self.processor, self.llm_mode = model, processor, llm_mode
         self.engine = LLMEngine(model, processor.tokenizer, engine_config)
         self.load_seconds = load_seconds
         # used when generate()/stream() get no sampling: what HF generate() would do
@@ -49,20 +52,23 @@ class Predictor:
     def weight_dtype(self) -> str:
         """"bfloat16" when the float weights are held in bf16 (a bfloat16 model, or a float32 one
         loaded from a bf16 checkpoint), else "float32"."""
+        if self.llm_mode == "static":
+            return self.model.weight_dtype
         return "bfloat16" if any(p.dtype == paddle.bfloat16 for p in self.model.parameters()) else "float32"
 
     @classmethod
     def from_pretrained(cls, model_dir, dtype: str = AUTO, quant_type: Optional[str] = None,
-                        max_model_len: int = 4096, block_size: int = BLOCK_SIZE, kv_cache_memory: int = 1 << 30,
+                        max_model_len: int = 4096, block_size: Optional[int] = None, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
                         quantize_vision: bool = False, quantize_lm_head: bool = False,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
                         max_num_batched_tokens: Optional[int] = None, tensor_parallel_size: Optional[int] = None,
+                        llm_mode: Optional[str] = None,
                         **processor_options) -> "Predictor":
         """Load a Qwen2-VL / QVQ / Qwen2.5-VL directory (config.json, safetensors, tokenizer files).
 
         dtype: "auto" (default): "bfloat16" for a bf16 checkpoint on a CPU with native bf16 (AVX512-BF16
-        or AMX), else "float32" (models.registry.resolve_dtype). "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
+        or AMX), else "float32" (weights.resolve_dtype). "float32" (fp32 math; the bf16 weights of a published checkpoint are held as they
         are and widened exactly as they are used: half the memory and decode bytes), or "bfloat16"
         (bf16 math: x rounded to bf16 for the linears, sums in fp32; see models.registry.load_model).
         quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;
@@ -83,25 +89,48 @@ class Predictor:
         a launch, N > 1 starts N - 1 follower processes on this host and this process is rank 0.
         processor_options: min_pixels, max_pixels, fps, ... (defaults from preprocessor_config.json).
         Without a SamplingParams, generate() samples as generation_config.json says (like HF).
+        llm_mode: "dynamic" (the model classes in dygraph) or "static" (Paddle inference programs:
+        a directory written by `paddle-qwenvl export` loads as it is, a checkpoint is exported into
+        a cache on first use; see paddle_qwenvl/static). Default: "static" for an exported
+        directory, else "dynamic". An export runs in the dtype and block size it was exported
+        with (dtype "auto" or None); block_size default 16.
         """
-        if dtype not in SUPPORTED_DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not supported; use one of {SUPPORTED_DTYPES} "
+        llm_mode = llm_mode or ("static" if is_export(model_dir) else "dynamic")
+        if llm_mode not in LLM_MODES:
+            raise ValueError(f"llm_mode {llm_mode!r} is not supported; use one of {LLM_MODES}")
+        if llm_mode == "dynamic" and is_export(model_dir):
+            raise ValueError(f"{model_dir} is an exported model (manifest.json): load it with llm_mode='static'")
+        if dtype is not None and dtype not in FLOAT_DTYPES + (AUTO,):
+            raise ValueError(f"dtype {dtype!r} is not supported; use one of {FLOAT_DTYPES + (AUTO,)} "
                              "(float16 checkpoints load as float32 or bfloat16)")
+        if llm_mode == "static" and (tensor_parallel_size or 1) > 1:
+            raise ValueError("tensor parallelism runs the dynamic model only: use llm_mode='dynamic' "
+                             "(or no tensor_parallel_size)")
+        # an export runs in the dtype it was exported with; a checkpoint resolves "auto" now
+        dtype = (None if dtype in (None, AUTO) else dtype) if is_export(model_dir) else \
+            resolve_dtype(model_dir, dtype or AUTO)
         options = {k: v for k, v in locals().items() if k not in ("cls", "processor_options")}  # the arguments
         quant = make_quant_config(quant_type, quant_group_size, quantize_vision, quantize_lm_head)
         tp = join_tensor_parallel(tensor_parallel_size, dict(options, **processor_options))
         keep_freed_memory()           # reuse freed tensor memory instead of page-faulting it back in
         start = time.perf_counter()
+        if llm_mode == "static":
+            if not is_export(model_dir):
+                model_dir = cached_export(model_dir, dtype, quant, block_size or BLOCK_SIZE, progress)
+            model = load_export(model_dir, dtype, quant, block_size)
+            block_size = model.block_size             # fixed at export
+        else:
+            from .models import load_model       # not imported for a static model: no model classes built
+            model = load_model(model_dir, quant=quant, progress=progress and (tp is None or tp.is_driver),
+                               dtype=dtype, tp=tp)
         processor = Processor.from_pretrained(model_dir, **processor_options)
-        model = load_model(model_dir, quant=quant, progress=progress and (tp is None or tp.is_driver),
-                           dtype=dtype, tp=tp)
-        config = EngineConfig(max_model_len=max_model_len, block_size=block_size,
+        config = EngineConfig(max_model_len=max_model_len, block_size=block_size or BLOCK_SIZE,
                               kv_cache_memory=kv_cache_memory, max_num_seqs=max_num_seqs,
                               max_num_batched_tokens=max_num_batched_tokens,
                               enable_prefix_caching=enable_prefix_caching,
                               encoder_cache_memory=encoder_cache_memory)
         sampling = SamplingParams.from_generation_config(_read_generation_config(model_dir))
-        predictor = cls(model, processor, config, time.perf_counter() - start, sampling)
+        predictor = cls(model, processor, config, time.perf_counter() - start, sampling, llm_mode)
         if tp is not None:
             run_tensor_parallel(predictor.engine.runner, tp)
         return predictor

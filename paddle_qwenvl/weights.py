@@ -20,6 +20,7 @@ import paddle
 from safetensors import safe_open
 from tqdm import tqdm
 
+from .config import AUTO, FLOAT_DTYPES
 from .ops.convert import bf16_to_float32
 
 PREFIX_RENAMES = (("model.language_model.", "model."), ("model.visual.", "visual."))
@@ -63,6 +64,19 @@ def iter_checkpoint(model_dir, progress: bool = False, part_of: Optional[PartOf]
 def _read_part(f, name: str, axis: int, start: int, stop: int) -> paddle.Tensor:
     tensor = f.get_slice(name)
     return tensor[start:stop] if axis == 0 else tensor[:, start:stop]
+
+
+def resolve_dtype(model_dir, dtype: str = AUTO) -> str:
+    """The math a checkpoint computes in. "auto": "bfloat16" when every float matrix is stored in
+    bf16 (as Qwen publishes them) and this CPU computes bf16 natively (AVX512-BF16 or AMX, with our
+    compiled ops), else "float32"; HF and vLLM resolve "auto" from the checkpoint too. "float32"
+    and "bfloat16" are returned as they are."""
+    if dtype not in FLOAT_DTYPES + (AUTO,):
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {FLOAT_DTYPES + (AUTO,)}")
+    if dtype != AUTO:
+        return dtype
+    from .ops._build import build_info
+    return "bfloat16" if build_info()["bf16"] and matrix_dtypes(model_dir) == {"BF16"} else "float32"
 
 
 def matrix_dtypes(model_dir) -> Set[str]:

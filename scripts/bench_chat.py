@@ -19,7 +19,7 @@ import numpy as np
 
 from paddle_qwenvl import Predictor, SamplingParams
 from paddle_qwenvl.cli.common import DEMO_IMAGE, set_up_runtime
-from paddle_qwenvl.models.registry import resolve_dtype
+from paddle_qwenvl.weights import resolve_dtype
 from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint
 from paddle_qwenvl.tools.presets import PRESETS
 

@@ -41,10 +41,16 @@ std::vector<std::vector<int64_t>> BlockAttentionShape(const std::vector<int64_t>
   return {q};
 }
 
+std::vector<paddle::DataType> BlockAttentionDtype(const paddle::DataType&, const paddle::DataType&,
+                                                  const paddle::DataType&, const paddle::DataType&) {
+  return {paddle::DataType::FLOAT32};
+}
+
 PD_BUILD_OP(pqv_block_attention)
     .Inputs({"q", "k", "v", "cu_seqlens"})
     .Outputs({"out"})
     .Attrs({"scale: float", "bf16: bool", "amx: bool", "num_threads: int64_t", "work_per_thread: int64_t",
             "portable: bool"})
     .SetKernelFn(PD_KERNEL(BlockAttention))
-    .SetInferShapeFn(PD_INFER_SHAPE(BlockAttentionShape));
+    .SetInferShapeFn(PD_INFER_SHAPE(BlockAttentionShape))
+    .SetInferDtypeFn(PD_INFER_DTYPE(BlockAttentionDtype));

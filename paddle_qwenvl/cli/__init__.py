@@ -10,6 +10,7 @@
   paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
   paddle-qwenvl eval             benchmark accuracy (TextVQA, DocVQA, ChartQA, MMMU, Video-MME)
   paddle-qwenvl bench-serve      load-test an OpenAI-compatible server (TTFT, ITL, throughput)
+  paddle-qwenvl export SRC OUT   write a checkpoint as Paddle inference programs (static graph)
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
 """
 import argparse
@@ -17,10 +18,10 @@ import sys
 
 from .. import settings
 from . import bench, chat, make_tiny, quantize, run, serve
-from . import bench_serve, evaluate
+from . import bench_serve, evaluate, export
 from .common import UserError
 
-COMMANDS = (run, chat, bench, serve, make_tiny, quantize) + (evaluate, bench_serve)
+COMMANDS = (run, chat, bench, serve, make_tiny, quantize) + (evaluate, bench_serve, export)
 
 
 def _add_demo_parser(subparsers) -> None:

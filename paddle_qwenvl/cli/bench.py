@@ -58,6 +58,7 @@ def describe(args, predictor, images) -> str:
     return (f"benchmark: {args.model or 'demo model (random weights)'}; {media}; batch {args.batch_size}; "
             f"{threads} thread(s){_per_rank(predictor)}; "
             f"max_new_tokens {args.max_new_tokens} (EOS ignored); dtype {dtype}; quant {describe_quant(predictor)}; "
+            f"llm_mode {predictor.llm_mode}; "
             f"warm-up {args.warmup}, timed {args.repeat}; load {predictor.load_seconds:.1f} s")
 
 
@@ -69,4 +70,5 @@ def _per_rank(predictor) -> str:
 def config_dict(args, predictor, images) -> dict:
     return dict(model=args.model, images=images, videos=args.video, batch_size=args.batch_size,
                 max_new_tokens=args.max_new_tokens, quant=describe_quant(predictor), threads=args.threads,
+                llm_mode=predictor.llm_mode,
                 warmup=args.warmup, repeat=args.repeat, tensor_parallel_size=predictor.tensor_parallel_size)

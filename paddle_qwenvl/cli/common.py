@@ -43,8 +43,8 @@ def set_up_runtime(threads: Optional[int] = None) -> int:
 
 def resolve_dtype(dtype: str) -> str:
     """auto, float32 and bfloat16 run as asked (bfloat16: bf16 math, sums in fp32; auto: bfloat16 for
-    a bf16 checkpoint on a CPU with native bf16, else float32); float16 runs as float32, with a
-    note: there are no fp16 kernels here."""
+    a bf16 checkpoint on a CPU with native bf16, else float32; an exported model: its export's);
+    float16 runs as float32, with a note: there are no fp16 kernels here."""
     if dtype not in FLOAT_DTYPES:
         raise UserError(f"--dtype {dtype!r} is not known; use auto, float32 or bfloat16")
     if dtype == "float16":
@@ -72,16 +72,22 @@ def check_model_dir(path) -> Path:
 
 
 def load_predictor(model_dir, quant=None, dtype="auto", max_model_len=None, batch_size=1, engine=None,
-                   **processor_options):
+                   llm_mode=None, **processor_options):
     """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
     quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None;
-    engine: its engine keywords (see engine_options), or None."""
-    from ..models.registry import resolve_dtype as model_dtype
+    engine: its engine keywords (see engine_options), or None. dtype "auto": see
+    weights.resolve_dtype (an exported model: its own); llm_mode None: static for an exported
+    model, else dynamic."""
     from ..predictor import Predictor
-    dtype = model_dtype(model_dir, dtype)       # the KV cache's size depends on it
+    from ..static.manifest import is_export, read_manifest
+    from ..weights import resolve_dtype as checkpoint_dtype
+    if is_export(model_dir):
+        dtype = read_manifest(model_dir)["dtype"] if dtype in (None, "auto") else dtype
+    else:
+        dtype = checkpoint_dtype(model_dir, dtype or "auto")      # the KV cache's size depends on it
     options = {k: v for k, v in processor_options.items() if v is not None}
     length = max_model_len or 4096
-    return Predictor.from_pretrained(str(model_dir), dtype=dtype, **(quant or {}), **(engine or {}),
+    return Predictor.from_pretrained(str(model_dir), dtype=dtype, llm_mode=llm_mode, **(quant or {}), **(engine or {}),
                                      max_model_len=length, max_num_seqs=max(batch_size, 1),
                                      kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1),
                                                                     dtype=dtype),
@@ -154,10 +160,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="auto: bfloat16 for a bf16 checkpoint (as published) on a CPU with native bf16 "
                         "(AVX512-BF16 or AMX), else float32; float32: fp32 math (a bf16 checkpoint's weights are held in bf16 as they are); "
                         "bfloat16: bf16 math (faster prefill and vision tower, bf16 KV cache); "
-                        "float16 runs as float32 (with a note)")
+                        "float16 runs as float32 (with a note); an exported model runs in its export's dtype")
     g.add_argument("--max-model-len", type=int, default=4096, help="prompt + output tokens per request")
     g.add_argument("--threads", type=int, default=None,
                    help="CPU threads (default: $PADDLE_QWENVL_NUM_THREADS or all usable cores)")
+    g.add_argument("--llm-mode", "--llm_mode", dest="llm_mode", default=None, choices=("dynamic", "static"),
+                   help="dynamic: the model in Paddle's dygraph; static: exported Paddle inference programs "
+                        "(a checkpoint is exported into a cache once). Default: static for a directory written "
+                        "by `paddle-qwenvl export`, else dynamic")
     add_quant_args(p)
     add_engine_args(p)
 
@@ -252,7 +262,7 @@ def predictor_from_args(args, batch_size: int = 1):
         warn(f"no --model given: using the random-weight demo model {model_dir} (answers are meaningless)")
     return load_predictor(check_model_dir(model_dir), quant_options(args), dtype=resolve_dtype(args.dtype),
                           max_model_len=args.max_model_len, batch_size=batch_size, engine=engine_options(args),
-                          **processor_options(args))
+                          llm_mode=args.llm_mode, **processor_options(args))
 
 
 def sampling_from_args(predictor, args):

@@ -1,10 +1,11 @@
 """The flag set of PaddleMIX's deploy/qwen2_vl and deploy/qwen2_5_vl scripts, over our Predictor.
 
-Every flag does what it says. Differences from PaddleMIX (the last three print a note when used):
+Every flag does what it says. Differences from PaddleMIX (--dtype float16 and the obsolete flags print a note):
   --max_length / --min_length   tokens to generate (PaddleNLP's meaning), not prompt + output
   --top_k                       applied (PaddleMIX parses it and ignores it)
   --dtype float16               runs in float32 (--dtype bfloat16 computes in bf16)
-  --llm_mode static             not available yet: runs dynamic
+  --llm_mode static             exported Paddle inference programs (a checkpoint is exported into a cache
+                                once; a directory from `paddle-qwenvl export` runs static by default)
   --block_attn --append_attn --inference_model --output_via_mq --attn_implementation
                                 obsolete here: the KV cache is always paged, the model is always
                                 the inference model, output goes to stdout
@@ -81,10 +82,10 @@ def _add_generation_args(p):
 def _add_runtime_args(p):
     g = p.add_argument_group("runtime")
     g.add_argument("--dtype", default="auto",
-                   help="auto (bfloat16 math for a bf16 checkpoint on a CPU with native bf16, else float32), "
-                        "float32 or bfloat16; float16 runs as float32")
-    g.add_argument("--llm_mode", "--mode", dest="llm_mode", default="dynamic", choices=["dynamic", "static"],
-                   help="PaddleMIX's --mode is the same flag")
+                   help="auto (the default: bfloat16 math for a bf16 checkpoint on a CPU with native bf16, else "
+                        "float32; an exported model: its own dtype), float32 or bfloat16; float16 runs as float32")
+    g.add_argument("--llm_mode", "--mode", dest="llm_mode", default=None, choices=["dynamic", "static"],
+                   help="PaddleMIX's --mode is the same flag (default: static for an exported model, else dynamic)")
     for flag in OBSOLETE:
         kind = dict(type=str) if flag == "attn_implementation" else dict(type=str2bool, nargs="?", const=True)
         g.add_argument(f"--{flag}", default=None, help="accepted for compatibility; no effect (see above)", **kind)
@@ -101,8 +102,6 @@ def explain_flags(args) -> None:
     for flag, reason in OBSOLETE.items():
         if getattr(args, flag) is not None:
             warn(f"--{flag}: {reason}")
-    if args.llm_mode == "static":
-        warn("--llm_mode static: a static-graph mode is not available yet; running dynamic")
 
 
 def check_family(model_dir, family: str) -> None:
@@ -136,7 +135,7 @@ def infer(args, family: str) -> int:
     request = build_request(args)
     threads = set_up_runtime(args.threads)
     predictor = load_predictor(model_dir, quant_options(args), dtype, args.total_max_length, args.batch_size,
-                               engine=UNCACHED if args.benchmark else None, min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
+                               engine=UNCACHED if args.benchmark else None, llm_mode=args.llm_mode, min_pixels=args.min_pixels, max_pixels=args.max_pixels, fps=args.fps,
                                video_max_pixels=args.video_max_pixels)
     sampling = sampling_from(predictor, args.max_length, args.min_length, args.temperature, args.top_k,
                              args.top_p, args.repetition_penalty, args.seed)
@@ -158,7 +157,7 @@ def benchmark(args, predictor, requests, sampling, threads) -> int:
     dtype = predictor.dtype if predictor.weight_dtype == predictor.dtype else \
         f"{predictor.dtype} ({predictor.weight_dtype} weights)"
     print(format_report(summary, f"{args.media_type}, batch {args.batch_size}, threads {threads}, dtype {dtype}, "
-                                 f"quant {describe_quant(predictor)}, llm_mode dynamic, "
+                                 f"quant {describe_quant(predictor)}, llm_mode {predictor.llm_mode}, "
                                  f"load {predictor.load_seconds:.1f} s"))
     if args.benchmark_json:
         write_json(args.benchmark_json, dict(summary, args=vars(args), threads=threads))

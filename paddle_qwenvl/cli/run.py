@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: text, token_ids, finish_reason, usage, timings, "
-                        "tensor_parallel_size")
+                        "tensor_parallel_size, llm_mode")
     p.add_argument("--logprobs", type=int, default=None, metavar="N",
                    help="with --json: each generated token's log-probability and its N most likely "
                         "alternatives (0-20)")
@@ -42,8 +42,8 @@ def run(args) -> int:
         print()
     else:
         out = predictor.generate(messages, sampling)
-        print(json.dumps(dict(output_dict(out), tensor_parallel_size=predictor.tensor_parallel_size),
-                         ensure_ascii=False) if args.json else out.text)
+        print(json.dumps(dict(output_dict(out), tensor_parallel_size=predictor.tensor_parallel_size,
+                              llm_mode=predictor.llm_mode), ensure_ascii=False) if args.json else out.text)
     if not args.json:
         print(stats_line(out), file=sys.stderr)
     return 0

@@ -16,8 +16,8 @@ from typing import List, Optional
 import numpy as np
 import paddle
 
-from ..models.rope import get_mrope_positions
-from ..models.vision import linear_macs
+from ..layers.linear import linear_macs
+from ..processing.rope import get_mrope_positions
 from ..ops.attention_metadata import AttentionMetadata
 from .encoder_cache import EncoderCache
 from .inputs import PromptInputs
@@ -59,7 +59,9 @@ class ModelRunner:
         the vision tower over steps, each step's share as much GEMM work as the decoder spends on
         this many tokens (None: a media's whole tower in the step that first needs it)."""
         self.model = model
-        self.vision_budget = None if vision_step_tokens is None else self._patch_blocks(vision_step_tokens)
+        stepwise = vision_step_tokens is not None and hasattr(getattr(model, "visual", None), "advance")
+        # an exported tower (static mode) runs whole: one program call per media item
+        self.vision_budget = self._patch_blocks(vision_step_tokens) if stepwise else None
         self.encoder_cache = EncoderCache(encoder_cache_memory)
         self.config = model.config
         self.block_size = block_size
@@ -92,13 +94,14 @@ class ModelRunner:
     def run(self, requests: List[Request]) -> List[Optional[int]]:
         """For requests whose `seq.num_scheduled_tokens` are set: a token for each whose step reaches
         its newest token, None for a prefill chunk that does not."""
-        hidden, meta = self._forward(requests)
-        ends = np.cumsum(meta.query_lens) - 1
+        query_lens = [r.seq.num_scheduled_tokens for r in requests]
+        ends = np.cumsum(query_lens) - 1
         done = [i for i, r in enumerate(requests)
                 if r.seq.num_computed_tokens + r.seq.num_scheduled_tokens == r.seq.num_tokens]
+        # a step of prefill chunks only still computes one row of logits: the model's step always has rows
+        logits = self._step(requests, ends[done] if done else ends[-1:])                   # (B, vocab)
         out: List[Optional[int]] = [None] * len(requests)
         if done:
-            logits = self.model.compute_logits(paddle.gather(hidden, paddle.to_tensor(ends[done])))  # (B, vocab)
             rows = [requests[i].sampling_row() for i in done]
             tokens = sample(logits, rows)
             for i, token, logprob in zip(done, tokens, token_logprobs(logits, tokens, rows)):
@@ -109,20 +112,24 @@ class ModelRunner:
     @paddle.no_grad()
     def logits(self, requests: List[Request]) -> List[paddle.Tensor]:
         """The logits of every scheduled token, per request: (num_scheduled_tokens, vocab) each."""
-        hidden, meta = self._forward(requests)
-        return paddle.split(self.model.compute_logits(hidden), meta.query_lens)
+        query_lens = [r.seq.num_scheduled_tokens for r in requests]
+        return paddle.split(self._step(requests, np.arange(sum(query_lens))), query_lens)
 
-    def _forward(self, requests: List[Request]):
-        """(final hidden states (T, hidden) of the step's packed tokens, its attention metadata)."""
+    def _step(self, requests: List[Request], logit_rows: np.ndarray) -> paddle.Tensor:
+        """The logits (len(logit_rows), vocab) of the given rows of the step's packed tokens."""
         start = time.perf_counter()
         for r in requests:
             self._encode_media(r)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(requests)
-        embeds, positions = self._embed(requests, ids), paddle.to_tensor(positions)
-        if self.model.tp is not None:
-            send_step(embeds, positions, meta)                # the other ranks run this step too
-        return self.model(embeds, positions, meta, self.kv_caches), meta
+        media_rows, media_embeds = self._media(requests)
+        ids, positions = paddle.to_tensor(ids), paddle.to_tensor(positions)
+        logit_rows = paddle.to_tensor(np.asarray(logit_rows, dtype=np.int64))
+        if self.model.tp is None:
+            return self.model.step(ids, positions, media_rows, media_embeds, meta, self.kv_caches, logit_rows)
+        embeds = self.model.step_embeds(ids, media_rows, media_embeds)
+        send_step(embeds, positions, meta)                # the other ranks run this step too
+        return self.model.step_logits(embeds, positions, meta, self.kv_caches, logit_rows)
 
     def follow(self) -> None:
         """A tensor-parallel rank other than 0: run rank 0's steps until it stops."""
@@ -277,9 +284,9 @@ class ModelRunner:
             tables[i, :len(t)] = t
         return tables
 
-    def _embed(self, requests: List[Request], ids: np.ndarray) -> paddle.Tensor:
-        """(T, hidden) token embeddings with vision embeddings put in place of pad tokens."""
-        embeds = self.model.embed_tokens(paddle.to_tensor(ids))
+    def _media(self, requests: List[Request]):
+        """(rows (M,) int64 of the packed tokens that take vision embeddings, those embeddings
+        (M, hidden)), or (None, None) when the step has none."""
         rows, feats, offset = [], [], 0
         for r in requests:
             start, n = r.seq.num_computed_tokens, r.seq.num_scheduled_tokens
@@ -289,7 +296,6 @@ class ModelRunner:
                 feats.append(item.embeds if len(inside) == len(item.rows) else
                              paddle.gather(item.embeds, paddle.to_tensor(inside)))
             offset += n
-        if rows:
-            index = paddle.to_tensor(np.concatenate(rows))
-            embeds = paddle.scatter(embeds, index, paddle.concat(feats, axis=0), overwrite=True)
-        return embeds
+        if not rows:
+            return None, None
+        return paddle.to_tensor(np.concatenate(rows).astype(np.int64)), paddle.concat(feats, axis=0)

@@ -1,11 +1,10 @@
 """What the engine keeps per request beside its Sequence: sampling, text, media and timings."""
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import paddle
 
-from ..models.vision import VisionRun
 from ..sampling import SamplingParams
 from .outputs import Timings
 from .sampler import SamplingRow, make_generator
@@ -27,7 +26,7 @@ class MediaItem:
     key: bytes                                     # content hash (kind, grid, pixels): the encoder cache's key
     source: int = 0                                # which image / video of the prompt it is (a part of)
     embeds: Optional[paddle.Tensor] = None         # (len(rows), hidden), kept for a recompute
-    vision_run: Optional[VisionRun] = None         # while its vision tower is part-way (spread over steps)
+    vision_run: Any = None                         # models.vision.VisionRun while its tower is part-way
 
     @property
     def span(self) -> Tuple[int, int]:

@@ -114,3 +114,8 @@ def make_linear(in_features: int, out_features: int, bias: bool = True, quant=No
         quant = dataclasses.replace(quant, quant_type="weight_only_int8")
     return WeightOnlyLinear(in_features, out_features, bias, quant)
 
+
+def linear_macs(layer: nn.Layer) -> int:
+    """Multiply-adds per row of the linear layers inside `layer` (its GEMM work per token/patch)."""
+    return sum(m.in_features * m.out_features for m in layer.sublayers(include_self=True)
+               if hasattr(m, "in_features") and hasattr(m, "out_features"))

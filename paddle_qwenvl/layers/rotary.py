@@ -15,14 +15,16 @@ class MRotaryEmbedding:
     """
 
     def __init__(self, head_dim: int, theta: float, mrope_section):
+        self.head_dim, self.theta = head_dim, theta
+        self.bounds = [sum(mrope_section[:i]) for i in range(len(mrope_section) + 1)]   # [0, 16, 40, 64]
         self.inv_freq = inverse_frequencies(head_dim, theta)          # (D/2,)
-        axis = sum(([i] * n for i, n in enumerate(mrope_section)), [])
-        self.axis_of_freq = paddle.to_tensor(axis, dtype="int64")      # (D/2,) in {0,1,2}
 
     def __call__(self, positions):
-        # (3, T, D/2): angle of every frequency for every axis, then pick each frequency's axis
-        freqs = positions.astype("float32").unsqueeze(-1) * self.inv_freq
-        onehot = paddle.nn.functional.one_hot(self.axis_of_freq, 3).T.unsqueeze(1)   # (3, 1, D/2)
-        angles = (freqs * onehot).sum(axis=0)                                          # (T, D/2)
+        # traced (paddle.jit.to_static): inv_freq built in the graph, as jit.save keeps no loose tensors
+        inv_freq = self.inv_freq if paddle.in_dynamic_mode() else inverse_frequencies(self.head_dim, self.theta)
+        freqs = positions.astype("float32").unsqueeze(-1) * inv_freq                     # (3, T, D/2)
+        # each section of frequencies takes its angles from its own axis (slices, no index tensor)
+        angles = paddle.concat([freqs[axis, :, lo:hi] for axis, (lo, hi) in
+                                enumerate(zip(self.bounds[:-1], self.bounds[1:]))], axis=-1)   # (T, D/2)
         emb = paddle.concat([angles, angles], axis=-1)
         return emb.cos(), emb.sin()

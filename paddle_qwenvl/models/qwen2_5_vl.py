@@ -1,5 +1,4 @@
 """Qwen2.5-VL: vision tower with window attention (full attention in a few blocks) + Qwen2 decoder."""
-import numpy as np
 import paddle
 import paddle.nn as nn
 
@@ -7,8 +6,9 @@ from ..config import Precision, VisionConfig
 from ..layers.linear import FLOAT32
 from ..layers.mlp import GatedMLP
 from ..layers.norm import RMSNorm
+from ..processing.vision_grid import window_inputs
 from .qwen2_vl import Qwen2VLForConditionalGeneration
-from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionTower, cos_sin, frame_cu_seqlens, vision_rotary
+from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionRun, VisionTower
 
 
 class Qwen2_5VisionBlock(nn.Layer):
@@ -23,27 +23,6 @@ class Qwen2_5VisionBlock(nn.Layer):
         return x + self.mlp(self.norm2(x))
 
 
-def window_index(grid_thw, window_size: int, patch_size: int, merge: int):
-    """Reorder merge-groups window by window; returns (group order, window cu_seqlens in patches).
-
-    Each frame's (h/m, w/m) grid of merge groups is cut into windows of
-    window_size / m / patch_size groups per side (4 for 112/2/14); edge windows are smaller.
-    """
-    side = window_size // merge // patch_size
-    order, cu, offset = [], [0], 0
-    for t, h, w in grid_thw:
-        gh, gw = h // merge, w // merge
-        ids = np.arange(t * gh * gw).reshape(t, gh, gw)
-        for frame in ids:
-            for r in range(0, gh, side):
-                for c in range(0, gw, side):
-                    win = frame[r:r + side, c:c + side].reshape(-1)
-                    order.append(win + offset)
-                    cu.append(cu[-1] + win.size * merge * merge)
-        offset += t * gh * gw
-    return np.concatenate(order), cu
-
-
 class Qwen2_5VisionTransformer(VisionTower):
     def __init__(self, cfg: VisionConfig, quant=None, precision: Precision = FLOAT32):
         super().__init__()
@@ -52,17 +31,27 @@ class Qwen2_5VisionTransformer(VisionTower):
         self.blocks = nn.LayerList([Qwen2_5VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, RMSNorm(cfg.hidden_size), quant, precision)
 
-    def _prepare(self, grid_thw):
+    def grid_inputs(self, grid_thw) -> dict:
+        """What encode() needs besides the pixels (processing/vision_grid.py, window_inputs)."""
+        return window_inputs(self.cfg, grid_thw)
+
+    def begin(self, pixel_values, rotary, cu_seqlens, window_cu_seqlens, order, inverse_order) -> VisionRun:
         """Rows go window by window (restored after the merger); a few blocks attend over whole
         frames, the others within windows."""
-        cfg, unit = self.cfg, self.cfg.spatial_merge_size ** 2
-        order, window_cu = window_index(grid_thw, cfg.window_size, cfg.patch_size, cfg.spatial_merge_size)
-        frame_cu = frame_cu_seqlens(grid_thw)
-        emb = vision_rotary(grid_thw, cfg.spatial_merge_size, cfg.head_dim)
-        emb = emb.reshape(-1, unit, emb.shape[-1])[order].reshape(-1, emb.shape[-1])
-        cos, sin = cos_sin(emb)
-        block_cu = [frame_cu if i in cfg.fullatt_block_indexes else window_cu for i in range(len(self.blocks))]
-        return cos, sin, block_cu, order
+        x = _reorder_groups(self.patch_embed(pixel_values), order, self.cfg.spatial_merge_size ** 2)
+        block_cu = [cu_seqlens if i in self.cfg.fullatt_block_indexes else window_cu_seqlens
+                    for i in range(len(self.blocks))]
+        return VisionRun(x, rotary.cos(), rotary.sin(), block_cu, inverse_order)
+
+    def encode(self, pixel_values, rotary, cu_seqlens, window_cu_seqlens, order, inverse_order):
+        """The tower on tensors (an exported tower traces this): the cu_seqlens host lists in dygraph."""
+        return self.run_whole(self.begin(pixel_values, rotary, cu_seqlens, window_cu_seqlens, order, inverse_order))
+
+
+def _reorder_groups(x, order, unit):
+    """(N, C) -> rows permuted in blocks of `unit` consecutive patches following `order`."""
+    grouped = x.reshape([-1, unit, x.shape[-1]])
+    return paddle.gather(grouped, order).reshape([-1, x.shape[-1]])
 
 
 class Qwen2_5_VLForConditionalGeneration(Qwen2VLForConditionalGeneration):

@@ -8,9 +8,9 @@ from ..layers.embedding import TiedQuantizedEmbedding
 from ..layers.linear import FLOAT32, make_linear
 from ..layers.norm import LayerNorm
 from ..ops.linear import linear
+from ..processing.vision_grid import frame_inputs
 from .text import Qwen2Model
-from .vision import (PatchEmbed, PatchMerger, VisionAttention, VisionMLP, VisionTower, cos_sin, frame_cu_seqlens,
-                     vision_rotary)
+from .vision import PatchEmbed, PatchMerger, VisionAttention, VisionMLP, VisionRun, VisionTower
 
 
 class Qwen2VisionBlock(nn.Layer):
@@ -33,10 +33,17 @@ class Qwen2VisionTransformer(VisionTower):
         self.blocks = nn.LayerList([Qwen2VisionBlock(cfg, quant, precision) for _ in range(cfg.depth)])
         self.merger = PatchMerger(cfg, LayerNorm(cfg.hidden_size), quant, precision)
 
-    def _prepare(self, grid_thw):
+    def grid_inputs(self, grid_thw) -> dict:
+        """What encode() needs besides the pixels (processing/vision_grid.py, frame_inputs)."""
+        return frame_inputs(self.cfg, grid_thw)
+
+    def begin(self, pixel_values, rotary, cu_seqlens) -> VisionRun:
         """Every block attends within a frame."""
-        cos, sin = cos_sin(vision_rotary(grid_thw, self.cfg.spatial_merge_size, self.cfg.head_dim))
-        return cos, sin, [frame_cu_seqlens(grid_thw)] * len(self.blocks), None
+        return VisionRun(self.patch_embed(pixel_values), rotary.cos(), rotary.sin(), [cu_seqlens] * len(self.blocks))
+
+    def encode(self, pixel_values, rotary, cu_seqlens):
+        """The tower on tensors (an exported tower traces this): cu_seqlens a host list in dygraph."""
+        return self.run_whole(self.begin(pixel_values, rotary, cu_seqlens))
 
 
 class Qwen2VLForConditionalGeneration(nn.Layer):
@@ -73,6 +80,26 @@ class Qwen2VLForConditionalGeneration(nn.Layer):
     def forward(self, inputs_embeds, positions, attn_meta: AttentionMetadata, kv_caches):
         """(T, hidden) packed embeddings, (3, T) positions -> (T, hidden) final hidden states."""
         return self.model(inputs_embeds, positions, attn_meta, kv_caches)
+
+    def step(self, input_ids, positions, media_rows, media_embeds, attn_meta: AttentionMetadata, kv_caches,
+             logit_rows):
+        """One engine step -> logits (len(logit_rows), vocab): input_ids (T,) embedded, the rows
+        media_rows (M,) of them replaced by media_embeds (M, hidden) (None: no media), then the
+        decoder over the paged cache and the logits of the packed rows logit_rows (R,) int64."""
+        embeds = self.step_embeds(input_ids, media_rows, media_embeds)
+        return self.step_logits(embeds, positions, attn_meta, kv_caches, logit_rows)
+
+    def step_embeds(self, input_ids, media_rows, media_embeds):
+        """step()'s first half: (T, hidden) token embeddings with the media rows in place."""
+        embeds = self.embed_tokens(input_ids)
+        if media_rows is not None:
+            embeds = paddle.scatter(embeds, media_rows, media_embeds, overwrite=True)
+        return embeds
+
+    def step_logits(self, embeds, positions, attn_meta: AttentionMetadata, kv_caches, logit_rows):
+        """step()'s second half: the decoder over the paged cache, the logits of logit_rows."""
+        hidden = self(embeds, positions, attn_meta, kv_caches)
+        return self.compute_logits(paddle.gather(hidden, logit_rows))
 
     def compute_logits(self, hidden):
         if hasattr(self, "lm_head"):

@@ -4,7 +4,7 @@ import contextlib
 import paddle
 import paddle.nn as nn
 
-from ..config import FLOAT_DTYPES, ModelConfig, Precision
+from ..config import AUTO, FLOAT_DTYPES, ModelConfig, Precision
 from ..layers.parallel import DecoderSplit
 from .qwen2_5_vl import Qwen2_5_VLForConditionalGeneration
 from .qwen2_vl import Qwen2VLForConditionalGeneration
@@ -50,23 +50,7 @@ def build_model(config: ModelConfig, random_init: bool = True, quant=None, dtype
     return model
 
 
-AUTO = "auto"
 DTYPES = FLOAT_DTYPES + (AUTO,)
-
-
-def resolve_dtype(model_dir, dtype: str = AUTO) -> str:
-    """The math a model computes in. "auto": "bfloat16" when every float matrix of the checkpoint is
-    stored in bf16 (as Qwen publishes them) and this CPU computes bf16 natively (AVX512-BF16 or AMX,
-    with our compiled ops), else "float32"; HF and vLLM resolve "auto" from the checkpoint too.
-    "float32" and "bfloat16" are returned as they are."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported; use one of {DTYPES}")
-    if dtype != AUTO:
-        return dtype
-    from ..ops._build import build_info
-    from ..weights import matrix_dtypes
-    native_bf16 = build_info()["bf16"]
-    return "bfloat16" if native_bf16 and matrix_dtypes(model_dir) == {"BF16"} else "float32"
 
 
 def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float32", keep_bf16: bool = True,
@@ -82,8 +66,9 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
     with half the memory and half the bytes a decode step reads. keep_bf16=False widens on load.
     "bfloat16" keeps those weights in bfloat16 and computes in bf16 where the CPU has it (linears
     round x to bf16 and sum in fp32, long prompts attend in bf16, the KV cache holds bf16); norms
-    stay float32. "auto": see resolve_dtype.
+    stay float32. "auto": see weights.resolve_dtype.
     """
+    from ..weights import resolve_dtype
     dtype = resolve_dtype(model_dir, dtype)
     from ..quantization import saved_quant_config
     from ..weights import load_weights, matrix_dtypes

@@ -1,6 +1,6 @@
 """Pieces shared by the Qwen2-VL and Qwen2.5-VL vision towers."""
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import paddle
@@ -21,8 +21,8 @@ class VisionRun:
     x: paddle.Tensor                   # (N, hidden) after `next_block` blocks
     cos: paddle.Tensor
     sin: paddle.Tensor
-    block_cu_seqlens: List[list]       # each block's attention spans
-    order: Optional[np.ndarray] = None  # merge-group order the rows are in (Qwen2.5-VL's windows)
+    block_cu_seqlens: list             # each block's attention spans
+    inverse_order: Optional[paddle.Tensor] = None    # restores the patches' order after the merger
     next_block: int = 0
 
     @property
@@ -31,20 +31,19 @@ class VisionRun:
 
 
 class VisionTower(nn.Layer):
-    """patch_embed -> blocks -> merger, runnable whole (`forward`) or a few blocks at a time
-    (`start`, `advance`, `finish`: the same numbers). Subclasses set patch_embed, blocks, merger
-    and `_prepare`."""
+    """patch_embed -> blocks -> merger, runnable whole (`forward`, `encode`) or a few blocks at a
+    time (`start`, `advance`, `finish`: the same numbers). Subclasses set patch_embed, blocks and
+    merger, `grid_inputs` (host arrays from the grids) and `begin` (a pass's start from the pixels
+    and those inputs as tensors); their `encode` takes the same inputs, for tracing."""
 
-    def _prepare(self, grid_thw):
-        """(cos, sin, each block's cu_seqlens, merge-group order or None) for these grids."""
+    def grid_inputs(self, grid_thw) -> dict:
+        raise NotImplementedError
+
+    def begin(self, pixel_values, *inputs) -> VisionRun:
         raise NotImplementedError
 
     def start(self, pixel_values, grid_thw) -> VisionRun:
-        cos, sin, block_cu, order = self._prepare(grid_thw)
-        x = self.patch_embed(pixel_values)
-        if order is not None:
-            x = reorder_groups(x, order, self.cfg.spatial_merge_size ** 2)
-        return VisionRun(x, cos, sin, block_cu, order)
+        return self.begin(pixel_values, **tower_inputs(self.grid_inputs(grid_thw)))
 
     def advance(self, run: VisionRun, num_blocks: int) -> bool:
         """Runs up to num_blocks more blocks; True once all have run."""
@@ -57,25 +56,15 @@ class VisionTower(nn.Layer):
     def finish(self, run: VisionRun):
         """(N / merge^2, out_hidden) in the patches' own order."""
         out = self.merger(run.x)
-        return out if run.order is None else paddle.gather(out, paddle.to_tensor(np.argsort(run.order)))
+        return out if run.inverse_order is None else paddle.gather(out, run.inverse_order)
 
-    def forward(self, pixel_values, grid_thw):
-        """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
-        run = self.start(pixel_values, grid_thw)
+    def run_whole(self, run: VisionRun):
         self.advance(run, len(self.blocks))
         return self.finish(run)
 
-
-def reorder_groups(x, order, unit):
-    """(N, C) -> rows permuted in blocks of `unit` consecutive patches following `order`."""
-    grouped = x.reshape([-1, unit, x.shape[-1]])
-    return paddle.gather(grouped, paddle.to_tensor(order)).reshape([-1, x.shape[-1]])
-
-
-def linear_macs(layer: nn.Layer) -> int:
-    """Multiply-adds per row of the linear layers inside `layer` (its GEMM work per token/patch)."""
-    return sum(m.in_features * m.out_features for m in layer.sublayers(include_self=True)
-               if hasattr(m, "in_features") and hasattr(m, "out_features"))
+    def forward(self, pixel_values, grid_thw):
+        """(N, patch_dim) patches of all images/frames -> (N / merge^2, out_hidden)."""
+        return self.run_whole(self.start(pixel_values, grid_thw))
 
 
 class PatchEmbed(nn.Layer):
@@ -141,42 +130,9 @@ class PatchMerger(nn.Layer):
         return x
 
 
-def rotary_position_ids(grid_thw, merge: int) -> np.ndarray:
-    """(h, w) patch coordinates of every patch, in the order patches arrive (merge groups contiguous).
-
-    Patches come grouped merge x merge: for h=w=4, merge=2 the rows are
-    (0,0) (0,1) (1,0) (1,1) (0,2) (0,3) (1,2) (1,3) (2,0) ...; repeated for each of t frames.
-    """
-    out = []
-    for t, h, w in grid_thw:
-        hpos = np.broadcast_to(np.arange(h)[:, None], (h, w))
-        wpos = np.broadcast_to(np.arange(w)[None, :], (h, w))
-        pair = np.stack([_merge_order(hpos, merge), _merge_order(wpos, merge)], axis=-1)
-        out.append(np.tile(pair, (t, 1)))
-    return np.concatenate(out, axis=0)
-
-
-def _merge_order(grid: np.ndarray, m: int) -> np.ndarray:
-    h, w = grid.shape
-    return grid.reshape(h // m, m, w // m, m).transpose(0, 2, 1, 3).reshape(-1)
-
-
-def vision_rotary(grid_thw, merge: int, head_dim: int, theta: float = 10000.0):
-    """cos, sin (N, head_dim): half the rotary dims follow the patch row, half the column."""
-    dim = head_dim // 2
-    inv_freq = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))
-    ids = rotary_position_ids(grid_thw, merge)                       # (N, 2)
-    freqs = (ids[..., None].astype(np.float32) * inv_freq).reshape(len(ids), -1)   # (N, dim)
-    emb = np.concatenate([freqs, freqs], axis=-1)
-    return emb
-
-
-def frame_cu_seqlens(grid_thw) -> list:
-    """Block boundaries with one block per frame: [0, h*w, 2*h*w, ...]."""
-    lens = [h * w for t, h, w in grid_thw for _ in range(t)]
-    return np.concatenate([[0], np.cumsum(lens)]).astype(int).tolist()
-
-
-def cos_sin(emb: np.ndarray):
-    e = paddle.to_tensor(emb.astype(np.float32))
-    return e.cos(), e.sin()
+def tower_inputs(grid_inputs: dict) -> dict:
+    """A tower's grid_inputs() as encode() takes them in dygraph: arrays as tensors (rotary
+    float32), cu_seqlens as host lists (block_attention chooses its path from them)."""
+    return {name: value.tolist() if "cu_seqlens" in name else
+            paddle.to_tensor(value.astype(np.float32) if value.dtype.kind == "f" else value)
+            for name, value in grid_inputs.items()}

@@ -131,6 +131,13 @@ def _cache_dir(sources, cflags, ldflags) -> Path:
     return settings.ops_cache_dir() / h.hexdigest()[:16]
 
 
+def ops_version() -> str:
+    """The hash naming the build of the current sources and flags (what an exported program's
+    compiled ops must match)."""
+    cflags, ldflags = _flags()
+    return _cache_dir(_sources() + _headers(), cflags, ldflags).name
+
+
 def _sources():
     """Every .cc under external_ops/, in all its op folders."""
     return sorted(str(p) for p in SRC_DIR.rglob("*.cc"))
@@ -258,7 +265,8 @@ def exec_attrs(threads: int = None) -> tuple:
     """The attributes every compiled op ends with (external_ops/common.h, pqv::Exec):
     (num_threads, work_per_thread, portable): threads for the call (`threads`, else ops/threads.py),
     the work units each thread must get before another one is woken, and whether the portable C++
-    loops run even on an AVX512 CPU."""
+    loops run even on an AVX512 CPU. (An exported program holds them as attributes; static/model.py
+    sets its num_threads to the running process's.)"""
     work, portable, _ = _process_choices()
     return threads or num_threads(), work, portable
 

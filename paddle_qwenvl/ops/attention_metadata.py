@@ -8,6 +8,10 @@ KV cache, per layer, two tensors (key, value) of shape
 Slot s holds the token at offset s % block_size of block s // block_size.
 A sequence's token at position p lives in slot
     block_tables[i][p // block_size] * block_size + p % block_size.
+
+Under paddle.jit.to_static (an exported decoder step) the host lists are unknown: query_lens and
+context_lens are None and the per-token layout comes as tensors (token_seq, token_ctx, as
+paged_attention.token_layout builds them).
 """
 from dataclasses import dataclass
 from typing import List, Optional
@@ -17,12 +21,14 @@ import paddle
 
 @dataclass
 class AttentionMetadata:
-    query_lens: List[int]          # new tokens per sequence this step (host ints)
-    context_lens: List[int]        # tokens in cache per sequence after this step, >= query_lens
+    query_lens: Optional[List[int]]     # new tokens per sequence this step (host ints)
+    context_lens: Optional[List[int]]   # tokens in cache per sequence after this step, >= query_lens
     slot_mapping: paddle.Tensor    # (T,) int64: cache slot written by each new token
     block_tables: paddle.Tensor    # (B, max_blocks) int32, -1 past the end
     block_size: int
     cu_query_lens: Optional[paddle.Tensor] = None   # (B+1,) int32, prefix sums of query_lens
+    token_seq: Optional[paddle.Tensor] = None       # (T,) int32: each token's sequence (traced steps)
+    token_ctx: Optional[paddle.Tensor] = None       # (T,) int32: cache positions each token sees
 
     @property
     def num_seqs(self) -> int:

@@ -13,6 +13,8 @@ block_attention_path decides which path runs, by the mean block length (threshol
   (token_ctx = block length), read through a block table of block size 1 over k and v themselves
   as the cache; fp32.
 block_attention_ref is the pure-Paddle reference (one batched matmul per distinct block length).
+Under paddle.jit.to_static (an exported vision tower) cu_seqlens is a tensor and the lengths are
+unknown: the GEMM path runs, for any block lengths (block_attention_traced).
 """
 from collections import defaultdict
 
@@ -69,6 +71,8 @@ def block_attention(q, k, v, cu_seqlens, scale: float, compute_dtype: str = "flo
     """q, k, v (N, H, D) float; cu_seqlens host list [0, ..., N]: tokens attend only within their
     block. compute_dtype "bfloat16" lets long blocks run their GEMMs in bf16 (fp32 sums), as the
     model's bf16 linears do. The path is block_attention_path's choice."""
+    if not paddle.in_dynamic_mode():
+        return block_attention_traced(q, k, v, cu_seqlens, scale, compute_dtype)
     _check(q, k, v, cu_seqlens)
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
@@ -78,6 +82,18 @@ def block_attention(q, k, v, cu_seqlens, scale: float, compute_dtype: str = "flo
     if path == "paged":
         return block_attention_paged(q, k, v, cu_seqlens, scale)
     return block_attention_gemm(q, k, v, cu_seqlens, scale, bf16=path != "gemm", amx=path == "amx")
+
+
+def block_attention_traced(q, k, v, cu_seqlens, scale: float, compute_dtype: str = "float32"):
+    """Inside paddle.jit.to_static: cu_seqlens an int64 tensor (B+1,); the GEMM path for every
+    block (bf16 where compute_dtype asks and the CPU has it). Needs the compiled ops with oneDNN."""
+    info = build_info()
+    if not info["onednn"]:
+        raise RuntimeError("exporting a vision tower needs the compiled ops built with oneDNN "
+                           "(ops._build.build_info()['onednn'] is False); install onednn-devel and rebuild")
+    bf16 = compute_dtype == "bfloat16" and info["bf16"]
+    amx = bf16 and _amx_applies(q.shape[2])
+    return compiled_ops().pqv_block_attention(q, k, v, cu_seqlens, float(scale), bf16, amx, *exec_attrs())
 
 
 def block_attention_gemm(q, k, v, cu_seqlens, scale: float, bf16: bool = False, amx: bool = None):

@@ -12,9 +12,10 @@ with cold caches.
 
 decoder_path(x) decides which of the three runs (models/text.py asks it): "stack", "layer" or
 "ops". PADDLE_QWENVL_FUSED_LAYERS=0 turns the fused ops off (the layers then call the single ops);
-=layer keeps one op call per layer.
+=layer keeps one op call per layer. An exported decoder step (paddle.jit.to_static) takes the same
+choice: its attention layout comes as tensors (AttentionMetadata.token_seq / token_ctx), and every
+sequence attends on the paged kernel (no GEMM sequences: their choice needs the host lengths).
 """
-import paddle
 
 from .. import settings
 from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles, kernel_applies
@@ -28,13 +29,20 @@ PATHS = {"1": "stack", "layer": "layer", "0": "ops"}     # PADDLE_QWENVL_FUSED_L
 def decoder_path(x) -> str:
     """How a decoder step on x runs, the one place that decides: "stack" (all layers in one
     decoder_stack call), "layer" (one decoder_layer call per layer) or "ops" (each layer calls the
-    single ops): "ops" in a static graph (it keeps the single ops), without compiled ops with
-    oneDNN, for x not float32 or without rows, or when PADDLE_QWENVL_FUSED_LAYERS=0; else as that
-    setting says (default "stack")."""
+    single ops): "ops" without compiled ops with oneDNN, for x not float32 or without rows, or when
+    PADDLE_QWENVL_FUSED_LAYERS=0; else as that setting says (default "stack"), traced or not."""
     path = PATHS[settings.fused_layers()]
-    if path == "ops" or not paddle.in_dynamic_mode() or not kernel_applies(x) or not build_info()["onednn"]:
+    if path == "ops" or not kernel_applies(x) or not build_info()["onednn"]:
         return "ops"
     return path
+
+
+def _step_layout(meta, bf16_attention: bool):
+    """(slot_mapping, block_tables, token_seq, token_ctx, gemm sequences) of the step: from the
+    host lists, or as the traced step's tensors (no GEMM sequences)."""
+    if meta.token_seq is not None:
+        return meta.slot_mapping, meta.block_tables, meta.token_seq, meta.token_ctx, []
+    return _kernel_inputs(meta) + (gemm_sequences(meta, "bfloat16" if bf16_attention else "float32"),)
 
 
 def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps: float, num_heads: int,
@@ -53,8 +61,7 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
     """
     if len(weights) != len(WEIGHT_NAMES):
         raise ValueError(f"weights must be {len(WEIGHT_NAMES)} tensors {WEIGHT_NAMES}; got {len(weights)}")
-    slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
-    gemm = gemm_sequences(meta, "bfloat16" if bf16_attention else "float32")
+    slots, tables, token_seq, token_ctx, gemm = _step_layout(meta, bf16_attention)
     out, new_residual, _, _ = compiled_ops().pqv_decoder_layer(
         x, residual, list(weights), list(scales) or None, cos, sin, kv_cache[0], kv_cache[1], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
@@ -77,8 +84,7 @@ def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads
             raise ValueError(f"weights must be {len(WEIGHT_NAMES)} tensors {WEIGHT_NAMES}; got {len(layer_weights)}")
         weights.extend(layer_weights)
         scales.extend(layer_scales)
-    slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
-    gemm = gemm_sequences(meta, "bfloat16" if bf16_attention else "float32")
+    slots, tables, token_seq, token_ctx, gemm = _step_layout(meta, bf16_attention)
     out, residual = compiled_ops().pqv_decoder_stack(
         x, weights, scales or None, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),

@@ -138,9 +138,14 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
 
     compute_dtype "bfloat16" (a bf16 model's): fresh prompts of GEMM_MIN_PROMPT tokens or more
     attend on oneDNN bf16 GEMMs where the CPU has native bf16 (products summed in fp32, softmax in
-    fp32, its numerators rounded to bf16); everything else stays fp32."""
+    fp32, its numerators rounded to bf16); everything else stays fp32.
+
+    Under paddle.jit.to_static (meta with token_seq / token_ctx tensors, no host lists) the paged
+    kernel runs every sequence, prefill and decode alike, in fp32."""
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}; got {compute_dtype!r}")
+    if not paddle.in_dynamic_mode():
+        return _paged_attention_traced(q, k, v, k_cache, v_cache, meta, scale)
     path, gemm = paged_attention_path(q, meta, compute_dtype)
     if path == "reference":
         return paged_attention_ref(q, k, v, k_cache, v_cache, meta, scale)
@@ -148,4 +153,13 @@ def paged_attention(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: f
     slots, tables, token_seq, token_ctx = _kernel_inputs(meta)
     out, _, _ = compiled_ops().pqv_paged_attention(q, k, v, k_cache, v_cache, slots, tables, token_seq, token_ctx,
                                                    float(scale), int(meta.block_size), gemm, *exec_attrs())
+    return out
+
+
+def _paged_attention_traced(q, k, v, k_cache, v_cache, meta: AttentionMetadata, scale: float):
+    if compiled_ops() is None:
+        raise RuntimeError("exporting the decoder step needs the compiled ops (PADDLE_QWENVL_DISABLE_OPS is set)")
+    out, _, _ = compiled_ops().pqv_paged_attention(q, k, v, k_cache, v_cache, meta.slot_mapping, meta.block_tables,
+                                                   meta.token_seq, meta.token_ctx, float(scale),
+                                                   int(meta.block_size), [], *exec_attrs())
     return out

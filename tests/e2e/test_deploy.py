@@ -10,12 +10,11 @@ def test_image_with_paddlemix_flags(deploy, tiny_models):
                     "--question", "Describe this image.", "--min_length", 6, "--max_length", 6, "--top_k", 1,
                     "--top_p", 0.9, "--temperature", 0.7, "--repetition_penalty", 1.05, "--dtype", "float16",
                     "--block_attn", "--append_attn", "True", "--inference_model", "True",
-                    "--output_via_mq", "False", "--llm_mode", "static")
+                    "--output_via_mq", "False")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Final output_text:\n")
     assert "output_tokens_len: 6, finish_reason: length" in result.stderr
-    for note in ("--dtype float16", "--block_attn", "--append_attn", "--inference_model", "--output_via_mq",
-                 "--llm_mode static: a static-graph mode is not available yet"):
+    for note in ("--dtype float16", "--block_attn", "--append_attn", "--inference_model", "--output_via_mq"):
         assert f"note: {note}" in result.stderr
 
 

@@ -122,7 +122,7 @@ def test_bfloat16_predictor_generates_from_images_and_video(model_dir):
 def test_auto_dtype_follows_the_checkpoint_and_the_cpu(model_dir, tmp_path):
     """auto: fp32 math for a float32 checkpoint; bf16 math for a bf16 one (as published) where the
     CPU has native bf16, and then the same tokens as asking for bfloat16."""
-    from paddle_qwenvl.models.registry import resolve_dtype
+    from paddle_qwenvl.weights import resolve_dtype
     from paddle_qwenvl.ops._build import build_info
     bf16_dir = make_tiny_checkpoint(tmp_path / "bf16", dtype="bfloat16")
     assert resolve_dtype(model_dir) == "float32"

@@ -8,6 +8,7 @@
     25 weights     safetensors -> parameters
     30 models
     40 engine
+    45 static      exported programs through paddle.inference (export, manifest, loader)
     50 predictor
     55 evaluation  benchmark readers, metrics, prompts, scoring
     60 tools       random checkpoints, benchmark toolkit, checkpoint writer
@@ -31,6 +32,7 @@ RANKS = {
     "weights": 25,
     "models": 30,
     "engine": 40,
+    "static": 45,
     "predictor": 50,
     "evaluation": 55,
     "tools": 60,

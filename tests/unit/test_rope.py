@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from paddle_qwenvl.config import ModelConfig
-from paddle_qwenvl.models.rope import get_mrope_positions
+from paddle_qwenvl.processing.rope import get_mrope_positions
 from paddle_qwenvl.tools.tiny import TINY_TEXT, TINY_VISION, hf_config
 
 IDS = dict(vision_start_token_id=90, vision_end_token_id=91, image_token_id=92, video_token_id=93)

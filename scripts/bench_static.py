@@ -1,0 +1,100 @@
+"""Static (exported programs, paddle.inference) against dynamic (dygraph) on one request, in one run.
+
+    MKL_DEBUG_CPU_TYPE=5 python scripts/bench_static.py --threads 2            # random Qwen2-VL-2B
+    python scripts/bench_static.py --model-dir TINY --repeat 1                  # a quick check
+
+Each measurement runs in its own process (peak memory is per process): the export (timed), then
+per mode a cold start (static: the checkpoint exported into an empty cache first; dynamic: the
+weights loaded) and a warm start (static: the cached export loaded), each followed by timed runs
+of one request (a --image-size square image, --new-tokens tokens, EOS ignored, caches off).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = [("export s", lambda r: r.get("export_seconds")), ("start s", lambda r: r["load_seconds"]),
+        ("vision s", lambda r: r["seconds"]["vision"]), ("prefill s", lambda r: r["seconds"]["prefill"]),
+        ("decode tokens/s", lambda r: r["decode_tokens_per_s"]), ("end-to-end s", lambda r: r["seconds"]["end_to_end"]),
+        ("peak memory GiB", lambda r: r["peak_memory_bytes"] / 2 ** 30)]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="qwen2-vl-2b")
+    p.add_argument("--model-dir", default=None, help="a checkpoint instead of the random --preset one")
+    p.add_argument("--image-size", type=int, default=448)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--worker", choices=["dynamic", "static"], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def worker(args) -> dict:
+    """In a fresh process: load in --worker mode, then timed runs; the summary as JSON on stdout."""
+    import numpy as np
+    from paddle_qwenvl import Predictor, SamplingParams
+    from paddle_qwenvl.ops.threads import set_num_threads
+    from paddle_qwenvl.tools.bench import UNCACHED, run_benchmark, summarize
+    set_num_threads(args.threads)
+    start = time.perf_counter()
+    predictor = Predictor.from_pretrained(args.model_dir, llm_mode=args.worker, max_model_len=2048,
+                                          kv_cache_memory=1 << 28, progress=False, **UNCACHED)
+    load = time.perf_counter() - start
+    image = np.random.default_rng(0).integers(0, 256, (args.image_size, args.image_size, 3), dtype=np.uint8)
+    message = [{"role": "user", "content": [{"type": "image", "image": image},
+                                            {"type": "text", "text": "Describe this image."}]}]
+    sampling = SamplingParams(temperature=0, max_new_tokens=args.new_tokens, ignore_eos=True)
+    _, runs = run_benchmark(predictor, [message], sampling, args.warmup, args.repeat, lambda m: None)
+    return dict(summarize(runs), load_seconds=load)
+
+
+def spawn(args, mode: str, cache: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--model-dir", str(args.model_dir), "--threads",
+           str(args.threads), "--image-size", str(args.image_size), "--new-tokens", str(args.new_tokens),
+           "--warmup", str(args.warmup), "--repeat", str(args.repeat)]
+    env = dict(os.environ, PADDLE_QWENVL_CACHE=cache, PADDLE_QWENVL_QUIET="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def timed_export(args, cache: str) -> float:
+    out = Path(cache) / "export"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "paddle_qwenvl.cli", "export", str(args.model_dir), str(out)],
+                   check=True, capture_output=True, env=dict(os.environ, PADDLE_QWENVL_CACHE=cache))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    if args.model_dir is None:
+        from paddle_qwenvl.tools.bench import cached_preset_checkpoint
+        args.model_dir = cached_preset_checkpoint(args.preset)
+    with tempfile.TemporaryDirectory() as cache:
+        columns = {"dynamic": spawn(args, "dynamic", cache)}
+        columns["static (cold)"] = spawn(args, "static", cache)       # exports into the empty cache first
+        columns["static (warm)"] = spawn(args, "static", cache)       # the cached export
+        columns["static (cold)"]["export_seconds"] = timed_export(args, cache)
+    print(f"{args.model_dir}: {args.image_size}x{args.image_size} image, {args.new_tokens} new tokens, "
+          f"{args.threads} threads; means over {args.repeat} run(s)")
+    print(f"{'':18}" + "".join(f"{name:>16}" for name in columns))
+    for label, value in ROWS:
+        cells = [value(r) for r in columns.values()]
+        print(f"{label:18}" + "".join(f"{'-':>16}" if c is None else f"{c:16.3f}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()
