@@ -6,6 +6,7 @@
   paddle-qwenvl chat             chat interactively
   paddle-qwenvl bench            benchmark one request
   paddle-qwenvl serve            OpenAI-compatible chat server
+  paddle-qwenvl webui            chat page in the browser
   paddle-qwenvl make-tiny DIR    write a random-weight model directory
   paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
 A new command is one module with add_parser(subparsers) and a handler; see COMMANDS.
@@ -14,10 +15,10 @@ import argparse
 import sys
 
 from .. import settings
-from . import bench, chat, make_tiny, quantize, run, serve
+from . import bench, chat, make_tiny, quantize, run, serve, webui
 from .common import UserError
 
-COMMANDS = (run, chat, bench, serve, make_tiny, quantize)
+COMMANDS = (run, chat, bench, serve, make_tiny, quantize, webui)
 
 
 def _add_demo_parser(subparsers) -> None:
