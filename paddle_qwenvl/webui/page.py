@@ -9,7 +9,7 @@ from .session import respond
 
 SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "sans-serif")
 MONO_FONTS = ("ui-monospace", "Consolas", "monospace")
-CSS = "#error { color: #b91c1c; } #stats { font-size: 0.9em; }"
+CSS = "#error * { color: #b91c1c !important; } #stats * { font-size: 0.9em; }"
 UPLOAD_TYPES = ["image", "video"]
 NO_SEED = -1
 
@@ -28,7 +28,7 @@ def build_page(backend, title: str):
         gr.Markdown(f"## {title}")
         with gr.Row():
             with gr.Column(scale=3):
-                chat = gr.Chatbot(elem_id="chat", height=460, label="conversation", render_markdown=False,
+                chat = gr.Chatbot(elem_id="chat", height=500, label="conversation", render_markdown=False,
                                   buttons=["copy"], feedback_options=None)
                 box = gr.MultimodalTextbox(elem_id="message", file_count="multiple", file_types=UPLOAD_TYPES,
                                            sources=["upload"], placeholder="Ask about your images and videos",

@@ -73,4 +73,5 @@ def throttled(answers, seconds: float = UPDATE_SECONDS):
 
 def _describe(exc: Exception, files: List[str]) -> str:
     names = ", ".join(Path(f).name for f in files)
-    return f"{exc}" + (f" (files sent: {names}; remove or replace them and ask again)" if files else "")
+    return f"Error: {exc}" + (f" ({names} not added to the conversation: attach other files and ask again)"
+                              if files else "")

@@ -41,6 +41,10 @@ def webui_command(*args) -> list:
     return [sys.executable, "-m", "paddle_qwenvl.cli", "webui", *map(str, args)]
 
 
+def serve_command(*args) -> list:
+    return [sys.executable, "-m", "paddle_qwenvl.cli", "serve", *map(str, args)]
+
+
 def chromium():
     """Headless Chromium that cannot resolve any host but 127.0.0.1: the page must work offline."""
     from selenium import webdriver
