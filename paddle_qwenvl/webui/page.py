@@ -1,6 +1,7 @@
 """The gradio page: chat box, a message box taking images and videos, stop and reset buttons,
 sampling controls and the stats of the last answer. Works offline: no analytics, no share
 link, system fonts only (gradio's default theme would fetch web fonts)."""
+import contextlib
 import logging
 import os
 
@@ -41,10 +42,11 @@ def build_page(backend, title: str):
             with gr.Column(scale=1):
                 controls = _sampling_controls(gr, defaults)
         messages = gr.State([])
-        asked = box.submit(_answer_fn(backend), [box, chat, messages, *controls],
-                           [chat, messages, box, stats, error])
-        stop.click(lambda: "stopped", None, stats, cancels=[asked], queue=False)
-        reset.click(lambda: ([], [], None, "", ""), None, [chat, messages, box, stats, error], cancels=[asked])
+        interrupts = {}            # session -> "stop" or "reset", for the answer that session is streaming
+        box.submit(_answer_fn(gr, backend, interrupts), [box, chat, messages, *controls],
+                   [chat, messages, box, stats, error])
+        stop.click(_interrupt(gr, interrupts, "stop"), None, None, queue=False)
+        reset.click(_interrupt(gr, interrupts, "reset"), None, [chat, messages, box, stats, error], queue=False)
     return page
 
 
@@ -58,15 +60,44 @@ def _sampling_controls(gr, d: Settings) -> list:
                       label=f"seed ({NO_SEED}: a fresh draw each time)", elem_id="seed")]
 
 
-def _answer_fn(backend):
-    def answer(box, shown, messages, temperature, top_p, top_k, max_new_tokens, seed):
-        box = box or {}
+def _answer_fn(gr, backend, interrupts: dict):
+    """The submit handler. The message box is locked while an answer streams (a question sent
+    meanwhile would start from a conversation without that answer). Stop and Reset are seen
+    between updates: the stream is closed (the request aborted) and this handler has the last word,
+    so no late update can undo them."""
+    def answer(box, shown, messages, temperature, top_p, top_k, max_new_tokens, seed, request: gr.Request):
+        box, session = box or {}, request.session_hash
+        interrupts.pop(session, None)
         settings = Settings(float(temperature), float(top_p), int(top_k), int(max_new_tokens),
                             None if seed is None or int(seed) == NO_SEED else int(seed))
-        for turn in respond(backend, box.get("text", ""), list(box.get("files") or []), shown, messages, settings):
-            kept = {"text": box.get("text", ""), "files": []} if turn.error else None   # the question stays
-            yield turn.shown, turn.messages, kept, turn.stats, turn.error
+        turns = respond(backend, box.get("text", ""), list(box.get("files") or []), shown, messages, settings)
+        with contextlib.closing(turns):
+            for turn in turns:
+                interrupt = interrupts.pop(session, None)
+                if interrupt:
+                    yield _cleared(gr) if interrupt == "reset" else (turn.shown, turn.messages, _box(gr), "stopped", "")
+                    return
+                kept = {"text": box.get("text", ""), "files": []} if turn.error else None   # the question stays
+                yield turn.shown, turn.messages, _box(gr, kept, bool(turn.stats or turn.error)), turn.stats, turn.error
     return answer
+
+
+def _interrupt(gr, interrupts: dict, kind: str):
+    """Stop or Reset: marks the session's running answer (if any); Reset also clears the page now."""
+    def handler(request: gr.Request):
+        interrupts[request.session_hash] = kind
+        if kind == "reset":
+            return _cleared(gr)
+    return handler
+
+
+def _box(gr, value=None, interactive: bool = True):
+    return gr.MultimodalTextbox(value=value, interactive=interactive)
+
+
+def _cleared(gr) -> tuple:
+    """chat, messages, box, stats, error of a new conversation."""
+    return [], [], _box(gr), "", ""
 
 
 def launch(page, host: str, port: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from paddle_qwenvl.assets.make_assets import write_video
-from paddle_qwenvl.cli.common import DEMO_IMAGE
+from paddle_qwenvl.cli.common import DEMO_IMAGE, DEMO_VIDEO
 
 from .chat_page import ChatPage, chromium, free_port, serve_command, start, webui_command
 from .conftest import _env, assert_clean_error
@@ -151,8 +151,11 @@ def test_a_pixel_bomb_and_a_too_long_video_are_errors_and_the_chat_goes_on(page,
     page.wait_for(lambda: "max_model_len=4096" in page.text("#error"), "the long video's error")
     assert "long.mp4" in page.text("#error") and page.answers() == []
     page.find("#message textarea").clear()
+    page.attach(DEMO_IMAGE, DEMO_VIDEO)                            # several files in one message
     page.ask(FOLLOW_UP)
-    assert page.wait_for_answer(1) == greedy(predictor, [user(FOLLOW_UP)]).text.strip()
+    both = user(FOLLOW_UP, DEMO_IMAGE)
+    both["content"].insert(1, {"type": "video", "video": str(DEMO_VIDEO)})
+    assert page.wait_for_answer(1) == greedy(predictor, [both]).text.strip()
     assert page.text("#error") == ""
 
 
