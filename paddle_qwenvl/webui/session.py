@@ -51,7 +51,6 @@ def respond(backend, text: str, files: List[str], shown: list, messages: list,
         return
     asked = messages + [user_message(text, files)]
     showing = shown + shown_user_message(text, files)
-    answer = None
     try:
         for answer in throttled(backend.stream(asked, settings)):
             reply = {"role": "assistant", "content": answer.text}

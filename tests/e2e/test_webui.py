@@ -125,6 +125,8 @@ def test_image_question_streams_the_predictors_answer_and_a_bad_upload_is_only_a
     second = greedy(predictor, [user(QUESTION, DEMO_IMAGE), {"role": "assistant", "content": first.text},
                                 user(FOLLOW_UP)])
     assert page.wait_for_answer(2) == second.text.strip()
+    assert second.usage.cached_tokens > 0            # the first turn's KV blocks, from the prefix cache
+    assert f"prompt {second.usage.prompt_tokens} tokens ({second.usage.cached_tokens} cached)" in page.text("#stats")
     assert page.text("#error") == ""
     page.driver.save_screenshot(str(tmp_path / "webui.png"))
     assert (tmp_path / "webui.png").stat().st_size > 10_000
