@@ -6,6 +6,7 @@
   paddle-qwenvl chat             chat interactively
   paddle-qwenvl bench            benchmark one request
   paddle-qwenvl serve            OpenAI-compatible chat server
+  paddle-qwenvl webui            chat page in the browser
   paddle-qwenvl make-tiny DIR    write a random-weight model directory
   paddle-qwenvl quantize SRC OUT save a weight-only int8/int4 copy of a checkpoint
   paddle-qwenvl eval             benchmark accuracy (TextVQA, DocVQA, ChartQA, MMMU, Video-MME)
@@ -18,10 +19,10 @@ import sys
 
 from .. import settings
 from . import bench, chat, make_tiny, quantize, run, serve
-from . import bench_serve, evaluate, export
+from . import bench_serve, evaluate, export, webui
 from .common import UserError
 
-COMMANDS = (run, chat, bench, serve, make_tiny, quantize) + (evaluate, bench_serve, export)
+COMMANDS = (run, chat, bench, serve, make_tiny, quantize) + (evaluate, bench_serve, export, webui)
 
 
 def _add_demo_parser(subparsers) -> None:

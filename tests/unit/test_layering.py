@@ -13,6 +13,7 @@
     55 evaluation  benchmark readers, metrics, prompts, scoring
     60 tools       random checkpoints, benchmark toolkit, checkpoint writer
     65 serving     the OpenAI-compatible server
+    68 webui       the web chat page (over a predictor or the server's client)
     70 cli
 Imports inside functions count too. `paddle_qwenvl/__init__.py` is the public facade: it may
 import anything (lazily), and anything may import its `__version__`.
@@ -37,6 +38,7 @@ RANKS = {
     "evaluation": 55,
     "tools": 60,
     "serving": 65,
+    "webui": 68,
     "cli": 70,
 }
 
