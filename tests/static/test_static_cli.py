@@ -21,7 +21,9 @@ RUN = ["run", "--image", IMAGE, "--prompt", "What is shown?", "--json", "--tempe
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    return dict(os.environ, PADDLE_QWENVL_QUIET="1", PADDLE_QWENVL_NUM_THREADS="1",
+    # every subprocess (the deploy script too) imports this checkout, not an installed copy: each
+    # copy builds its own ops (their oneDNN include path differs), and an export names its build
+    return dict(os.environ, PADDLE_QWENVL_QUIET="1", PADDLE_QWENVL_NUM_THREADS="1", PYTHONPATH=str(ROOT),
                 PADDLE_QWENVL_CACHE=str(tmp_path_factory.mktemp("cache")))
 
 
