@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--prompt-tokens", type=int, default=64, metavar="P", help="words of text per prompt (~tokens)")
     p.add_argument("--max-tokens", type=int, default=64, metavar="T", help="tokens per answer at most")
     p.add_argument("--ignore-eos", action="store_true", help="ask for exactly T tokens (vLLM's field; ours too)")
+    p.add_argument("--logprobs", action="store_true",
+                   help="ask for logprobs and count the chunks carrying them too: random-weight checkpoints "
+                        "generate tokens that decode to no text")
     p.add_argument("--seed", type=int, default=0, help="images, words and arrival times")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     p.add_argument("--json", metavar="OUT", help="write the configuration and every run's results")
@@ -56,7 +59,7 @@ def loads(args):
         raise UserError("--num-requests and --max-tokens take positive numbers, --prompt-tokens >= 0")
     base = Load(num_requests=args.num_requests, image_size=parse_image_size(args.image_size),
                 prompt_tokens=args.prompt_tokens, max_tokens=args.max_tokens, ignore_eos=args.ignore_eos,
-                seed=args.seed)
+                logprobs=args.logprobs, seed=args.seed)
     if args.request_rate is not None:
         if args.request_rate <= 0:
             raise UserError("--request-rate takes a positive number of requests per second")
@@ -67,7 +70,9 @@ def loads(args):
         values = [0]
     if min(values) < 1:
         raise UserError(f"--concurrency {args.concurrency!r}: give positive numbers, e.g. 4 or 1,4,16")
-    return [(f"concurrency {n}", replace(base, concurrency=n)) for n in values]
+    # each load its own images and words: a server's prefix and encoder caches never serve one
+    # load from another's requests
+    return [(f"concurrency {n}", replace(base, concurrency=n, seed=base.seed + 7919 * i)) for i, n in enumerate(values)]
 
 
 def run(args) -> int:

@@ -29,6 +29,8 @@ class Load:
     prompt_tokens: int = 64
     max_tokens: int = 64
     ignore_eos: bool = False                   # vLLM's extra field: always max_tokens tokens
+    logprobs: bool = False                     # ask for logprobs: a chunk then marks every token,
+                                               # even one whose text is empty (random weights)
     seed: int = 0
 
 
@@ -52,7 +54,14 @@ def request_body(load: Load, index: int, model: str) -> dict:
         content.insert(0, {"type": "image_url", "image_url": {"url": _random_jpeg(rng, load.image_size)}})
     body = dict(model=model, messages=[{"role": "user", "content": content}], max_tokens=load.max_tokens,
                 temperature=0.0, stream=True, stream_options={"include_usage": True})
+    if load.logprobs:
+        body["logprobs"] = True
     return dict(body, ignore_eos=True) if load.ignore_eos else body
+
+
+def _carries_token(choice: dict) -> bool:
+    """A streamed choice with new text, or with a generated token's logprobs."""
+    return bool(choice.get("delta", {}).get("content") or (choice.get("logprobs") or {}).get("content"))
 
 
 def _random_jpeg(rng, size: Tuple[int, int]) -> str:
@@ -79,7 +88,7 @@ async def _send(client, url: str, headers: dict, body: dict) -> RequestResult:
                 if "error" in event:
                     return RequestResult(False, str(event["error"].get("message", event["error"]))[:160])
                 usage = event.get("usage") or usage
-                if any(c.get("delta", {}).get("content") for c in event.get("choices", [])):
+                if any(_carries_token(c) for c in event.get("choices", [])):
                     chunk_times.append(time.perf_counter())
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return RequestResult(False, f"{type(exc).__name__}: {exc}"[:160])
