@@ -1,6 +1,6 @@
 """`paddle-qwenvl export MODEL_DIR OUT_DIR`: write a checkpoint as Paddle inference programs.
 
-  export MODEL_DIR OUT_DIR [--dtype bfloat16] [--quant-type weight_only_int8|weight_only_int4] ...
+  export MODEL_DIR OUT_DIR [--dtype auto|float32|bfloat16] [--quant-type weight_only_int8|weight_only_int4] ...
 OUT_DIR (new or empty) holds the vision tower and the decoder step programs (*.json + *.pdiparams,
 loadable by paddle.inference.Config), the tokenizer, chat template, preprocessor and generation
 configs, and manifest.json. `paddle-qwenvl run --model OUT_DIR` runs it (--llm-mode static);
@@ -19,8 +19,9 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", help="checkpoint directory (config.json, *.safetensors, tokenizer)")
     p.add_argument("out_dir", help="directory to write (new or empty)")
-    p.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES,
-                   help="the programs' math: float32 (default) or bfloat16")
+    p.add_argument("--dtype", default="auto", choices=FLOAT_DTYPES,
+                   help="the programs' math: auto (default: bfloat16 for a bf16 checkpoint on a CPU with "
+                        "native bf16, else float32), float32 or bfloat16")
     p.add_argument("--block-size", type=int, default=None,
                    help="tokens per KV cache block, fixed in the decoder step (default: the engine's)")
     add_quant_args(p)

@@ -17,6 +17,7 @@ from ..engine.block_manager import BLOCK_SIZE
 from ..engine.model_runner import kv_cache_dtype
 from ..models import load_model
 from ..quantization import QuantConfig
+from ..weights import resolve_dtype
 from .manifest import ExportError, describe_inputs, file_sizes, require_compiled_ops, versions, write_manifest
 from .programs import (DECODER_STEP, VISION_TOWER, DecoderStep, VisionTower, decoder_step_spec, trace,
                        vision_spec)
@@ -25,10 +26,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pdparams", ".index.json")
 PROGRAM_FILES = (".json", ".pdiparams")
 
 
-def export_model(model_dir, out_dir, dtype: str = "float32", quant: Optional[QuantConfig] = None,
+def export_model(model_dir, out_dir, dtype: str = "auto", quant: Optional[QuantConfig] = None,
                  block_size: int = BLOCK_SIZE, progress: bool = True) -> Path:
-    """Write the export of `model_dir` to `out_dir` (absent or empty); returns out_dir."""
+    """Write the export of `model_dir` to `out_dir` (absent or empty); returns out_dir. dtype "auto"
+    resolves from the checkpoint (weights.resolve_dtype) and the manifest records what it became."""
     require_compiled_ops()
+    dtype = resolve_dtype(model_dir, dtype)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ExportError(f"{out_dir} is not empty: export into a new directory, or remove it first")

@@ -61,3 +61,12 @@ def test_bf16_math(checkpoints, tmp_path):
     assert greedy_ids(static, inputs) == want
     np.testing.assert_allclose(prompt_logits(static, inputs, continuation=want[:4]),
                                prompt_logits(dynamic, inputs, continuation=want[:4]), rtol=0, atol=2e-2)
+
+
+def test_auto_dtype_is_resolved_and_recorded(checkpoints, tmp_path):
+    """An export's default dtype is "auto", resolved from the checkpoint as run's is: a bf16
+    checkpoint exports bf16 math where the CPU has native bf16, a float32 one float32."""
+    bf16 = load_export(export_model(checkpoints["bfloat16"], tmp_path / "bf16", block_size=16, progress=False))
+    assert bf16.compute_dtype == ("bfloat16" if build_info()["bf16"] else "float32")
+    fp32 = load_export(export_model(checkpoints["float32"], tmp_path / "fp32", block_size=16, progress=False))
+    assert fp32.compute_dtype == "float32"
