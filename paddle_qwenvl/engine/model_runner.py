@@ -118,8 +118,7 @@ class ModelRunner:
     def _step(self, requests: List[Request], logit_rows: np.ndarray) -> paddle.Tensor:
         """The logits (len(logit_rows), vocab) of the given rows of the step's packed tokens."""
         start = time.perf_counter()
-        for r in requests:
-            self._encode_media(r)
+        self._encode_media(requests)
         self.last_vision_seconds = time.perf_counter() - start
         ids, positions, meta = self._pack(requests)
         media_rows, media_embeds = self._media(requests)
@@ -178,22 +177,29 @@ class ModelRunner:
         end = start + request.seq.num_scheduled_tokens
         return [m for m in request.prompt.media if m.rows[0] < end and m.rows[-1] >= start]
 
-    def _encode_media(self, request: Request) -> None:
-        """Embeddings for the media this step needs: from the encoder cache, else the vision tower
-        (one call per kind for what is missing)."""
-        start = time.perf_counter()
-        missing = []
-        for item in self._needed(request):
-            if item.embeds is None:
-                item.embeds = self.encoder_cache.get(item.key)
-            if item.embeds is None:
-                missing.append(item)
+    def _encode_media(self, requests: List[Request]) -> None:
+        """Embeddings for the media this step needs: from the encoder cache, else the vision tower,
+        one call per kind for what all the requests miss (a content needed twice runs once). The
+        call's time goes to the requests that waited for it, split by their share of its patches."""
+        missing = {}                                  # media key -> the items waiting for it
+        for request in requests:
+            for item in self._needed(request):
+                if item.embeds is None:
+                    item.embeds = self.encoder_cache.get(item.key)
+                if item.embeds is None:
+                    missing.setdefault(item.key, []).append((request, item))
         for kind in ("image", "video"):
-            items = [m for m in missing if m.kind == kind]
-            if items:
-                self._run_vision_tower(kind, items)
-        if missing:
-            request.timings.vision += time.perf_counter() - start
+            waiting = [pairs for pairs in missing.values() if pairs[0][1].kind == kind]
+            if not waiting:
+                continue
+            start = time.perf_counter()
+            self._run_vision_tower(kind, [pairs[0][1] for pairs in waiting])
+            seconds = time.perf_counter() - start
+            share = seconds / sum(len(item.rows) for pairs in waiting for _, item in pairs)
+            for pairs in waiting:
+                for request, item in pairs:
+                    item.embeds, item.pixels = pairs[0][1].embeds, None
+                    request.timings.vision += share * len(item.rows)
 
     def _run_vision_tower(self, kind: str, items: List[MediaItem]) -> None:
         pixels = paddle.to_tensor(np.concatenate([m.pixels for m in items]))

@@ -86,6 +86,28 @@ def test_too_small_kv_budget_still_finishes_correctly(setup):
         del model.__dict__[name]
 
 
+def test_media_of_one_step_share_one_tower_call(setup):
+    """Requests arriving together: one vision tower call per kind for all their media, and a
+    repeated image (the same request twice) encoded once; the tokens stay HF's."""
+    model, tokenizer, requests, expected, _ = setup
+    grids = []
+    for name in ("get_image_features", "get_video_features"):
+        original = getattr(model, name)
+        setattr(model, name, lambda pixels, grid, original=original, name=name: grids.append((name, list(grid)))
+                or original(pixels, grid))
+    twice = requests + requests[3:4]
+    _, outs = run_engine(model, tokenizer, twice, max_model_len=256, block_size=16, kv_cache_memory=1 << 22,
+                         encoder_cache_memory=0)
+    for name in ("get_image_features", "get_video_features"):
+        del model.__dict__[name]
+    assert [o.token_ids for o in outs] == expected + expected[3:4]
+    images = [PromptInputs(**r).image_grid_thw for r in requests]
+    want = [tuple(g) for grid in images if grid for g in grid]
+    assert [name for name, _ in grids] == ["get_image_features", "get_video_features"]
+    assert [tuple(g) for g in grids[0][1]] == want
+    assert outs[-1].timings.vision > 0 and outs[3].timings.vision > 0
+
+
 def test_repetition_penalty_and_min_new_tokens_match_hf(setup):
     model, tokenizer, requests, _, (family, model_dir) = setup
     expected = [hf_greedy(model_dir, family, r, MAX_NEW, repetition_penalty=1.3, min_new_tokens=6)
