@@ -112,7 +112,63 @@ void dense_rows4(const DenseGemv& p, int64_t n0, int64_t n1) {
   }, [&](int64_t n) { dense_rows<BF16>(p, n, n + 1); });
 }
 
+// 32 bf16 values of a row from k (masked past K) as one vdpbf16ps operand.
+inline __m512bh load_bf16x32(const uint16_t* row, int64_t k, __mmask32 mask) {
+  return (__m512bh)_mm512_maskz_loadu_epi16(mask, row + k);
+}
+
+// MR x rows (m..m+MR) against the 4 weight rows ns, 32 k at a time; each x vector serves 4
+// weight rows and each weight vector MR x rows (4 * MR accumulators).
+// Pass `pass` of `passes` over the block also prefetches its share of the next block (each
+// stream's next row follows in memory), so DRAM keeps streaming while the later passes compute.
+template <int MR>
+inline void bf16_row4(const Bf16Gemv& p, int64_t m, const int64_t* ns, int64_t pass, int64_t passes) {
+  const int64_t K = p.K;
+  const uint16_t* wr[4];
+  PQV_UNROLL for (int r = 0; r < 4; ++r) wr[r] = p.w + ns[r] * K;
+  __m512 acc[4][MR];
+  PQV_UNROLL for (int r = 0; r < 4; ++r)
+    PQV_UNROLL for (int i = 0; i < MR; ++i) acc[r][i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    const __mmask32 mask = K - k >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << (K - k)) - 1);
+    if (passes == 1) {
+      PQV_UNROLL for (int r = 0; r < 4; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + k + kWeightsAhead / 4), _MM_HINT_T0);
+    } else if (k % (32 * passes) == 32 * pass) {      // one line in `passes` of the next rows
+      PQV_UNROLL for (int r = 0; r < 4; ++r) {
+        const char* next = reinterpret_cast<const char*>(wr[r] + K);
+        _mm_prefetch(next + 2 * (k - 32 * pass), _MM_HINT_T1);
+        for (int64_t l = 1; l < passes; ++l) _mm_prefetch(next + 2 * (k - 32 * pass) + 64 * l, _MM_HINT_T1);
+      }
+    }
+    __m512bh xv[MR];
+    PQV_UNROLL for (int i = 0; i < MR; ++i) xv[i] = load_bf16x32(p.x + (m + i) * K, k, mask);
+    PQV_UNROLL for (int r = 0; r < 4; ++r) {
+      const __m512bh wv = load_bf16x32(wr[r], k, mask);
+      PQV_UNROLL for (int i = 0; i < MR; ++i) acc[r][i] = _mm512_dpbf16_ps(acc[r][i], wv, xv[i]);
+    }
+  }
+  PQV_UNROLL for (int r = 0; r < 4; ++r)
+    PQV_UNROLL for (int i = 0; i < MR; ++i)
+      p.y[(m + i) * p.N + ns[r]] = _mm512_reduce_add_ps(acc[r][i]) + (p.bias ? p.bias[ns[r]] : 0.f);
+}
+
+// Every x row against the 4 weight rows ns: 4 x rows at a time, then the rest one by one.
+inline void bf16_rows4(const Bf16Gemv& p, const int64_t* ns) {
+  const int64_t passes = p.M / 4 + p.M % 4;
+  int64_t m = 0, pass = 0;
+  for (; m + 4 <= p.M; m += 4) bf16_row4<4>(p, m, ns, pass++, passes);
+  for (; m < p.M; ++m) bf16_row4<1>(p, m, ns, pass++, passes);
+}
+
 }  // namespace
+
+void bf16_gemv_avx512(const Bf16Gemv& p, int64_t n0, int64_t n1) {
+  rows_in_four_streams(n0, n1, [&](const int64_t* ns) { bf16_rows4(p, ns); }, [&](int64_t n) {
+    const int64_t ns[4] = {n, n, n, n};             // a leftover row: computed 4 times, written once each
+    bf16_rows4(p, ns);
+  });
+}
 
 void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1) {
   if (p.bf16) dense_rows4<true>(p, n0, n1); else dense_rows4<false>(p, n0, n1);

@@ -43,6 +43,17 @@ struct DenseGemv {
 };
 void dense_gemv_avx512(const DenseGemv& p, int64_t n0, int64_t n1);
 
+// The same product in bf16 math: x already rounded to bf16 (as the oneDNN bf16 GEMM rounds it),
+// w bf16, products summed in fp32 by vdpbf16ps (AVX512-BF16: 32 multiply-adds per instruction).
+// Blocks of 4 weight rows meet the x rows 4 at a time, so the weights are read from memory once
+// for any M while the arithmetic runs at the instruction's rate (for the few dozen rows of a batch
+// of decodes or a prefill chunk: x stays in L2).
+struct Bf16Gemv {
+  const uint16_t* x; const uint16_t* w; const float* bias; float* y;
+  int64_t M, N, K;
+};
+void bf16_gemv_avx512(const Bf16Gemv& p, int64_t n0, int64_t n1);
+
 // y (M, N) = x (M, K) @ dequant(w)^T * scale[n] + bias[n]; w int8 (N, K); bias may be null.
 struct Int8Gemv {
   const float* x; const int8_t* w; const float* scales; const float* bias; float* y;

@@ -1,7 +1,8 @@
 // pqv_linear: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
 // Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV (gemv/dense_avx512.cc: four weight streams
 // per thread; oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21
-// on one thread). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
+// on one thread); in bf16 math on AVX512-BF16, M < kBf16GemvRows: the vdpbf16ps kernel
+// (bf16_gemv_avx512). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
 // rounded values in fp32), products accumulate in fp32 -- unless `exact`: then a float32 x meets
 // the weights widened to float32 (exact: bf16 is the top half of a float32), i.e. the fp32 math of
 // a float32 model whose published bf16 weights are held as they are (half the bytes per decode
@@ -21,13 +22,23 @@ namespace {
 using paddle::DataType;
 
 constexpr int64_t kGemvRows = 16;     // as weight_only_op.cc: from this many rows on, a GEMM
+// bf16 math (bf16 w, not exact) on a CPU with AVX512-BF16: our vdpbf16ps kernel below this many
+// rows (batched decodes, prefill chunks), oneDNN's bf16 GEMM from here; measured on AMD Zen 4
+// (scripts/bench_ops.py --only rows): ours 0.66-0.69x oneDNN's time at 16 rows, even at ~40.
+constexpr int64_t kBf16GemvRows = 40;
 
 // y = x @ w^T + bias for a few fp32 rows, rows of w split over threads.
 void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* bias, float* y, bool w_bf16,
-                bool exact, int nt) {
+                bool exact, bool bf16_math, int nt) {
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   std::vector<float> xr;
   const float* xp = x.data<float>();
+  if (bf16_math) {                                // bf16 x and w on vdpbf16ps
+    const std::vector<uint16_t> xb = pqv::to_bf16(xp, M * K, nt);
+    const pqv::Bf16Gemv p{xb.data(), reinterpret_cast<const uint16_t*>(w.data()), bias, y, M, N, K};
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::bf16_gemv_avx512(p, b, e); });
+    return;
+  }
   if (w_bf16 && !exact) {                         // the same bf16 x as the GEMM path
     xr.resize(M * K);
     for (int64_t i = 0; i < M * K; ++i) xr[i] = pqv::bf16_to_f32(pqv::f32_to_bf16(xp[i]));
@@ -59,8 +70,9 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
   const int64_t bytes = 4 * (M * K + M * N) + (w_bf16 ? 2 : 4) * N * K;
   const int nt = ex.threads_for(std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
-  if (M < kGemvRows && !x_bf16 && ex.avx512()) {
-    dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, exact, nt);
+  const bool bf16_math = w_bf16 && !exact && ex.fast_bf16();
+  if ((M < kGemvRows || (bf16_math && M < kBf16GemvRows)) && !x_bf16 && ex.avx512()) {
+    dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, exact, bf16_math, nt);
     return {y};
   }
   PD_CHECK(pqv::dnnl_available(), "pqv_linear needs a build with oneDNN headers");
