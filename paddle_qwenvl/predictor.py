@@ -60,7 +60,7 @@ class Predictor:
     def from_pretrained(cls, model_dir, dtype: str = AUTO, quant_type: Optional[str] = None,
                         max_model_len: int = 4096, block_size: Optional[int] = None, kv_cache_memory: int = 1 << 30,
                         max_num_seqs: int = 16, progress: bool = True, quant_group_size: int = 128,
-                        quantize_vision: bool = False, quantize_lm_head: bool = False,
+                        quantize_vision: bool = False, quantize_lm_head: bool = True,
                         enable_prefix_caching: bool = True, encoder_cache_memory: int = ENCODER_CACHE_MEMORY,
                         max_num_batched_tokens: Optional[int] = None, tensor_parallel_size: Optional[int] = None,
                         llm_mode: Optional[str] = None,
@@ -72,7 +72,8 @@ class Predictor:
         are and widened exactly as they are used: half the memory and decode bytes), or "bfloat16"
         (bf16 math: x rounded to bf16 for the linears, sums in fp32; see models.registry.load_model).
         quant_type: None, "weight_only_int8" or "weight_only_int4" (decoder linears quantized on load;
-        quant_group_size 64/128 for int4; quantize_vision / quantize_lm_head extend it to those).
+        quant_group_size 64/128 for int4). The lm_head (and a tied embedding) is quantized too, in
+        int8 under either type, unless quantize_lm_head=False; quantize_vision adds the vision tower.
         A directory written by save_quantized() loads already quantized, with no quant_type.
         max_model_len: prompt + output tokens of one request. kv_cache_memory: bytes of the paged
         KV cache (float32; bf16 for a bfloat16 model); it must hold at least max_model_len tokens,

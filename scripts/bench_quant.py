@@ -17,19 +17,23 @@ from pathlib import Path
 
 from paddle_qwenvl.tools.bench import UNCACHED, cached_preset_checkpoint
 
-# (label, quant_type, also quantize the vision tower and lm_head)
-SETTINGS = [("fp32", "none", False), ("int8", "weight_only_int8", False), ("int4", "weight_only_int4", False),
-            ("int8 +vision +lm_head", "weight_only_int8", True), ("int4 +vision +lm_head", "weight_only_int4", True)]
+# (label, quant_type, variant): "" the defaults (decoder and lm_head, the head in int8), "float_head"
+# the lm_head kept float (quantize_lm_head=False), "vision" the vision tower quantized too
+SETTINGS = [("fp32", "none", ""), ("int8", "weight_only_int8", ""), ("int4", "weight_only_int4", ""),
+            ("int8 float lm_head", "weight_only_int8", "float_head"),
+            ("int4 float lm_head", "weight_only_int4", "float_head"),
+            ("int8 +vision", "weight_only_int8", "vision"), ("int4 +vision", "weight_only_int4", "vision")]
 
 
-def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -> dict:
+def worker(model_dir: str, quant_type: str, new_tokens: int, variant: str) -> dict:
     from paddle_qwenvl import Predictor, SamplingParams
     from paddle_qwenvl.tools.bench import PeakAnonymous, decode_weight_bytes, peak_resident_bytes, resident_bytes
     from paddle_qwenvl.tools.timing import read_bandwidth_gbps
     start = time.perf_counter()
     with PeakAnonymous() as anon:
         predictor = Predictor.from_pretrained(model_dir, quant_type=None if quant_type == "none" else quant_type,
-                                              quantize_vision=everything, quantize_lm_head=everything,
+                                              quantize_vision=variant == "vision",
+                                              quantize_lm_head=variant != "float_head",
                                               kv_cache_memory=256 << 20, max_model_len=1024, progress=False,
                                               **UNCACHED)
     load_s = time.perf_counter() - start
@@ -48,9 +52,9 @@ def worker(model_dir: str, quant_type: str, new_tokens: int, everything: bool) -
                 weight_bytes_per_token=decode_weight_bytes(predictor.model))
 
 
-def run_worker(model_dir: Path, label: str, quant_type: str, everything: bool, new_tokens: int) -> dict:
+def run_worker(model_dir: Path, label: str, quant_type: str, variant: str, new_tokens: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", str(model_dir), "--quant_type", quant_type,
-           "--new_tokens", str(new_tokens)] + (["--everything"] if everything else [])
+           "--new_tokens", str(new_tokens), "--variant", variant]
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     if out.returncode:
         how = "killed (out of memory?)" if out.returncode == -9 else f"exit status {out.returncode}"
@@ -89,10 +93,10 @@ def main():
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--quant_type", default="none", help=argparse.SUPPRESS)
-    ap.add_argument("--everything", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.quant_type, args.new_tokens, args.everything)))
+        print(json.dumps(worker(args.worker, args.quant_type, args.new_tokens, args.variant)))
         return
     model_dir = cached_preset_checkpoint(args.preset, args.num_layers, root=args.cache)
     chosen = [x.strip() for x in args.settings.split(",")]

@@ -29,6 +29,7 @@ from pathlib import Path
 from paddle_qwenvl.tools.bench import (UNCACHED, cached_preset_checkpoint, decode_weight_bytes, peak_resident_bytes,
                                        timed_generate)
 from paddle_qwenvl.tools.timing import best_seconds, read_bandwidth_gbps
+from paddle_qwenvl.quantization import LM_HEAD_QUANT_TYPE
 
 QUESTION = "Describe this image."
 PATCH_MERGE = 4                      # spatial_merge_size ** 2: patches per vision token
@@ -258,11 +259,11 @@ def add_rates(side: dict) -> None:
 
 
 def ours_weights(result: dict) -> str:
-    """e.g. 'weight_only_int8 decoder, bfloat16 lm_head', 'float32 (bfloat16 weights)' or 'bfloat16'."""
+    """e.g. 'weight_only_int4 decoder, weight_only_int8 lm_head', 'float32 (bfloat16 weights)' or 'bfloat16'."""
     quant, dtype = result["quant_type"], result.get("dtype", "float32")
     weights = result["ours"].get("weight_dtype", dtype)
     if quant:
-        return f"{quant} decoder, {weights} lm_head"
+        return f"{quant} decoder, {LM_HEAD_QUANT_TYPE[quant]} lm_head"
     return dtype if weights == dtype else f"{dtype} ({weights} weights)"
 
 
@@ -271,9 +272,11 @@ def roofline(model_dir, ours: dict, hf, quant_type, dtype, numpy_gb_s: float, to
     """probe: (GB/s, how) of paddle_qwenvl.tools.timing.read_bandwidth_gbps, several streams per
     thread; one stream per thread (numpy's and torch's sums) reads well below what DRAM gives."""
     float_bytes = 2.0 if ours.get("weight_dtype", dtype) == "bfloat16" else 4.0
-    bytes_per_weight = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}.get(quant_type, float_bytes)
+    quant_bytes = {"weight_only_int8": 1.0, "weight_only_int4": 0.5}
+    bytes_per_weight = quant_bytes.get(quant_type, float_bytes)
+    head_bytes = quant_bytes[LM_HEAD_QUANT_TYPE[quant_type]] if quant_type else float_bytes    # quantized by default
     bandwidth = max(b for b in (numpy_gb_s, torch_gb_s, probe[0]) if not math.isnan(b))    # nan: no torch
-    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight, float_bytes)    # lm_head stays float
+    weight_bytes = decode_weight_bytes(model_dir, bytes_per_weight, head_bytes)
     limit = bandwidth * 1e9 / weight_bytes
     hf_bytes = 2.0 if hf and hf.get("dtype") == "bfloat16" else 4.0
     hf_limit = bandwidth * 1e9 / decode_weight_bytes(model_dir, hf_bytes, hf_bytes)

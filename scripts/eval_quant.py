@@ -1,11 +1,15 @@
-"""Quantized vs float32 on random checkpoints: next-token agreement over a long prompt, logits
-cosine, and greedy generations on a few prompts (how many leading tokens match).
+"""Quantized and bfloat16 models vs float32 on random checkpoints: next-token agreement over a
+long prompt, logits cosine and largest logit error, and greedy generations on a few prompts (how
+many leading tokens match).
 
-    python scripts/eval_quant.py [--model DIR]     # default: two mid-size random checkpoints
+    python scripts/eval_quant.py [--model DIR]     # default: the mid-size random checkpoints, then
+                                                   # bfloat16 on the parity tests' tiny checkpoints
 
 Random checkpoints are built two ways: residual-dominated (embeddings N(0,1), other weights
 N(0,0.02)), as trained decoders behave, and flat (all weights N(0,0.05)), whose near-uniform logits
-make any perturbation flip the argmax: a harsh lower bound.
+make any perturbation flip the argmax: a harsh lower bound. Each int8/int4 setting runs with its
+default lm_head (int8) and with the head kept float (quantize_lm_head=False); int4 also with an
+int4 head.
 """
 import argparse
 import sys
@@ -25,9 +29,16 @@ from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 MID_TEXT = dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8,
                 num_key_value_heads=2, mrope_section=[8, 12, 12], tie_word_embeddings=False)
 MID_VISION = dict(hidden_size=128, intermediate_size=256, depth=2, num_heads=2, fullatt_block_indexes=[1])
-# (quant_type, int4 group, also the vision tower and lm_head)
-SETTINGS = [("weight_only_int8", 128, False), ("weight_only_int4", 128, False), ("weight_only_int4", 64, False),
-            ("weight_only_int8", 128, True), ("weight_only_int4", 128, True)]
+# (quantization, dtype), each against the float32 model of the same checkpoint
+SETTINGS = [(make_quant_config("weight_only_int8"), "float32"),
+            (make_quant_config("weight_only_int8", quantize_lm_head=False), "float32"),
+            (make_quant_config("weight_only_int4"), "float32"),
+            (make_quant_config("weight_only_int4", lm_head_quant_type="weight_only_int4"), "float32"),
+            (make_quant_config("weight_only_int4", quantize_lm_head=False), "float32"),
+            (make_quant_config("weight_only_int4", 64), "float32"),
+            (make_quant_config("weight_only_int8", quantize_vision=True), "float32"),
+            (None, "bfloat16")]
+PARITY_SETTINGS = [(None, "bfloat16")]
 
 
 def engine_for(model) -> LLMEngine:
@@ -61,7 +72,7 @@ def matching_prefix(a, b):
     return n
 
 
-def evaluate(model_dir, positions=320, prompts=4, new_tokens=32):
+def evaluate(model_dir, settings=SETTINGS, positions=320, prompts=4, new_tokens=32):
     rng = np.random.default_rng(0)
     long_ids = rng.integers(0, 1000, positions).tolist()
     short = [rng.integers(0, 1000, 12).tolist() for _ in range(prompts)]
@@ -71,24 +82,52 @@ def evaluate(model_dir, positions=320, prompts=4, new_tokens=32):
     ref_gen = generate_ids(ref, short, params)
     ref_vision = vision_features(ref)
     rows = []
-    for quant_type, group, everything in SETTINGS:
-        model = load_model(model_dir, make_quant_config(quant_type, group, everything, everything), progress=False)
+    for quant, dtype in settings:
+        model = load_model(model_dir, quant, progress=False, dtype=dtype)
         got = prompt_logits(model, long_ids)
         cos = cosine(got, ref_logits)
         gen = generate_ids(model, short, params)
-        vision_cos = cosine(vision_features(model), ref_vision).min() if everything else None
-        rows.append((model.quant.describe(), (got.argmax(-1) == ref_logits.argmax(-1)).mean(), cos.min(),
-                     cos.mean(), vision_cos, [matching_prefix(a, b) for a, b in zip(gen, ref_gen)]))
-    return rows
+        own_vision = quant is None or quant.quantize_vision       # else the float32 tower itself
+        vision_cos = cosine(vision_features(model), ref_vision).min() if own_vision else None
+        rows.append((setting_name(quant, dtype), (got.argmax(-1) == ref_logits.argmax(-1)).mean(), cos.min(),
+                     cos.mean(), np.abs(got - ref_logits).max(), vision_cos,
+                     [matching_prefix(a, b) for a, b in zip(gen, ref_gen)]))
+    return rows, np.abs(ref_logits).max()
 
 
-def print_rows(title, rows, positions=320, new_tokens=32):
-    print(f"\n{title}: top-1 agreement over {positions} positions, logits cosine, vision features "
-          f"cosine (min over tokens), greedy tokens matching fp32 before the first difference (of {new_tokens})")
-    print(f"{'quant':<36}{'top-1':>7}{'cos min':>9}{'cos mean':>10}{'vision':>9}  greedy prefix")
-    for name, top1, cmin, cmean, vision_cos, prefixes in rows:
+def setting_name(quant, dtype) -> str:
+    return quant.describe() if quant else f"{dtype} math"
+
+
+def print_rows(title, result, positions=320, new_tokens=32):
+    rows, logit_max = result
+    print(f"\n{title}: top-1 agreement over {positions} positions, logits cosine, largest logit error "
+          f"(float32 logits reach {logit_max:.2f}), vision features cosine (min over tokens), greedy tokens "
+          f"matching fp32 before the first difference (of {new_tokens})")
+    print(f"{'setting':<42}{'top-1':>7}{'cos min':>9}{'cos mean':>10}{'max err':>9}{'vision':>9}  greedy prefix")
+    for name, top1, cmin, cmean, err, vision_cos, prefixes in rows:
         vision = "-" if vision_cos is None else f"{vision_cos:.5f}"
-        print(f"{name:<36}{top1:>7.1%}{cmin:>9.5f}{cmean:>10.5f}{vision:>9}  {prefixes}")
+        print(f"{name:<42}{top1:>7.1%}{cmin:>9.5f}{cmean:>10.5f}{err:>9.4f}{vision:>9}  {prefixes}")
+
+
+def evaluate_mid_size(tmp):
+    for title, std, embed_std, tied in [
+            ("residual-dominated random (embed 1.0, weights 0.02)", 0.02, 1.0, False),
+            ("the same with tied embeddings (the 2B/3B layout)", 0.02, 1.0, True),
+            ("flat random (all weights 0.05)", 0.05, None, False)]:
+        path = make_tiny_checkpoint(Path(tmp) / title[:8], "qwen2_5_vl", text=dict(MID_TEXT, tie_word_embeddings=tied),
+                                    vision=MID_VISION, std=std, embed_std=embed_std)
+        print_rows(title, evaluate(path))
+
+
+def evaluate_parity_checkpoints(tmp):
+    """bfloat16 math on the parity tests' tiny checkpoints: tests/conftest.py's (float32 tensors,
+    seed 0) and tests/parity's bf16-stored ones (seed 1)."""
+    for family in ("qwen2_vl", "qwen2_5_vl"):
+        for seed, dtype in ((0, "float32"), (1, "bfloat16")):
+            path = make_tiny_checkpoint(Path(tmp) / f"parity-{family}-{dtype}", family, seed=seed, dtype=dtype)
+            print_rows(f"parity checkpoint {family}, {dtype} tensors (seed {seed})",
+                       evaluate(path, PARITY_SETTINGS))
 
 
 def main():
@@ -99,13 +138,8 @@ def main():
         print_rows(args.model, evaluate(args.model))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for title, std, embed_std, tied in [
-                ("residual-dominated random (embed 1.0, weights 0.02)", 0.02, 1.0, False),
-                ("the same with tied embeddings (the 2B/3B layout)", 0.02, 1.0, True),
-                ("flat random (all weights 0.05)", 0.05, None, False)]:
-            path = make_tiny_checkpoint(Path(tmp) / title[:8], "qwen2_5_vl", text=dict(MID_TEXT, tie_word_embeddings=tied),
-                                        vision=MID_VISION, std=std, embed_std=embed_std)
-            print_rows(title, evaluate(path))
+        evaluate_mid_size(tmp)
+        evaluate_parity_checkpoints(tmp)
 
 
 if __name__ == "__main__":

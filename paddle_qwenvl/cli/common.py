@@ -216,8 +216,9 @@ def add_quant_args(p: argparse.ArgumentParser, underscores: bool = False) -> Non
     flag("quant_group_size", type=int, default=128, choices=(64, 128), metavar="N",
          help="int4: weights per scale, 64 or 128 (default 128)")
     flag("quantize_vision", action="store_true", help="also the vision tower's linear layers")
-    flag("quantize_lm_head", action="store_true",
-         help="also the lm_head (with tied embeddings the token lookup then reads the quantized table)")
+    flag("quantize_lm_head", action=argparse.BooleanOptionalAction, default=True,
+         help="with a quant type, the lm_head too, in int8 (default; with tied embeddings the token lookup "
+              "reads the quantized table); --no-quantize-lm-head keeps it float")
 
 
 def quant_options(args) -> dict:

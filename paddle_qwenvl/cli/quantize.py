@@ -1,10 +1,10 @@
 """`paddle-qwenvl quantize SRC OUT`: write a weight-only quantized copy of a checkpoint.
 
-  quantize SRC OUT --quant-type weight_only_int8 [--quantize-vision] [--quantize-lm-head]
+  quantize SRC OUT --quant-type weight_only_int8 [--quantize-vision] [--no-quantize-lm-head]
   quantize SRC OUT --quant-type weight_only_int4 [--quant-group-size 64]
-OUT loads already quantized (`run -m OUT`, Predictor.from_pretrained(OUT)) without paying the
-quantization again; it holds our tensor names (fused qkv / gate_up, qweight + scales) and the
-tokenizer and processor files of SRC.
+The lm_head is quantized too (int8) unless --no-quantize-lm-head. OUT loads already quantized
+(`run -m OUT`, Predictor.from_pretrained(OUT)) without paying the quantization again; it holds
+our tensor names (fused qkv / gate_up, qweight + scales) and the tokenizer and processor files of SRC.
 """
 import argparse
 import time

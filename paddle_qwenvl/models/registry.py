@@ -76,7 +76,8 @@ def load_model(model_dir, quant=None, progress: bool = True, dtype: str = "float
     saved = saved_quant_config(config)
     if saved and quant and quant != saved:
         raise ValueError(f"{model_dir} holds weights already quantized as {saved.to_dict()}; "
-                         f"load it without quant_type or with the same settings (got {quant.to_dict()})")
+                         f"load it without quant_type (or --quant-type) or with the same settings "
+                         f"(got {quant.to_dict()})")
     weight_dtype = dtype
     if dtype == "float32" and keep_bf16 and matrix_dtypes(model_dir) == {"BF16"}:
         weight_dtype = "bfloat16"

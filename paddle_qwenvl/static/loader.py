@@ -19,12 +19,17 @@ def load_export(export_dir, dtype: Optional[str] = None, quant: Optional[QuantCo
                 block_size: Optional[int] = None) -> StaticModel:
     """An exported directory; dtype / quant / block_size, when given, must be what it was exported with."""
     manifest = check_export(export_dir, versions())
-    asked = {"dtype": dtype, "quantization": quant.to_dict() if quant else None, "block_size": block_size}
+    exported = dict(manifest, quantization=QuantConfig.from_dict(manifest["quantization"]))    # older dicts too
+    asked = {"dtype": dtype, "quantization": quant, "block_size": block_size}
     for key, value in asked.items():
-        if value is not None and manifest[key] != value:
-            raise ExportError(f"{export_dir} was exported with {key} {manifest[key]!r}, not {value!r}: "
+        if value is not None and exported[key] != value:
+            raise ExportError(f"{export_dir} was exported with {key} {manifest[key]!r}, not {_shown(value)!r}: "
                               f"load it without that option, or export the checkpoint again with it")
     return StaticModel(export_dir, manifest)
+
+
+def _shown(value):
+    return value.to_dict() if isinstance(value, QuantConfig) else value
 
 
 def cached_export(model_dir, dtype: str, quant: Optional[QuantConfig], block_size: int,

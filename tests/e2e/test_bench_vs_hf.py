@@ -52,3 +52,14 @@ def test_whole_run_on_a_tiny_checkpoint(tiny_models, tmp_path):
     from PIL import Image
     with Image.open(tmp_path / "stages.png") as image:
         assert image.format == "PNG" and image.width > 500
+
+
+def test_config_estimate_counts_the_default_int8_lm_head(tiny_models):
+    """bench_vs_hf's roofline for --quant_type: the lm_head in int8 (the default), plus one fp32
+    scale per row of every quantized matrix."""
+    from paddle_qwenvl.models import load_model
+    from paddle_qwenvl.quantization import make_quant_config
+    for model_dir in tiny_models.values():
+        model = load_model(str(model_dir), make_quant_config("weight_only_int8"), progress=False)
+        estimate, held = decode_weight_bytes(model_dir, 1.0, 1.0), decode_weight_bytes(model)
+        assert estimate < held <= estimate * (1 + 4 / model.config.text.hidden_size)

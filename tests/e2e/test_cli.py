@@ -111,9 +111,10 @@ def test_quantize_writes_a_checkpoint_that_runs_as_loading_quantized_does(cli, t
     flags = ("--quant-type", "weight_only_int4", "--quant-group-size", 64, "--quantize-vision", "--quantize-lm-head")
     result = cli("quantize", model, out, *flags)
     assert result.returncode == 0, result.stderr
-    assert "weight_only_int4 g64 +vision +lm_head" in result.stdout
+    assert "weight_only_int4 g64 +vision lm_head int8" in result.stdout
     saved = json.loads((out / "config.json").read_text())["paddle_qwenvl_quantization"]
-    assert saved == dict(quant_type="weight_only_int4", group_size=64, quantize_vision=True, quantize_lm_head=True)
+    assert saved == dict(quant_type="weight_only_int4", group_size=64, quantize_vision=True, quantize_lm_head=True,
+                         lm_head_quant_type="weight_only_int8")
     request = ("--image", DEMO_IMAGE, "--prompt", "What is shown?", "--max-new-tokens", 6, "--ignore-eos",
                "--temperature", 0)
     on_load = run_json(cli, model, *request, *flags)["token_ids"]
@@ -127,7 +128,7 @@ def test_quantize_errors_say_what_to_fix(cli, tiny_models, tmp_path):
     assert_clean_error(cli("quantize", model, model, "--quant-type", "weight_only_int8"), "out_dir must differ")
     assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--quant_type", "int3"),
                        "--quant_type: invalid choice: 'int3'")
-    assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--quantize-vision"), "need a quant_type")
+    assert_clean_error(cli("run", "--model", model, "--prompt", "hi", "--quantize-vision"), "needs a quant_type")
 
 
 def test_missing_image_is_a_clear_error(cli, tiny_models):

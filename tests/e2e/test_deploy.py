@@ -66,7 +66,15 @@ def test_quantization_flags_reach_the_model(deploy, tiny_models):
                     "--quant_type", "weight_only_int8", "--quantize_vision", "--quantize_lm_head",
                     "--benchmark", "--warmup", 0, "--repeat", 1)
     assert result.returncode == 0, result.stderr
-    assert "quant weight_only_int8 +vision +lm_head" in result.stdout
+    assert "quant weight_only_int8 +vision lm_head int8" in result.stdout
+
+
+def test_lm_head_opt_out_reaches_the_model(deploy, tiny_models):
+    result = deploy("qwen2_5_vl", "--model_name_or_path", tiny_models["qwen2_5_vl"], "--max_length", 4,
+                    "--quant_type", "weight_only_int4", "--no-quantize_lm_head",
+                    "--benchmark", "--warmup", 0, "--repeat", 1)
+    assert result.returncode == 0, result.stderr
+    assert "quant weight_only_int4 g128 float lm_head" in result.stdout
 
 
 def test_paddlemix_mode_flag_and_no_abbreviations(deploy, cli, tiny_models):

@@ -8,6 +8,7 @@ from paddle_qwenvl.ops._build import build_info, compiled_ops
 from paddle_qwenvl.quantization import make_quant_config
 from paddle_qwenvl.static.export import export_model
 from paddle_qwenvl.static.loader import load_export
+from paddle_qwenvl.static.manifest import ExportError
 from paddle_qwenvl.tools.tiny import make_tiny_checkpoint
 from tests.parity.cases import CASES, build
 from tests.runs import greedy_ids, prompt_logits
@@ -39,6 +40,15 @@ def test_weight_only_exports_match_their_dygraph_twins(checkpoints, tmp_path, qu
     assert greedy_ids(static, inputs) == want and len(set(want)) > 8
     np.testing.assert_allclose(prompt_logits(static, inputs, continuation=want[:4]),
                                prompt_logits(dynamic, inputs, continuation=want[:4]), rtol=0, atol=1e-4)
+
+
+def test_an_export_holds_the_default_int8_lm_head_and_checks_the_settings_asked(checkpoints, tmp_path):
+    quant = make_quant_config("weight_only_int4", 64)
+    dynamic, static = twins(checkpoints["float32"], tmp_path / "export", quant=quant)
+    assert static.quant.lm_head_quant_type == "weight_only_int8" == dynamic.lm_head.algo
+    assert load_export(tmp_path / "export", quant=make_quant_config("weight_only_int4", 64)).quant == quant
+    with pytest.raises(ExportError, match="exported with quantization"):
+        load_export(tmp_path / "export", quant=make_quant_config("weight_only_int4", 64, quantize_lm_head=False))
 
 
 def test_bf16_checkpoint_in_float32(checkpoints, tmp_path):
