@@ -1,13 +1,14 @@
 // pqv_weight_only_int8 / int4: y (M, N) = x (M, K) @ dequant(qweight)^T + bias.
 // Decode (few rows): a GEMV that streams the quantized weights once (memory-bound, gemv/). By
-// default it quantizes x per block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
+// default it quantizes x per block to int8 and uses AVX512-VNNI (int8 with many rows: a
+// register-blocked kernel that reads the weights once for all of them, below int8_gemm_rows); exact=true keeps x in fp32
 // (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
 // Prefill (many rows, oneDNN present): dequantize about 2 MB of weight rows at a time (a tile that
 // stays in the L2) and run a oneDNN GEMM on each tile. bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
 // int8 in bf16 skips the tiles where oneDNN converts int8 weights itself (int8_prefill), unless
 // the attr int8_prefill_tiles (PADDLE_QWENVL_INT8_PREFILL=tiles) asks for the tiles.
-// Attrs: [group_size,] exact, bf16_prefill, [int8_prefill_tiles,] then num_threads,
+// Attrs: [group_size,] exact, bf16_prefill, [int8_prefill_tiles, int8_gemm_rows,] then num_threads,
 // work_per_thread, portable (common.h: pqv::Exec).
 #include <vector>
 
@@ -20,6 +21,10 @@
 namespace {
 
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
+// int8 with x quantized (VNNI): the attr int8_gemm_rows says where the GEMM takes over; below it,
+// from this many rows the register-blocked kernel (gemv/int8_rows_vnni.cc) runs, which read the
+// weights from DRAM slower than the row kernel with 2-6 rows and matched it at ~8 (Zen 4, 2 threads).
+constexpr int64_t kInt8BlockedRows = 8;
 
 // x quantized per block (64 for int8 weights, the group for int4) for the VNNI kernels
 // (gemv/weight_only_vnni.cc).
@@ -94,8 +99,8 @@ void int4_prefill(const pqv::Int4Gemv& p, bool bf16, int nt) {
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,
-                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t num_threads,
-                                           int64_t work_per_thread, bool portable) {
+                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t int8_gemm_rows,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable) {
   const pqv::Exec ex{num_threads, work_per_thread, portable};
   const int64_t N = qweight.shape()[0], K = qweight.shape()[1], M = x.shape()[0];
   check_x(x, K);
@@ -103,11 +108,13 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
   auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   pqv::Int8Gemv p{x.data<float>(), qweight.data<int8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(), M, N, K};
   const int nt = ex.threads_for(M * N * K);   // >= the weight bytes
-  if (M >= kPrefillRows && pqv::dnnl_available()) {
+  const bool vnni = ex.avx512() && !exact && K % 64 == 0;
+  if (M >= (vnni ? int8_gemm_rows : kPrefillRows) && pqv::dnnl_available()) {
     int8_prefill(p, bf16_prefill && ex.fast_bf16(), int8_prefill_tiles, nt);
-  } else if (ex.avx512() && !exact && K % 64 == 0) {
+  } else if (vnni) {
     QuantXBuffers xq(p.x, M, K, 64, false);
-    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
+    const auto kernel = M >= kInt8BlockedRows ? pqv::int8_rows_vnni : pqv::int8_gemv_vnni;
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { kernel(p, xq.view(), b, e); });
   } else if (ex.avx512()) {
     pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_avx512(p, b, e); });
   } else {
@@ -162,8 +169,8 @@ std::vector<paddle::DataType> WeightOnlyDtype(const paddle::DataType&, const pad
 PD_BUILD_OP(pqv_weight_only_int8)
     .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "bf16_prefill: bool", "int8_prefill_tiles: bool", "num_threads: int64_t",
-            "work_per_thread: int64_t", "portable: bool"})
+    .Attrs({"exact: bool", "bf16_prefill: bool", "int8_prefill_tiles: bool", "int8_gemm_rows: int64_t",
+            "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(WeightOnlyInt8))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));

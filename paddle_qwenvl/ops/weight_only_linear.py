@@ -16,7 +16,10 @@ an Intel Xeon int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
 11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
 64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
 On an AMD Zen 4, fp32 x matched VNNI for K <= 4096.
-Prefill (M >= 16) runs a oneDNN GEMM: in bf16 (x rounded to bf16, products summed in fp32;
+int8 with x quantized keeps VNNI up to INT8_GEMM_ROWS - 1 rows (batched decode, short chunks):
+from 8 rows a register-blocked kernel reads each panel of weight rows once for all rows and
+runs at the VNNI units' rate, where oneDNN's bf16 GEMM on int8 weights ran at a fraction of it.
+Prefill (M >= 16; int8 with x quantized: M >= INT8_GEMM_ROWS) runs a oneDNN GEMM: in bf16 (x rounded to bf16, products summed in fp32;
 oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless
 exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact
 in bf16, inside it; PADDLE_QWENVL_INT8_PREFILL=tiles or a oneDNN without that conversion writes
@@ -29,6 +32,9 @@ import paddle
 from ._build import compiled_ops, exec_attrs, int8_prefill_tiles
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
+# int8 weights, x quantized (VNNI): the op's GEMV-or-GEMM rule for the single op and the fused
+# decoder ops alike (its attr int8_gemm_rows). scripts/bench_ops.py --only rows measures both sides.
+INT8_GEMM_ROWS = 65
 GROUP_SIZES = (64, 128)
 
 
@@ -147,12 +153,15 @@ def _check(x, qweight, scales, bias, algo, group_size):
         raise ValueError(f"x must be float32 or bfloat16; got {x.dtype}")
 
 
-def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None):
+def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None, *,
+                       int8_gemm_rows=INT8_GEMM_ROWS):
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
     exact: True keeps the activations in fp32 everywhere (the dequantized math up to summation
     order). False or None (the default) quantize decode activations to int8 for VNNI and let
     prefill compute in bf16 where the CPU has it.
+    int8_gemm_rows: int8 weights with x quantized run the prefill GEMM from this many rows (the
+    other paths from 16); benchmarks and tests move it to compare both sides at one M.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
@@ -165,7 +174,8 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")
     if algo == "weight_only_int8":
-        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(), *exec_attrs())
+        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(),
+                                     int(int8_gemm_rows), *exec_attrs())
     else:
         y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill, *exec_attrs())
     return y if x.dtype == paddle.float32 else y.astype(x.dtype)

@@ -77,6 +77,32 @@ def assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt):
             np.testing.assert_array_equal(va, vb)
 
 
+BATCH = 20                           # decode steps of 20 rows: the int8 VNNI kernel for many rows
+
+
+def run_batch_steps(model, steps=2):
+    """Logits of BATCH short prompts prefilled together, then `steps` decode steps of BATCH rows."""
+    engine = make_engine(model, BLOCK, max_num_seqs=BATCH)
+    prompts = [PromptInputs(list(range(3 + i, 8 + i))) for i in range(BATCH)]
+    tokens = [[(5 * i + t) % 50 + 3 for t in range(steps)] for i in range(BATCH)]
+    return np.stack(engine.prompt_logits(prompts, tokens))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_int8_layers_match_the_single_ops_on_a_batch_of_decode_rows(tiny_dirs, monkeypatch, fused_calls,
+                                                                          dtype):
+    model = load_model(tiny_dirs["qwen2_vl"], QuantConfig("weight_only_int8"), progress=False, dtype=dtype)
+    monkeypatch.setenv(fused.ENV, "0")
+    single = run_batch_steps(model)
+    monkeypatch.setenv(fused.ENV, "1")
+    stacked = run_batch_steps(model)
+    assert dict(fused_calls) == {"stack": 3}
+    np.testing.assert_array_equal(single, stacked)
+    if build_info()["bf16"]:             # the fused ops take the crossover from the wrapper's module
+        monkeypatch.setattr(fused, "INT8_GEMM_ROWS", 16)
+        assert np.abs(run_batch_steps(model) - stacked).max() > 0        # 20 rows: the bf16 GEMM
+
+
 @pytest.mark.skipif(not build_info()["bf16"], reason="no native bf16 on this CPU")
 @pytest.mark.parametrize("setting", ["0", "1"])
 def test_bf16_model_attends_in_bf16_on_long_prompts(tiny_dirs, monkeypatch, setting):
