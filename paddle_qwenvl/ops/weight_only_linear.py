@@ -154,14 +154,15 @@ def _check(x, qweight, scales, bias, algo, group_size):
 
 
 def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None, *,
-                       int8_gemm_rows=INT8_GEMM_ROWS):
+                       int8_gemm_rows=None):
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
     exact: True keeps the activations in fp32 everywhere (the dequantized math up to summation
     order). False or None (the default) quantize decode activations to int8 for VNNI and let
     prefill compute in bf16 where the CPU has it.
-    int8_gemm_rows: int8 weights with x quantized run the prefill GEMM from this many rows (the
-    other paths from 16); benchmarks and tests move it to compare both sides at one M.
+    int8_gemm_rows: int8 weights with x quantized run the prefill GEMM from this many rows (None:
+    INT8_GEMM_ROWS; the other paths from 16); benchmarks and tests move it to compare both sides
+    at one M.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
@@ -175,7 +176,7 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")
     if algo == "weight_only_int8":
         y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(),
-                                     int(int8_gemm_rows), *exec_attrs())
+                                     int(int8_gemm_rows or INT8_GEMM_ROWS), *exec_attrs())
     else:
         y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill, *exec_attrs())
     return y if x.dtype == paddle.float32 else y.astype(x.dtype)
