@@ -22,7 +22,7 @@ from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
-from paddle_qwenvl.ops.weight_only_linear import INT8_GEMM_ROWS, quantize_weight, weight_only_linear
+from paddle_qwenvl.ops.weight_only_linear import VNNI_GEMM_ROWS, quantize_weight, weight_only_linear
 from paddle_qwenvl.tools.roofline import Limit, Rows
 from paddle_qwenvl.tools.timing import (ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates,
                                          time_calls)
@@ -95,26 +95,28 @@ def bench_decode_gemv(dram, reps, shapes):
         del w
 
 
-def bench_int8_rows(reps, rows, k=1536, n=17920):
-    """The int8 weight-only linear (bf16 x, the default path) by row count, weights cycled past
-    L3: the VNNI kernels, which run below INT8_GEMM_ROWS rows, against oneDNN's bf16 GEMM that the
-    op ran from 16 rows before (int8_gemm_rows=16); from INT8_GEMM_ROWS rows the GEMM against the
-    VNNI kernel. The two are called in turn (best of each)."""
-    print(f"int8 weight-only {k}x{n} by rows M (bf16 x; weights cycled past L3; new: VNNI below "
-          f"{INT8_GEMM_ROWS} rows; old: oneDNN GEMM from 16 rows; called in turn, best of each)")
-    q, s = quantize_weight(paddle.randn([n, k]) * 0.02, "weight_only_int8")
-    copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(n * k))]
+def bench_weight_only_rows(reps, rows, algo, k=1536, n=17920, group=128):
+    """A weight-only linear (bf16 x, the default path) by row count, weights cycled past L3: the
+    VNNI kernels, which run below VNNI_GEMM_ROWS rows, against the oneDNN bf16 GEMM that the op ran
+    from 16 rows before (vnni_gemm_rows=16); from VNNI_GEMM_ROWS rows the GEMM against the VNNI
+    kernel. The two are called in turn (best of each). GB/s counts the weight bytes."""
+    print(f"{algo} {k}x{n} by rows M (bf16 x; weights cycled past L3; new: VNNI below {VNNI_GEMM_ROWS} "
+          f"rows; old: oneDNN GEMM from 16 rows; called in turn, best of each)")
+    q, s = quantize_weight(paddle.randn([n, k]) * 0.02, algo, group)
+    nbytes = q.numel().item()
+    copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
     for m in rows:
         x = paddle.randn([m, k]).astype("bfloat16")
-        paths = {"new": INT8_GEMM_ROWS}                 # M >= INT8_GEMM_ROWS: the GEMM itself
-        if 16 <= m < INT8_GEMM_ROWS:
+        paths = {"new": VNNI_GEMM_ROWS}                 # M >= VNNI_GEMM_ROWS: the GEMM itself
+        if 16 <= m < VNNI_GEMM_ROWS:
             paths["old"] = 16
-        elif m >= INT8_GEMM_ROWS:
+        elif m >= VNNI_GEMM_ROWS:
             paths["vnni"] = m + 1                        # where the VNNI kernel would stand
-        fns = {name: cycled(lambda i, r=r: weight_only_linear(x, *copies[i], int8_gemm_rows=r), len(copies))
+        fns = {name: cycled(lambda i, r=r: weight_only_linear(x, *copies[i], None, algo, group, vnni_gemm_rows=r),
+                            len(copies))
                for name, r in paths.items()}
         best = {name: min(t) for name, t in time_calls(fns, 3 * reps).items()}
-        cells = [f"{name} {t * 1e3:7.2f} ms {n * k / t / 1e9:5.1f} GB/s {2 * m * n * k / t / 1e12:5.3f} TOP/s"
+        cells = [f"{name} {t * 1e3:7.2f} ms {nbytes / t / 1e9:5.1f} GB/s {2 * m * n * k / t / 1e12:5.3f} TOP/s"
                  for name, t in best.items()]
         other = next((name for name in best if name != "new"), None)
         ratio = f"   {other}/new x{best[other] / best['new']:.2f}" if other else ""
@@ -292,7 +294,8 @@ def main():
     if "gemv" in only:
         bench_decode_gemv(dram, reps, [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)]))
     if "rows" in only:
-        bench_int8_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 48, 64, 96, 128))
+        for algo in ("weight_only_int8", "weight_only_int4"):
+            bench_weight_only_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 48, 64, 96, 128), algo)
     if "gemm" in only:
         bench_prefill_gemm(gemm, reps, 512, 2048, 11008)
     if "attention" in only:
