@@ -22,9 +22,9 @@ namespace pqv {
 namespace {
 
 constexpr int kLanes = 16;                  // weight rows in one register of int32 outputs
-constexpr int kPanelGroups = 2;            // 16-row groups per panel
+constexpr int kPanelGroups = 2;             // 16-row groups per panel
 constexpr int kPanelRows = kLanes * kPanelGroups;
-constexpr int kXRows = 6;                  // x rows per tile: 12 int32 + 12 fp32 + 2 weight registers
+constexpr int kXRows = 6;                   // x rows per tile: 12 int32 + 12 fp32 + 2 weight registers
 
 // r[i] = dwords 0..15 of row i  ->  r[c] = dword c of rows 0..15.
 inline void transpose16(__m512i r[16]) {
@@ -66,7 +66,7 @@ void pack_panel(const uint8_t* w, int64_t K, __m512i flip, uint8_t* out) {
 }
 
 // The next panel's bytes, prefetched front to back while the current panel computes: `per_step`
-// cache lines per 64-block of each tile, spread so DRAM reads overlap the arithmetic.
+// cache lines per x block of each tile, spread so DRAM reads overlap the arithmetic.
 struct Prefetch {
   const char* next;
   int64_t left;      // bytes
@@ -194,32 +194,42 @@ int64_t panels(const Job& job, const uint8_t* w, int64_t row_bytes, int64_t n0, 
   return n;
 }
 
+// This thread's buffer of at least n elements, kept across calls (a fresh one per call was
+// mmapped and page-faulted for large K).
+template <typename T, int kSlot>
+T* scratch(size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 }  // namespace
 
 void int8_rows_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
-  std::vector<uint8_t> packed(kPanelRows * p.K);
-  const Job job{xq, p.scales, p.bias, p.y, p.M, p.N, p.K, packed.data(), nullptr};
+  uint8_t* packed = scratch<uint8_t, 0>(kPanelRows * p.K);
+  const Job job{xq, p.scales, p.bias, p.y, p.M, p.N, p.K, packed, nullptr};
   const uint8_t* w = reinterpret_cast<const uint8_t*>(p.w);
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const int64_t n = panels<false>(job, w, p.K, n0, n1, [&](int64_t n, int64_t rows) {
-    if (rows == kPanelRows) pack_panel<kPanelGroups>(w + n * p.K, p.K, flip, packed.data());
-    else pack_panel<1>(w + n * p.K, p.K, flip, packed.data());
+    if (rows == kPanelRows) pack_panel<kPanelGroups>(w + n * p.K, p.K, flip, packed);
+    else pack_panel<1>(w + n * p.K, p.K, flip, packed);
   });
   if (n < n1) int8_gemv_vnni(p, xq, n, n1);       // fewer than 16 rows left: one row at a time
 }
 
 void int4_rows_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1) {
   const int64_t K = p.K, G = K / p.group;
-  std::vector<uint8_t> rows(kPanelRows * K), packed(kPanelRows * K);
-  std::vector<float> wscale(G * kPanelRows);
-  const Job job{xq, nullptr, p.bias, p.y, p.M, p.N, K, packed.data(), wscale.data()};
+  uint8_t* rows = scratch<uint8_t, 1>(kPanelRows * K);
+  uint8_t* packed = scratch<uint8_t, 0>(kPanelRows * K);
+  float* wscale = scratch<float, 0>(G * kPanelRows);
+  const Job job{xq, nullptr, p.bias, p.y, p.M, p.N, K, packed, wscale};
   const int64_t n = panels<true>(job, p.w, K / 2, n0, n1, [&](int64_t n, int64_t count) {
     for (int64_t r = 0; r < count; ++r) {
-      unpack_int4_row(p.w + (n + r) * (K / 2), K, p.group, rows.data() + r * K);
+      unpack_int4_row(p.w + (n + r) * (K / 2), K, p.group, rows + r * K);
       for (int64_t g = 0; g < G; ++g) wscale[g * count + r] = p.scales[(n + r) * G + g];
     }
-    if (count == kPanelRows) pack_panel<kPanelGroups>(rows.data(), K, _mm512_setzero_si512(), packed.data());
-    else pack_panel<1>(rows.data(), K, _mm512_setzero_si512(), packed.data());
+    if (count == kPanelRows) pack_panel<kPanelGroups>(rows, K, _mm512_setzero_si512(), packed);
+    else pack_panel<1>(rows, K, _mm512_setzero_si512(), packed);
   });
   if (n < n1) int4_gemv_vnni(p, xq, n, n1);
 }
