@@ -1,6 +1,6 @@
 """Benchmarks the compiled CPU ops against this machine's limits and Paddle's stock ops, in one run.
 
-    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,gemm,attention,prefill,vision,elementwise]
+    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,rows,gemm,attention,prefill,vision,elementwise]
 
 For each op: its GB/s or GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on
 the same shapes. Each figure is the best of several repetitions (the machine is shared; best-of
@@ -22,11 +22,12 @@ from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
-from paddle_qwenvl.ops.weight_only_linear import quantize_weight, weight_only_linear
+from paddle_qwenvl.ops.weight_only_linear import VNNI_GEMM_ROWS, quantize_weight, weight_only_linear
 from paddle_qwenvl.tools.roofline import Limit, Rows
-from paddle_qwenvl.tools.timing import ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates
+from paddle_qwenvl.tools.timing import (ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates,
+                                         time_calls)
 
-SECTIONS = ("gemv", "gemm", "attention", "prefill", "vision", "elementwise")
+SECTIONS = ("gemv", "rows", "gemm", "attention", "prefill", "vision", "elementwise")
 
 
 ROWS = Rows()               # every row printed, and the targets some of them are held to
@@ -92,6 +93,34 @@ def bench_decode_gemv(dram, reps, shapes):
             row(f"{algo} ({path}) {k}x{n}", dram.around(lambda: rate(nbytes, fn, reps)), "GB/s", stock, target)
             del copies
         del w
+
+
+def bench_weight_only_rows(reps, rows, algo, k=1536, n=17920, group=128):
+    """A weight-only linear (bf16 x, the default path) by row count, weights cycled past L3: the
+    VNNI kernels, which run below VNNI_GEMM_ROWS rows, against the oneDNN bf16 GEMM that the op ran
+    from 16 rows before (vnni_gemm_rows=16); from VNNI_GEMM_ROWS rows the GEMM against the VNNI
+    kernel. The two are called in turn (best of each). GB/s counts the weight bytes."""
+    print(f"{algo} {k}x{n} by rows M (bf16 x; weights cycled past L3; new: VNNI below {VNNI_GEMM_ROWS} "
+          f"rows; old: oneDNN GEMM from 16 rows; called in turn, best of each)")
+    q, s = quantize_weight(paddle.randn([n, k]) * 0.02, algo, group)
+    nbytes = q.numel().item()
+    copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
+    for m in rows:
+        x = paddle.randn([m, k]).astype("bfloat16")
+        paths = {"new": VNNI_GEMM_ROWS}                 # M >= VNNI_GEMM_ROWS: the GEMM itself
+        if 16 <= m < VNNI_GEMM_ROWS:
+            paths["old"] = 16
+        elif m >= VNNI_GEMM_ROWS:
+            paths["vnni"] = m + 1                        # where the VNNI kernel would stand
+        fns = {name: cycled(lambda i, r=r: weight_only_linear(x, *copies[i], None, algo, group, vnni_gemm_rows=r),
+                            len(copies))
+               for name, r in paths.items()}
+        best = {name: min(t) for name, t in time_calls(fns, 3 * reps).items()}
+        cells = [f"{name} {t * 1e3:7.2f} ms {nbytes / t / 1e9:5.1f} GB/s {2 * m * n * k / t / 1e12:5.3f} TOP/s"
+                 for name, t in best.items()]
+        other = next((name for name in best if name != "new"), None)
+        ratio = f"   {other}/new x{best[other] / best['new']:.2f}" if other else ""
+        print(f"  M={m:<3d} " + "   ".join(cells) + ratio, flush=True)
 
 
 def bench_prefill_gemm(gemm, reps, m, k, n):
@@ -264,6 +293,9 @@ def main():
     dram, gemm = dram_limit(nt, reps), gemm_limit(reps)
     if "gemv" in only:
         bench_decode_gemv(dram, reps, [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)]))
+    if "rows" in only:
+        for algo in ("weight_only_int8", "weight_only_int4"):
+            bench_weight_only_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 48, 64, 96, 128), algo)
     if "gemm" in only:
         bench_prefill_gemm(gemm, reps, 512, 2048, 11008)
     if "attention" in only:

@@ -23,13 +23,13 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,
-                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t num_threads,
-                                           int64_t work_per_thread, bool portable);
+                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t vnni_gemm_rows,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable);
 std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, int64_t group_size,
-                                           bool exact, bool bf16_prefill, int64_t num_threads,
-                                           int64_t work_per_thread, bool portable);
+                                           bool exact, bool bf16_prefill, int64_t vnni_gemm_rows,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable);
 std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& q, const paddle::Tensor& k,
                                            const paddle::Tensor& v, paddle::Tensor& k_cache,
                                            paddle::Tensor& v_cache, const paddle::Tensor& slot_mapping,

@@ -3,6 +3,7 @@
 //   dense_avx512.cc          float32 / bf16 weights, fp32 activations
 //   weight_only_avx512.cc    int8 / int4 weights, fp32 activations (the exact path)
 //   weight_only_vnni.cc      int8 / int4 weights, activations quantized to int8 (AVX512-VNNI)
+//   weight_only_rows_vnni.cc int8 / int4 weights, many activation rows quantized to int8 (AVX512-VNNI)
 //   weight_only_portable.cc  int8 / int4 weights, any x86-64 CPU
 // The AVX512 files are compiled for AVX512 by a pragma and only called after a run-time CPU check
 // (pqv::Exec::avx512()). Layouts: row-major; weights (N, K) as in HF (out_features, in_features).
@@ -87,5 +88,9 @@ void quantize_x_blocks(const float* x, int64_t M, int64_t K, int64_t block, bool
                        float* scale, float* off, float* off_total);
 void int8_gemv_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 void int4_gemv_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
+// The same products for many x rows (weight_only_rows_vnni.cc): panels of weight rows repacked
+// for vpdpbusd and register-blocked over x rows, so the weights are read once at the VNNI rate.
+void int8_rows_vnni(const Int8Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
+void int4_rows_vnni(const Int4Gemv& p, const QuantX& xq, int64_t n0, int64_t n1);
 
 }  // namespace pqv

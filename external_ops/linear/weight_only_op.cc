@@ -1,13 +1,14 @@
 // pqv_weight_only_int8 / int4: y (M, N) = x (M, K) @ dequant(qweight)^T + bias.
 // Decode (few rows): a GEMV that streams the quantized weights once (memory-bound, gemv/). By
-// default it quantizes x per block to int8 and uses AVX512-VNNI; exact=true keeps x in fp32
+// default it quantizes x per block to int8 and uses AVX512-VNNI (with many rows: a register-blocked
+// kernel that reads the weights once for all of them, below vnni_gemm_rows); exact=true keeps x in fp32
 // (bit-for-bit the dequantized math up to summation order, but compute-bound below DRAM speed).
 // Prefill (many rows, oneDNN present): dequantize about 2 MB of weight rows at a time (a tile that
 // stays in the L2) and run a oneDNN GEMM on each tile. bf16_prefill and a CPU with native bf16:
 // x and the tile in bf16 (oneDNN's AMX / AVX512-BF16 GEMM, products summed in fp32); otherwise fp32.
 // int8 in bf16 skips the tiles where oneDNN converts int8 weights itself (int8_prefill), unless
 // the attr int8_prefill_tiles (PADDLE_QWENVL_INT8_PREFILL=tiles) asks for the tiles.
-// Attrs: [group_size,] exact, bf16_prefill, [int8_prefill_tiles,] then num_threads,
+// Attrs: [group_size,] exact, bf16_prefill, [int8_prefill_tiles,] vnni_gemm_rows, then num_threads,
 // work_per_thread, portable (common.h: pqv::Exec).
 #include <vector>
 
@@ -20,6 +21,10 @@
 namespace {
 
 constexpr int64_t kPrefillRows = 16;   // from this many activation rows on, dequantize + GEMM
+// x quantized (VNNI): the attr vnni_gemm_rows says where the GEMM takes over; below it, from this
+// many rows the register-blocked kernels (gemv/weight_only_rows_vnni.cc) run, which read the weights
+// from DRAM slower than the row kernels with 2-6 rows and matched them at ~8 (Zen 4, 2 threads).
+constexpr int64_t kBlockedRows = 8;
 
 // x quantized per block (64 for int8 weights, the group for int4) for the VNNI kernels
 // (gemv/weight_only_vnni.cc).
@@ -27,9 +32,13 @@ struct QuantXBuffers {
   std::vector<int8_t> q;
   std::vector<float> scale, off, off_total;
   int64_t block;
-  QuantXBuffers(const float* x, int64_t M, int64_t K, int64_t block, bool permute)
+  QuantXBuffers(const float* x, int64_t M, int64_t K, int64_t block, bool permute, int nt)
       : q(M * K), scale(M * K / block), off(M * K / block), off_total(M), block(block) {
-    pqv::quantize_x_blocks(x, M, K, block, permute, q.data(), scale.data(), off.data(), off_total.data());
+    const int64_t B = K / block;
+    pqv::parallel_rows(M, M >= kBlockedRows ? nt : 1, [&](int64_t b, int64_t e) {
+      pqv::quantize_x_blocks(x + b * K, e - b, K, block, permute, q.data() + b * K, scale.data() + b * B,
+                             off.data() + b * B, off_total.data() + b);
+    });
   }
   pqv::QuantX view() const { return {q.data(), scale.data(), off.data(), off_total.data(), block}; }
 };
@@ -94,8 +103,8 @@ void int4_prefill(const pqv::Int4Gemv& p, bool bf16, int nt) {
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,
-                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t num_threads,
-                                           int64_t work_per_thread, bool portable) {
+                                           bool bf16_prefill, bool int8_prefill_tiles, int64_t vnni_gemm_rows,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable) {
   const pqv::Exec ex{num_threads, work_per_thread, portable};
   const int64_t N = qweight.shape()[0], K = qweight.shape()[1], M = x.shape()[0];
   check_x(x, K);
@@ -103,11 +112,13 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
   auto y = paddle::empty({M, N}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   pqv::Int8Gemv p{x.data<float>(), qweight.data<int8_t>(), scales.data<float>(), bias_ptr(bias), y.data<float>(), M, N, K};
   const int nt = ex.threads_for(M * N * K);   // >= the weight bytes
-  if (M >= kPrefillRows && pqv::dnnl_available()) {
+  const bool vnni = ex.avx512() && !exact && K % 64 == 0;
+  if (M >= (vnni ? vnni_gemm_rows : kPrefillRows) && pqv::dnnl_available()) {
     int8_prefill(p, bf16_prefill && ex.fast_bf16(), int8_prefill_tiles, nt);
-  } else if (ex.avx512() && !exact && K % 64 == 0) {
-    QuantXBuffers xq(p.x, M, K, 64, false);
-    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_vnni(p, xq.view(), b, e); });
+  } else if (vnni) {
+    QuantXBuffers xq(p.x, M, K, 64, false, nt);
+    const auto kernel = M >= kBlockedRows ? pqv::int8_rows_vnni : pqv::int8_gemv_vnni;
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { kernel(p, xq.view(), b, e); });
   } else if (ex.avx512()) {
     pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int8_gemv_avx512(p, b, e); });
   } else {
@@ -119,8 +130,8 @@ std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle
 std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, int64_t group_size,
-                                           bool exact, bool bf16_prefill, int64_t num_threads,
-                                           int64_t work_per_thread, bool portable) {
+                                           bool exact, bool bf16_prefill, int64_t vnni_gemm_rows,
+                                           int64_t num_threads, int64_t work_per_thread, bool portable) {
   const pqv::Exec ex{num_threads, work_per_thread, portable};
   const int64_t N = qweight.shape()[0], K = qweight.shape()[1] * 2, M = x.shape()[0];
   check_x(x, K);
@@ -131,11 +142,13 @@ std::vector<paddle::Tensor> WeightOnlyInt4(const paddle::Tensor& x, const paddle
                   M, N, K, group_size};
   const int nt = ex.threads_for(M * N * K);
   const int64_t G = K / group_size;
-  if (M >= kPrefillRows && pqv::dnnl_available()) {
+  const bool vnni = ex.avx512() && !exact;
+  if (M >= (vnni ? vnni_gemm_rows : kPrefillRows) && pqv::dnnl_available()) {
     int4_prefill(p, bf16_prefill && ex.fast_bf16(), nt);
-  } else if (ex.avx512() && !exact) {
-    QuantXBuffers xq(p.x, M, K, group_size, true);
-    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { pqv::int4_gemv_vnni(p, xq.view(), b, e); });
+  } else if (vnni) {
+    QuantXBuffers xq(p.x, M, K, group_size, true, nt);
+    const auto kernel = M >= kBlockedRows ? pqv::int4_rows_vnni : pqv::int4_gemv_vnni;
+    pqv::parallel_rows(N, nt, [&](int64_t b, int64_t e) { kernel(p, xq.view(), b, e); });
   } else if (ex.avx512()) {
     std::vector<float> xp(M * K), xsum(M * G);
     pqv::int4_prepare(p.x, M, K, group_size, xp.data(), xsum.data());
@@ -162,8 +175,8 @@ std::vector<paddle::DataType> WeightOnlyDtype(const paddle::DataType&, const pad
 PD_BUILD_OP(pqv_weight_only_int8)
     .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "bf16_prefill: bool", "int8_prefill_tiles: bool", "num_threads: int64_t",
-            "work_per_thread: int64_t", "portable: bool"})
+    .Attrs({"exact: bool", "bf16_prefill: bool", "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t",
+            "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(WeightOnlyInt8))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));
@@ -171,8 +184,8 @@ PD_BUILD_OP(pqv_weight_only_int8)
 PD_BUILD_OP(pqv_weight_only_int4)
     .Inputs({"x", "qweight", "scales", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"group_size: int64_t", "exact: bool", "bf16_prefill: bool", "num_threads: int64_t",
-            "work_per_thread: int64_t", "portable: bool"})
+    .Attrs({"group_size: int64_t", "exact: bool", "bf16_prefill: bool", "vnni_gemm_rows: int64_t",
+            "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(WeightOnlyInt4))
     .SetInferShapeFn(PD_INFER_SHAPE(WeightOnlyShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(WeightOnlyDtype));

@@ -7,7 +7,7 @@ Layouts (HF (out_features N, in_features K)):
                     holding k = 2j in its low nibble and k = 2j+1 in its high nibble.
 Activations x are (M, K) float32 or bfloat16; the result has x's dtype.
 
-Decode (M < 16) streams the weights once. exact=True keeps x in fp32 (equal to dequantized
+Decode (few rows) streams the weights once. exact=True keeps x in fp32 (equal to dequantized
 math up to summation order); exact=False quantizes x to int8 per block (64 for int8 weights,
 group_size for int4, as llama.cpp's q8 activations) and uses AVX512-VNNI, differing from the
 dequantized math by at most sum_k |w_k| * blockmax|x| / 254. The default (exact=None) is VNNI,
@@ -16,8 +16,12 @@ an Intel Xeon int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
 11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
 64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
 On an AMD Zen 4, fp32 x matched VNNI for K <= 4096.
-Prefill (M >= 16) runs a oneDNN GEMM: in bf16 (x rounded to bf16, products summed in fp32;
-oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless
+With x quantized, VNNI runs up to VNNI_GEMM_ROWS - 1 rows (batched decode, short chunks): from
+8 rows a register-blocked kernel reads each panel of weight rows once for all rows and runs at
+the VNNI units' rate, where oneDNN's bf16 GEMM on int8 weights or int4 tiles ran at a fraction of it.
+Prefill (M >= VNNI_GEMM_ROWS; exact=True or no AVX512: M >= 16) runs a oneDNN GEMM: in bf16
+(x rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its
+fp32 GEMM) on a CPU with native bf16 unless
 exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact
 in bf16, inside it; PADDLE_QWENVL_INT8_PREFILL=tiles or a oneDNN without that conversion writes
 dequantized tiles of q first) and the per-channel scale is applied to the product; int4 weights
@@ -29,6 +33,9 @@ import paddle
 from ._build import compiled_ops, exec_attrs, int8_prefill_tiles
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
+# x quantized (VNNI, int8 and int4): the ops' GEMV-or-GEMM rule for the single ops and the fused
+# decoder ops alike (their attr vnni_gemm_rows). scripts/bench_ops.py --only rows measures both sides.
+VNNI_GEMM_ROWS = 65
 GROUP_SIZES = (64, 128)
 
 
@@ -147,12 +154,15 @@ def _check(x, qweight, scales, bias, algo, group_size):
         raise ValueError(f"x must be float32 or bfloat16; got {x.dtype}")
 
 
-def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None):
+def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", group_size=128, exact=None, *,
+                       vnni_gemm_rows=None):
     """x (M, K) -> (M, N). Compiled kernel when available, else the reference.
 
     exact: True keeps the activations in fp32 everywhere (the dequantized math up to summation
     order). False or None (the default) quantize decode activations to int8 for VNNI and let
     prefill compute in bf16 where the CPU has it.
+    vnni_gemm_rows: with x quantized (not exact) the prefill GEMM runs from this many rows (None:
+    VNNI_GEMM_ROWS; exact=True from 16); benchmarks and tests move it to compare both sides at one M.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
@@ -161,11 +171,13 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)
     bf16_prefill = exact is not True
     exact = bool(exact)                           # None: VNNI decode (module docstring)
+    gemm_rows = int(vnni_gemm_rows or VNNI_GEMM_ROWS)
     # astype copies even to the dtype a tensor has (~13 us a call, 2 of ~40 us per decode GEMV call)
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")
     if algo == "weight_only_int8":
-        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(), *exec_attrs())
+        y = ops.pqv_weight_only_int8(xf, qweight, scales, b, exact, bf16_prefill, int8_prefill_tiles(), gemm_rows,
+                                     *exec_attrs())
     else:
-        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill, *exec_attrs())
+        y = ops.pqv_weight_only_int4(xf, qweight, scales, b, group_size, exact, bf16_prefill, gemm_rows, *exec_attrs())
     return y if x.dtype == paddle.float32 else y.astype(x.dtype)

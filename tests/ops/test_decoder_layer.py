@@ -77,6 +77,36 @@ def assert_fused_matches_single_ops(model, monkeypatch, fused_calls, prompt):
             np.testing.assert_array_equal(va, vb)
 
 
+BATCH = 20                           # decode steps of 20 rows: the VNNI kernels for many rows
+
+
+def run_batch_steps(model, steps=2):
+    """Logits of BATCH short prompts prefilled together, then `steps` decode steps of BATCH rows."""
+    engine = make_engine(model, BLOCK, max_num_seqs=BATCH)
+    prompts = [PromptInputs(list(range(3 + i, 8 + i))) for i in range(BATCH)]
+    tokens = [[(5 * i + t) % 50 + 3 for t in range(steps)] for i in range(BATCH)]
+    return np.stack(engine.prompt_logits(prompts, tokens))
+
+
+@pytest.mark.parametrize("dtype,quant", [
+    ("float32", QuantConfig("weight_only_int8")),
+    ("bfloat16", QuantConfig("weight_only_int8")),
+    ("float32", QuantConfig("weight_only_int4", 64)),
+], ids=["int8", "int8-bf16", "int4"])
+def test_fused_weight_only_layers_match_the_single_ops_on_a_batch_of_decode_rows(tiny_dirs, monkeypatch,
+                                                                                 fused_calls, dtype, quant):
+    model = load_model(tiny_dirs["qwen2_vl"], quant, progress=False, dtype=dtype)
+    monkeypatch.setenv(fused.ENV, "0")
+    single = run_batch_steps(model)
+    monkeypatch.setenv(fused.ENV, "1")
+    stacked = run_batch_steps(model)
+    assert dict(fused_calls) == {"stack": 3}
+    np.testing.assert_array_equal(single, stacked)
+    if build_info()["bf16"]:             # the fused ops take the crossover from the wrapper's module
+        monkeypatch.setattr(fused, "VNNI_GEMM_ROWS", 16)
+        assert np.abs(run_batch_steps(model) - stacked).max() > 0        # 20 rows: the bf16 GEMM
+
+
 @pytest.mark.skipif(not build_info()["bf16"], reason="no native bf16 on this CPU")
 @pytest.mark.parametrize("setting", ["0", "1"])
 def test_bf16_model_attends_in_bf16_on_long_prompts(tiny_dirs, monkeypatch, setting):

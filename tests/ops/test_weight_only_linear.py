@@ -4,13 +4,21 @@ import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import build_info, compiled_ops
-from paddle_qwenvl.ops.weight_only_linear import (dequantize_weight, quantize_weight, quantize_weight_ref,
-                                                  weight_only_linear, weight_only_linear_ref)
+from paddle_qwenvl.ops.weight_only_linear import (VNNI_GEMM_ROWS, dequantize_weight, quantize_weight,
+                                                  quantize_weight_ref, weight_only_linear, weight_only_linear_ref)
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 SHAPES = [(1, 37, 256), (1, 130, 2048), (3, 9, 384), (5, 130, 128), (4, 64, 640), (7, 33, 1152),
-          (16, 300, 256), (40, 513, 640)]   # M >= 16 takes the dequantize + oneDNN GEMM path
+          (16, 300, 256), (40, 513, 640), (80, 129, 256)]
+# rows for the register-blocked VNNI kernels: panels of 32 weight rows, a group of 16, and rows
+# left over (odd N); x rows in groups of 6 and every remainder; K a multiple of 128 (int4 groups)
+ROWS = [(2, 37, 256), (5, 53, 384), (8, 33, 128), (15, 129, 128), (16, 161, 640), (17, 53, 128),
+        (33, 100, 1152), (64, 517, 256)]
 CASES = [("weight_only_int8", 128), ("weight_only_int4", 64), ("weight_only_int4", 128)]
+
+
+def _cases(shapes, keep):
+    return [(a, g, *s) for a, g in CASES for s in shapes if keep(s[0])]
 
 
 def _data(m, n, k, seed=0):
@@ -78,8 +86,7 @@ def test_exact_path_matches_dequantized_math(algo, group, m, n, k):
 
 
 @needs_ops
-@pytest.mark.parametrize("algo,group", CASES)
-@pytest.mark.parametrize("m,n,k", [s for s in SHAPES if s[0] < 16])
+@pytest.mark.parametrize("algo,group,m,n,k", _cases(SHAPES + ROWS, lambda m: m < VNNI_GEMM_ROWS))
 @pytest.mark.parametrize("exact", [False, None])            # None: the default takes this path
 def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k, exact):
     x, w, b = _data(m, n, k)
@@ -99,14 +106,29 @@ def _bf16_bound(x, w_deq, algo):
     return np.abs(x.numpy()) @ np.abs(w_deq.numpy()).T * u + 1e-4
 
 
+@needs_ops
+@pytest.mark.parametrize("algo,group,m,n,k", _cases(ROWS, lambda m: m > 1))
+def test_vnni_path_gives_rows_together_what_it_gives_rows_one_at_a_time(algo, group, m, n, k):
+    """x is quantized row by row, so M rows at once (the register-blocked kernels from 8 rows)
+    compute what M single-row calls (the row kernels) do, up to the order of the fp32 sums."""
+    x, w, b = _data(m, n, k, seed=m)
+    q, s = quantize_weight(w, algo, group)
+    together = weight_only_linear(x, q, s, b, algo, group, exact=False).numpy()
+    alone = np.concatenate([weight_only_linear(x[i:i + 1], q, s, b, algo, group, exact=False).numpy()
+                            for i in range(m)])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(not build_info()["onednn"], reason="prefill GEMM needs oneDNN")
-@pytest.mark.parametrize("algo,group", CASES)
-@pytest.mark.parametrize("m,n,k", [s for s in SHAPES if s[0] >= 16])
-def test_default_prefill_is_within_the_bf16_bound(algo, group, m, n, k):
+@pytest.mark.parametrize("algo,group,m,n,k,gemm_rows",
+                         [c + (VNNI_GEMM_ROWS,) for c in _cases(SHAPES, lambda m: m >= VNNI_GEMM_ROWS)] +
+                         [c + (16,) for c in _cases(SHAPES + ROWS, lambda m: 16 <= m < VNNI_GEMM_ROWS)])
+def test_default_prefill_is_within_the_bf16_bound(algo, group, m, n, k, gemm_rows):
+    """gemm_rows=16: rows below VNNI_GEMM_ROWS take the GEMM when asked to (the old rule)."""
     x, w, b = _data(m, n, k)
     q, s = quantize_weight(w, algo, group)
     ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
-    out = weight_only_linear(x, q, s, b, algo, group).numpy()
+    out = weight_only_linear(x, q, s, b, algo, group, vnni_gemm_rows=gemm_rows).numpy()
     assert (np.abs(out - ref) <= _bf16_bound(x, dequantize_weight(q, s, algo, group), algo)).all()
     if build_info()["bf16"]:
         assert np.abs(out - ref).max() > 1e-3            # it really computed in bf16
