@@ -20,7 +20,7 @@ import paddle.nn.functional as F
 
 from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
-from paddle_qwenvl.ops.linear import linear
+from paddle_qwenvl.ops.linear import BF16_GEMM_ROWS, linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
 from paddle_qwenvl.ops.weight_only_linear import VNNI_GEMM_ROWS, quantize_weight, weight_only_linear
 from paddle_qwenvl.tools.roofline import Limit, Rows
@@ -95,26 +95,32 @@ def bench_decode_gemv(dram, reps, shapes):
         del w
 
 
-def bench_weight_only_rows(reps, rows, algo, k=1536, n=17920, group=128):
-    """A weight-only linear (bf16 x, the default path) by row count, weights cycled past L3: the
-    VNNI kernels, which run below VNNI_GEMM_ROWS rows, against the oneDNN bf16 GEMM that the op ran
-    from 16 rows before (vnni_gemm_rows=16); from VNNI_GEMM_ROWS rows the GEMM against the VNNI
-    kernel. The two are called in turn (best of each). GB/s counts the weight bytes."""
-    print(f"{algo} {k}x{n} by rows M (bf16 x; weights cycled past L3; new: VNNI below {VNNI_GEMM_ROWS} "
-          f"rows; old: oneDNN GEMM from 16 rows; called in turn, best of each)")
-    q, s = quantize_weight(paddle.randn([n, k]) * 0.02, algo, group)
-    nbytes = q.numel().item()
-    copies = [(q.clone(), s.clone()) for _ in range(copies_beyond_cache(nbytes))]
+def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
+    """A linear by row count (bf16 x, the default path), weights cycled past L3, for kind "bf16"
+    (bf16 weights in bf16 math: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a weight-only
+    algo (VNNI kernels below VNNI_GEMM_ROWS): below the crossover ours against the oneDNN GEMM that
+    ran there before (from 16 rows), from it the GEMM against ours. The two are called in turn
+    (best of each). GB/s counts the weight bytes."""
+    if kind == "bf16":
+        weights, cross = (paddle.randn([n, k]) * 0.02).astype("bfloat16"), BF16_GEMM_ROWS
+        nbytes = n * k * 2
+        call = lambda x, w, r: linear(x, w, bf16_gemm_rows=r)
+    else:
+        weights, cross = quantize_weight(paddle.randn([n, k]) * 0.02, kind, group), VNNI_GEMM_ROWS
+        nbytes = weights[0].numel().item()
+        call = lambda x, w, r: weight_only_linear(x, *w, None, kind, group, vnni_gemm_rows=r)
+    print(f"{kind} {k}x{n} by rows M (bf16 x; weights cycled past L3; new: ours below {cross} rows; "
+          f"old: oneDNN GEMM from 16 rows; called in turn, best of each)")
+    clone = (lambda w: tuple(t.clone() for t in w)) if isinstance(weights, tuple) else (lambda w: w.clone())
+    copies = [clone(weights) for _ in range(copies_beyond_cache(nbytes))]
     for m in rows:
         x = paddle.randn([m, k]).astype("bfloat16")
-        paths = {"new": VNNI_GEMM_ROWS}                 # M >= VNNI_GEMM_ROWS: the GEMM itself
-        if 16 <= m < VNNI_GEMM_ROWS:
+        paths = {"new": cross}                          # M >= cross: the GEMM itself
+        if 16 <= m < cross:
             paths["old"] = 16
-        elif m >= VNNI_GEMM_ROWS:
-            paths["vnni"] = m + 1                        # where the VNNI kernel would stand
-        fns = {name: cycled(lambda i, r=r: weight_only_linear(x, *copies[i], None, algo, group, vnni_gemm_rows=r),
-                            len(copies))
-               for name, r in paths.items()}
+        elif m >= cross:
+            paths["ours"] = m + 1                       # where our kernel would stand
+        fns = {name: cycled(lambda i, r=r: call(x, copies[i], r), len(copies)) for name, r in paths.items()}
         best = {name: min(t) for name, t in time_calls(fns, 3 * reps).items()}
         cells = [f"{name} {t * 1e3:7.2f} ms {nbytes / t / 1e9:5.1f} GB/s {2 * m * n * k / t / 1e12:5.3f} TOP/s"
                  for name, t in best.items()]
@@ -294,8 +300,8 @@ def main():
     if "gemv" in only:
         bench_decode_gemv(dram, reps, [(2048, 11008), (11008, 2048)] + ([] if args.quick else [(2048, 151936)]))
     if "rows" in only:
-        for algo in ("weight_only_int8", "weight_only_int4"):
-            bench_weight_only_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 48, 64, 96, 128), algo)
+        for kind in ("bf16", "weight_only_int8", "weight_only_int4"):
+            bench_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 40, 48, 64, 96, 128), kind)
     if "gemm" in only:
         bench_prefill_gemm(gemm, reps, 512, 2048, 11008)
     if "attention" in only:

@@ -16,7 +16,8 @@
 // attr of that name: long fresh prompts of a bfloat16 model, chosen by ops/paged_attention.py).
 // exact_linears: bf16 dense weights meet x in fp32 math (pqv_linear's `exact`: a float32 model
 // holding its checkpoint's bf16 weights as they are); else x is rounded to bf16 (a bfloat16 model).
-// int8_prefill_tiles: pqv_weight_only_int8's attr of that name; vnni_gemm_rows: both weight-only ops'.
+// int8_prefill_tiles: pqv_weight_only_int8's attr of that name; vnni_gemm_rows: both weight-only ops';
+// bf16_gemm_rows: pqv_linear's.
 // Then num_threads, work_per_thread, portable (common.h: pqv::Exec), passed to every single op.
 #include <vector>
 
@@ -36,6 +37,7 @@ struct Linears {
   bool exact;                                   // float32 math for bf16 weights (a float32 model's)
   bool int8_prefill_tiles;
   int64_t vnni_gemm_rows;
+  int64_t bf16_gemm_rows;
   const pqv::Exec& ex;
   size_t next_scale = 0;
 
@@ -43,7 +45,7 @@ struct Linears {
     const Tensor& weight = w[i];
     const auto dt = weight.dtype();
     if (dt == paddle::DataType::FLOAT32 || dt == paddle::DataType::BFLOAT16)
-      return Linear(x, weight, bias, exact, ex.num_threads, ex.work_per_thread, ex.portable)[0];
+      return Linear(x, weight, bias, exact, bf16_gemm_rows, ex.num_threads, ex.work_per_thread, ex.portable)[0];
     PD_CHECK(scales != nullptr && next_scale < scales->size(), "a weight-only linear has no scales tensor");
     const Tensor& s = (*scales)[next_scale++];
     if (dt == paddle::DataType::INT8)
@@ -65,13 +67,13 @@ std::vector<Tensor> DecoderLayer(const Tensor& x, const paddle::optional<Tensor>
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
                                  int64_t block_size, int64_t group_size, const std::vector<int64_t>& gemm_sequences,
                                  bool exact_linears, bool int8_prefill_tiles, int64_t vnni_gemm_rows,
-                                 int64_t num_threads, int64_t work_per_thread, bool portable) {
+                                 int64_t bf16_gemm_rows, int64_t num_threads, int64_t work_per_thread, bool portable) {
   const pqv::Exec ex{num_threads, work_per_thread, portable};
   PD_CHECK(weights.size() == kNumWeights, "weights must be [input_layernorm, qkv, qkv_bias, o, "
            "post_attention_layernorm, gate_up, down]");
   PD_CHECK(x.shape().size() == 2 && x.dtype() == paddle::DataType::FLOAT32, "x must be float32 (tokens, hidden)");
   Linears linear{weights, scales ? &*scales : nullptr, group_size, exact_linears, int8_prefill_tiles, vnni_gemm_rows,
-                 ex};
+                 bf16_gemm_rows, ex};
   Tensor h, res;
   if (residual) {
     auto hr = AddRmsNorm(x, *residual, weights[kLn1], eps, num_threads, work_per_thread, portable);
@@ -106,7 +108,7 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
                                  float eps, int64_t num_heads, int64_t num_kv_heads, float scale,
                                  int64_t block_size, int64_t group_size, const std::vector<int64_t>& gemm_sequences,
                                  bool exact_linears, bool int8_prefill_tiles, int64_t vnni_gemm_rows,
-                                 int64_t num_threads, int64_t work_per_thread, bool portable) {
+                                 int64_t bf16_gemm_rows, int64_t num_threads, int64_t work_per_thread, bool portable) {
   const size_t L = k_caches.size();
   PD_CHECK(L > 0 && v_caches.size() == L && weights.size() == L * kNumWeights,
            "pqv_decoder_stack: one k and one v cache per layer and ", int(kNumWeights), " weights per layer");
@@ -127,7 +129,7 @@ std::vector<Tensor> DecoderStack(const Tensor& x, const std::vector<Tensor>& wei
     auto out = DecoderLayer(h, residual, w, s.empty() ? paddle::optional<std::vector<Tensor>>() : s, cos, sin, kc,
                             vc, slot_mapping, block_tables, token_seq, token_ctx, eps, num_heads, num_kv_heads,
                             scale, block_size, group_size, gemm_sequences, exact_linears, int8_prefill_tiles,
-                            vnni_gemm_rows, num_threads, work_per_thread, portable);
+                            vnni_gemm_rows, bf16_gemm_rows, num_threads, work_per_thread, portable);
     h = out[0], residual = out[1];
   }
   PD_CHECK(!scales || next_scale == scales->size(), "more scales tensors than weight-only linears");
@@ -158,7 +160,7 @@ PD_BUILD_OP(pqv_decoder_layer)
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
             "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
-            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
+            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
             "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
@@ -188,7 +190,7 @@ PD_BUILD_OP(pqv_decoder_stack)
     .Outputs({"out", "residual_out"})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
             "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
-            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
+            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
             "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderStack))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))

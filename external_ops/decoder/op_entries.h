@@ -18,8 +18,8 @@ std::vector<paddle::Tensor> RotaryQkv(const paddle::Tensor& qkv, const paddle::T
                                       const paddle::Tensor& sin, int64_t num_heads, int64_t num_kv_heads,
                                       int64_t num_threads, int64_t work_per_thread, bool portable);
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
-                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads,
-                                   int64_t work_per_thread, bool portable);
+                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t bf16_gemm_rows,
+                                   int64_t num_threads, int64_t work_per_thread, bool portable);
 std::vector<paddle::Tensor> WeightOnlyInt8(const paddle::Tensor& x, const paddle::Tensor& qweight,
                                            const paddle::Tensor& scales,
                                            const paddle::optional<paddle::Tensor>& bias, bool exact,

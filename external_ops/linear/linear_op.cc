@@ -1,14 +1,14 @@
 // pqv_linear: y (M, N) = x (M, K) @ w^T + bias, w (N, K) float32 or bfloat16.
 // Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV (gemv/dense_avx512.cc: four weight streams
 // per thread; oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21
-// on one thread); in bf16 math on AVX512-BF16, M < kBf16GemvRows: the vdpbf16ps kernel
-// (bf16_gemv_avx512). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
+// on one thread); in bf16 math on AVX512-BF16, M < the attr bf16_gemm_rows (ops/linear.py
+// BF16_GEMM_ROWS): the vdpbf16ps kernel (bf16_gemv_avx512). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
 // rounded values in fp32), products accumulate in fp32 -- unless `exact`: then a float32 x meets
 // the weights widened to float32 (exact: bf16 is the top half of a float32), i.e. the fp32 math of
 // a float32 model whose published bf16 weights are held as they are (half the bytes per decode
 // step). The GEMV widens as it reads; prefill widens 2 MB tiles for oneDNN's fp32 GEMM (tile_gemm.h).
 // The result has x's dtype; bf16 x needs bf16 w (the wrapper casts).
-// Attrs: exact, then num_threads, work_per_thread, portable (common.h: pqv::Exec).
+// Attrs: exact, bf16_gemm_rows, then num_threads, work_per_thread, portable (common.h: pqv::Exec).
 #include <algorithm>
 #include <vector>
 
@@ -22,10 +22,6 @@ namespace {
 using paddle::DataType;
 
 constexpr int64_t kGemvRows = 16;     // as weight_only_op.cc: from this many rows on, a GEMM
-// bf16 math (bf16 w, not exact) on a CPU with AVX512-BF16: our vdpbf16ps kernel below this many
-// rows (batched decodes, prefill chunks), oneDNN's bf16 GEMM from here; measured on AMD Zen 4
-// (scripts/bench_ops.py --only rows): ours 0.66-0.69x oneDNN's time at 16 rows, even at ~40.
-constexpr int64_t kBf16GemvRows = 40;
 
 // y = x @ w^T + bias for a few fp32 rows, rows of w split over threads.
 void dense_gemv(const paddle::Tensor& x, const paddle::Tensor& w, const float* bias, float* y, bool w_bf16,
@@ -61,8 +57,8 @@ void widened_gemm(const float* x, const uint16_t* w, const float* bias, float* y
 }  // namespace
 
 std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor& w,
-                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t num_threads,
-                                   int64_t work_per_thread, bool portable) {
+                                   const paddle::optional<paddle::Tensor>& bias, bool exact, int64_t bf16_gemm_rows,
+                                   int64_t num_threads, int64_t work_per_thread, bool portable) {
   const pqv::Exec ex{num_threads, work_per_thread, portable};
   const int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   PD_CHECK(w.shape()[1] == K, "w must be (N, K) with K = x.shape[1]");
@@ -71,7 +67,7 @@ std::vector<paddle::Tensor> Linear(const paddle::Tensor& x, const paddle::Tensor
   const int nt = ex.threads_for(std::max(bytes, M * N * K));   // decode: bytes; prefill: MACs
   auto y = paddle::empty({M, N}, x.dtype(), paddle::CPUPlace());
   const bool bf16_math = w_bf16 && !exact && ex.fast_bf16();
-  if ((M < kGemvRows || (bf16_math && M < kBf16GemvRows)) && !x_bf16 && ex.avx512()) {
+  if ((M < kGemvRows || (bf16_math && M < bf16_gemm_rows)) && !x_bf16 && ex.avx512()) {
     dense_gemv(x, w, bias ? bias->data<float>() : nullptr, y.data<float>(), w_bf16, exact, bf16_math, nt);
     return {y};
   }
@@ -104,7 +100,7 @@ std::vector<paddle::DataType> LinearDtype(const paddle::DataType& x, const paddl
 PD_BUILD_OP(pqv_linear)
     .Inputs({"x", "w", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
+    .Attrs({"exact: bool", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(Linear))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));
