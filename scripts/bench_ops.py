@@ -96,9 +96,9 @@ def bench_decode_gemv(dram, reps, shapes):
 
 
 def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
-    """A linear by row count (bf16 x, the default path), weights cycled past L3, for kind "bf16"
-    (bf16 weights in bf16 math: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a weight-only
-    algo (VNNI kernels below VNNI_GEMM_ROWS): below the crossover ours against the oneDNN GEMM that
+    """A linear by row count, weights cycled past L3, for kind "bf16" (bf16 weights in bf16 math,
+    float32 x as a bf16 model passes it: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a weight-only
+    algo (bf16 x, the default path: VNNI kernels below VNNI_GEMM_ROWS): below the crossover ours against the oneDNN GEMM that
     ran there before (from 16 rows), from it the GEMM against ours. The two are called in turn
     (best of each). GB/s counts the weight bytes."""
     if kind == "bf16":
@@ -109,12 +109,13 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
         weights, cross = quantize_weight(paddle.randn([n, k]) * 0.02, kind, group), VNNI_GEMM_ROWS
         nbytes = weights[0].numel().item()
         call = lambda x, w, r: weight_only_linear(x, *w, None, kind, group, vnni_gemm_rows=r)
-    print(f"{kind} {k}x{n} by rows M (bf16 x; weights cycled past L3; new: ours below {cross} rows; "
+    x_dtype = "float32" if kind == "bf16" else "bfloat16"
+    print(f"{kind} {k}x{n} by rows M ({x_dtype} x; weights cycled past L3; new: ours below {cross} rows; "
           f"old: oneDNN GEMM from 16 rows; called in turn, best of each)")
     clone = (lambda w: tuple(t.clone() for t in w)) if isinstance(weights, tuple) else (lambda w: w.clone())
     copies = [clone(weights) for _ in range(copies_beyond_cache(nbytes))]
     for m in rows:
-        x = paddle.randn([m, k]).astype("bfloat16")
+        x = paddle.randn([m, k]).astype(x_dtype)
         paths = {"new": cross}                          # M >= cross: the GEMM itself
         if 16 <= m < cross:
             paths["old"] = 16
