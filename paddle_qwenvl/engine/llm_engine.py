@@ -143,6 +143,8 @@ class LLMEngine:
     def _step(self) -> List[RequestOutput]:
         batch = [self._requests[seq.request_id] for seq in self.scheduler.schedule()]
         token_ids = []
+        prompt_tokens = sum(r.seq.num_scheduled_tokens for r in batch
+                            if r.seq.num_computed_tokens < r.seq.num_prompt_tokens)
         if batch:
             start = time.perf_counter()
             token_ids = self.runner.run(batch)
@@ -150,7 +152,7 @@ class LLMEngine:
             self.scheduler.postprocess([r.seq for r in batch], token_ids)
         ahead = [self._requests[s.request_id] for s in list(self.scheduler.running) + list(self.scheduler.waiting)
                  if s.media_in_progress]
-        if not self.runner.advance_vision(ahead) and not batch and self.has_unfinished():
+        if not self.runner.advance_vision(ahead, prompt_tokens) and not batch and self.has_unfinished():
             raise RuntimeError("the scheduler could not schedule any waiting request")
         return [self._after_token(r) for r, token in zip(batch, token_ids) if token is not None]
 

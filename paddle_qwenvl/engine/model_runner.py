@@ -6,7 +6,7 @@ The vision tower runs for a media item when a step first needs its placeholder t
 they are all in a cached prefix), and not at all when the encoder cache knows its content. With
 chunked prefill (`vision_step_tokens`) it runs ahead instead, a few blocks per step
 (`advance_vision`), so that a long video does not stall the other requests' decoding for a whole
-tower pass. The embeddings and prompt M-RoPE positions stay in the request's PromptState, so a
+tower pass: a step's prompt tokens and tower work together stay within the chunk's work. The embeddings and prompt M-RoPE positions stay in the request's PromptState, so a
 recompute after preemption reuses them.
 """
 import hashlib
@@ -57,11 +57,13 @@ class ModelRunner:
         """KV cache of as many blocks as `kv_cache_memory` bytes hold, at most `max_blocks`; vision
         embeddings of up to `encoder_cache_memory` bytes kept by content. vision_step_tokens: spread
         the vision tower over steps, each step's share as much GEMM work as the decoder spends on
-        this many tokens (None: a media's whole tower in the step that first needs it)."""
+        this many tokens less the step's prompt tokens (None: a media's whole tower in the step that
+        first needs it)."""
         self.model = model
         stepwise = vision_step_tokens is not None and hasattr(getattr(model, "visual", None), "advance")
         # an exported tower (static mode) runs whole: one program call per media item
-        self.vision_budget = self._patch_blocks(vision_step_tokens) if stepwise else None
+        self.vision_step_tokens = vision_step_tokens if stepwise else None
+        self.vision_waited = False                # advance_vision ran no block last time, with media waiting
         self.encoder_cache = EncoderCache(encoder_cache_memory)
         self.config = model.config
         self.block_size = block_size
@@ -82,7 +84,7 @@ class ModelRunner:
         decoder tokens (attention left out on both sides: it is the smaller part)."""
         layers = self.model.model.layers
         per_token = linear_macs(layers[0]) * len(layers)
-        return max(1, tokens * per_token // linear_macs(self.model.visual.blocks[0]))
+        return max(0, tokens) * per_token // linear_macs(self.model.visual.blocks[0])
 
     def _allocate_kv_caches(self) -> list:
         t = self.config.text
@@ -215,7 +217,7 @@ class ModelRunner:
     def media_in_progress(self, request: Request) -> list:
         """(first, end) of each placeholder run whose embeddings are still to come when the tower
         runs ahead (empty otherwise); known contents come from the encoder cache here."""
-        if self.vision_budget is None:
+        if self.vision_step_tokens is None:
             return []
         for item in request.prompt.media:
             if item.embeds is None:
@@ -223,20 +225,23 @@ class ModelRunner:
         return [m.span for m in request.prompt.media if m.embeds is None]
 
     @paddle.no_grad()
-    def advance_vision(self, requests: List[Request]) -> bool:
-        """Up to `vision_budget` patch-blocks of vision tower work on the media the requests'
-        prefills will reach, request by request in prompt order (at least one block, so a frame
-        larger than the budget still moves). Returns whether any ran."""
-        if self.vision_budget is None:
+    def advance_vision(self, requests: List[Request], prompt_tokens: int = 0) -> bool:
+        """Vision tower work on the media the requests' prefills will reach, request by request in
+        prompt order: the patch-blocks of `vision_step_tokens` less the `prompt_tokens` the step
+        just computed. At least one block when the step computed no prompt tokens or the tower
+        waited last time, so a frame larger than the budget still moves and other prompts cannot
+        starve it. Returns whether any ran."""
+        if self.vision_step_tokens is None:
             return False
-        budget, tower, worked = self.vision_budget, self.model.visual, False
+        budget, tower, worked = self._patch_blocks(self.vision_step_tokens - prompt_tokens), self.model.visual, False
+        must_move, waiting = prompt_tokens == 0 or self.vision_waited, False
         for r in requests:
             start = time.perf_counter()
             for item in r.prompt.media:
                 if item.embeds is not None or item.span[1] <= r.seq.num_computed_tokens:
                     continue
-                patches = item.pixels.shape[0]
-                blocks = budget // patches or (0 if worked else 1)
+                patches, waiting = item.pixels.shape[0], True
+                blocks = budget // patches or (1 if must_move and not worked else 0)
                 if blocks == 0:
                     break
                 run = item.vision_run or tower.start(paddle.to_tensor(item.pixels), [item.grid])
@@ -248,6 +253,7 @@ class ModelRunner:
             r.seq.media_in_progress = [m.span for m in r.prompt.media if m.embeds is None]
             if budget <= 0:
                 break
+        self.vision_waited = waiting and not worked
         return worked
 
     def _pack(self, requests: List[Request]):

@@ -82,7 +82,7 @@ def test_long_prompt_is_chunked_beside_decodes(model):
         steps.append({r.request_id: r.seq.num_scheduled_tokens for r in requests})
         return run(requests)
     engine.runner.run = recording_run
-    ids = [engine.add_request(r, GREEDY) for r in short]
+    ids = [engine.add_request(r, GREEDY_LONG) for r in short]      # decoding until the long one is done
     engine.step()                                            # the short ones prefill
     engine.add_request(long, GREEDY, request_id="long")
     outs = {}
@@ -176,34 +176,45 @@ def test_a_video_at_another_frame_rate_shares_no_blocks_after_it(model):
 
 def test_a_long_video_goes_through_the_tower_a_few_blocks_a_step(model):
     """With chunked prefill the tower runs ahead of the prefill within a per-step budget (the
-    decoder work of the chunk), so a long video never costs one step its whole tower pass; the
-    tokens are those of an engine that encodes it at once."""
+    decoder work of the chunk less the step's prompt tokens; one block at least when the step had
+    none or the tower waited the step before), so a long video never costs one step its whole
+    tower pass; the tokens are those of an engine that encodes it at once."""
     video = build(model.config, [5, ("video", (4, 8, 8), 1.0), 6, 7], seed=9)     # 4 x 64 patches
     text = PromptInputs(list(range(20, 40)))
     engine = engine_for(model, caching=False, chunk=16)
-    tower, budget, work = model.visual, engine.runner.vision_budget, []
+    runner, tower, work, prompt_tokens = engine.runner, model.visual, [], []
+    budget = runner._patch_blocks(16)
 
     def counting(run, num_blocks):
         first = run.next_block
         done = type(tower).advance(tower, run, num_blocks)
         work[-1] += (run.next_block - first) * run.num_patches
         return done
-    tower.advance = counting
+
+    def recording(requests, tokens=0):
+        prompt_tokens.append(tokens)
+        return type(runner).advance_vision(runner, requests, tokens)
+    tower.advance, runner.advance_vision = counting, recording
     try:
         ids = engine.add_requests([text], GREEDY_LONG)
         engine.step()                                           # the text request decodes from here
         ids += engine.add_requests([video], GREEDY)
+        prompt_tokens.clear()                                   # the steps from here, as `work`
         outs = {}
         while engine.has_unfinished():
             work.append(0)
             for out in engine.step():
                 outs[out.request_id] = out
     finally:
-        del tower.advance
+        del tower.advance, runner.advance_vision
     depth = len(tower.blocks)
     assert sum(work) == 4 * 64 * depth                           # every block of every temporal patch, once
     assert 0 < budget < 4 * 64 * depth and max(work) <= max(budget, 64)
     assert sum(1 for w in work if w) >= 4 * 64 * depth // budget
+    assert len(prompt_tokens) == len(work) and any(0 < t < 16 for t in prompt_tokens)
+    for i, (w, t) in enumerate(zip(work, prompt_tokens)):
+        floor = 64 if t == 0 or (i > 0 and work[i - 1] == 0) else 0
+        assert w <= max(runner._patch_blocks(16 - t), floor), (i, w, t)
     reference = engine_for(model, caching=False).generate([text, video], [GREEDY_LONG, GREEDY])
     assert [outs[i].token_ids for i in ids] == [r.token_ids for r in reference]
 
