@@ -7,9 +7,10 @@ chunked prefill off and on, in one run.
    prefill: end-to-end minus decode) with prefix caching and the encoder cache off and on; the two
    predictors take turns, so both see the same stretches of the machine.
 2. A long video prompt arriving while 4 requests decode: the decoding requests' inter-token latency
-   (p50 / p99 of the steps they take part in) with the whole prompt in one step, and in chunks of
-   --chunk tokens (max_num_batched_tokens; the vision tower then runs ahead of the prefill, a
-   chunk's worth of work per step).
+   (p50 / p99 of the steps they take part in) and the long prompt's time to first token, with the
+   whole prompt in one step and in chunks of --chunk tokens (max_num_batched_tokens, one or more
+   comma-separated sizes; the vision tower then runs ahead of the prefill, a step's prompt tokens
+   and tower work together a chunk's worth).
 Real-size random weights (tools.bench.cached_preset_checkpoint), so the answers are meaningless.
 """
 import argparse
@@ -36,7 +37,7 @@ def parse_args():
     p.add_argument("--answer_tokens", type=int, default=16, help="tokens of each chat answer")
     p.add_argument("--video_frames", type=int, default=8, help="frames of the long prompt's video")
     p.add_argument("--video_size", default="448x448", help="WxH of its frames")
-    p.add_argument("--chunk", type=int, default=64, help="max_num_batched_tokens with chunked prefill")
+    p.add_argument("--chunk", default="16", help="max_num_batched_tokens with chunked prefill (comma-separated: each)")
     p.add_argument("--block_size", type=int, default=16, help="KV cache block size (prefix caching reuses whole blocks)")
     p.add_argument("--skip_chat", action="store_true")
     p.add_argument("--skip_chunking", action="store_true")
@@ -89,8 +90,10 @@ def decode_latency(model_dir, args):
         {"type": "text", "text": "What happens in this video?"}]}]
     print(f"\n4 requests decoding while a {args.video_frames}-frame {args.video_size} video prompt arrives: "
           "their inter-token latency")
-    print(f"{'prefill':>14} {'prompt':>7} {'steps':>6} {'p50 s':>8} {'p99 s':>8} {'max s':>8} {'p99/p50 decode':>15}")
-    for label, chunk in (("whole", None), (f"chunks of {args.chunk}", args.chunk)):
+    print(f"{'prefill':>14} {'prompt':>7} {'steps':>6} {'TTFT s':>7} {'p50 s':>8} {'p99 s':>8} {'max s':>8} "
+          f"{'p99/p50 decode':>15}")
+    chunks = [int(c) for c in args.chunk.split(",")]
+    for label, chunk in [("whole", None)] + [(f"chunks of {c}", c) for c in chunks]:
         predictor = load(model_dir, args, max_num_batched_tokens=chunk, **UNCACHED)
         engine = predictor.engine
         long = predictor.prepare(video)
@@ -102,7 +105,7 @@ def decode_latency(model_dir, args):
         while len(decoding) < len(ids):               # their prefill (chunked too)
             decoding.update(out.request_id for out in engine.step())
         plain = []
-        for _ in range(4):                            # decode steps alone
+        for _ in range(8):                            # decode steps alone
             start = time.perf_counter()
             engine.step()
             plain.append(time.perf_counter() - start)
@@ -112,6 +115,7 @@ def decode_latency(model_dir, args):
             start = time.perf_counter()
             done = any(out.request_id == "long" for out in engine.step())
             steps.append(time.perf_counter() - start)
+        ttft = sum(steps)                             # the long prompt's time to its first token
         for _ in range(4):
             start = time.perf_counter()
             engine.step()
@@ -120,7 +124,7 @@ def decode_latency(model_dir, args):
             engine.abort(rid)
         p50 = float(np.median(plain))
         p99 = float(np.percentile(steps, 99))
-        print(f"{label:>14} {len(long.input_ids):>7} {len(steps):>6} {np.median(steps):>8.3f} {p99:>8.3f} "
+        print(f"{label:>14} {len(long.input_ids):>7} {len(steps):>6} {ttft:>7.1f} {np.median(steps):>8.3f} {p99:>8.3f} "
               f"{max(steps):>8.3f} {p99 / p50:>14.1f}x   (decode step alone: {p50:.3f} s)")
         del predictor, engine
 
