@@ -73,7 +73,9 @@ def check_model_dir(path) -> Path:
 
 def load_predictor(model_dir, quant=None, dtype="auto", max_model_len=None, batch_size=1, engine=None,
                    llm_mode=None, **processor_options):
-    """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len.
+    """Predictor over `model_dir` with a KV cache sized for `batch_size` requests of max_model_len,
+    which a step may prefill together (unless engine's max_num_batched_tokens says otherwise): a
+    batch arrives at once, so its decode steps carry no prompt chunks of its own requests.
     quant: Predictor.from_pretrained's quantization keywords (see quant_options), or None;
     engine: its engine keywords (see engine_options), or None. dtype "auto": see
     weights.resolve_dtype (an exported model: its own); llm_mode None: static for an exported
@@ -87,7 +89,10 @@ def load_predictor(model_dir, quant=None, dtype="auto", max_model_len=None, batc
         dtype = checkpoint_dtype(model_dir, dtype or "auto")      # the KV cache's size depends on it
     options = {k: v for k, v in processor_options.items() if v is not None}
     length = max_model_len or 4096
-    return Predictor.from_pretrained(str(model_dir), dtype=dtype, llm_mode=llm_mode, **(quant or {}), **(engine or {}),
+    engine = dict(engine or {})
+    if batch_size > 1 and engine.get("max_num_batched_tokens") is None:
+        engine["max_num_batched_tokens"] = length * batch_size
+    return Predictor.from_pretrained(str(model_dir), dtype=dtype, llm_mode=llm_mode, **(quant or {}), **engine,
                                      max_model_len=length, max_num_seqs=max(batch_size, 1),
                                      kv_cache_memory=kv_cache_bytes(model_dir, length * max(batch_size, 1),
                                                                     dtype=dtype),

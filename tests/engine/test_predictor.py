@@ -156,3 +156,22 @@ def test_second_chat_turn_reuses_the_first_and_answers_as_without_caching(model_
     second = cached.generate(chat, greedy)
     assert second.usage.cached_tokens > 0 and second.timings.vision == 0
     assert second.token_ids == plain.generate(chat, greedy).token_ids
+
+
+def test_a_benchmark_batch_is_prefilled_in_one_step(model_dir):
+    """load_predictor (bench, the deploy scripts): batch_size copies arrive together and one step
+    prefills them all, so the batch's decode steps carry no prompt chunks; an explicit
+    max_num_batched_tokens, or one request, keeps the engine's budget."""
+    from paddle_qwenvl.cli.common import load_predictor
+    batch = load_predictor(model_dir, max_model_len=256, batch_size=3)
+    assert batch.engine.config.max_num_batched_tokens == 3 * 256
+    message = user("Describe these numbers: " + " ".join(str(i) for i in range(60)))
+    for _ in range(3):
+        batch.engine.add_request(batch.prepare(message), SamplingParams(temperature=0, max_new_tokens=4))
+    batch.engine.step()
+    seqs = list(batch.engine.scheduler.running)
+    assert len(seqs) == 3 and all(s.num_computed_tokens >= s.num_prompt_tokens for s in seqs)
+    assert seqs[0].num_prompt_tokens * 3 > 256                   # more than one request's worth of tokens
+    assert load_predictor(model_dir, max_model_len=256).engine.config.max_num_batched_tokens == 256
+    chunked = load_predictor(model_dir, max_model_len=256, batch_size=3, engine={"max_num_batched_tokens": 64})
+    assert chunked.engine.config.max_num_batched_tokens == 64
