@@ -73,6 +73,11 @@ INT8_PREFILL = Setting(
                             "(oneDNN converts the int8 weights where it can)",
     "tiles: the int8 weight-only bf16 prefill writes dequantized tiles even where oneDNN could "
     "convert the int8 weights inside its GEMM")
+QUANT_PREFILL = Setting(
+    "QUANT_PREFILL", "auto", "'vnni' (activations quantized to int8 at every row count), 'bf16' (oneDNN's "
+                             "bf16 GEMM from 65 rows) or unset / 'auto' (vnni without AMX, bf16 with AMX)",
+    "how weight-only int8 / int4 layers compute prompts and vision patches: VNNI on int8-quantized "
+    "activations, as decode does (the faster where the CPU has no AMX), or oneDNN's bf16 GEMM")
 DEBUG = Setting(
     "DEBUG", "0", "1 (show tracebacks) or 0 / unset",
     "1: the CLI shows the traceback of an error instead of one `error:` line")
@@ -83,7 +88,7 @@ TP_TIMEOUT = Setting(
     "ranks before this process exits with an error (a rank hangs or died)")
 
 SETTINGS = (DISABLE_OPS, NUM_THREADS, FUSED_LAYERS, KERNELS, KEEP_FREED_MEMORY, CACHE, OPS_CACHE,
-            AMX_ATTENTION, WORK_PER_THREAD, QUIET, INT8_PREFILL, DEBUG, TP_TIMEOUT)
+            AMX_ATTENTION, WORK_PER_THREAD, QUIET, INT8_PREFILL, QUANT_PREFILL, DEBUG, TP_TIMEOUT)
 
 
 def _raw(setting: Setting) -> str:
@@ -165,6 +170,11 @@ def quiet() -> bool:
 def int8_prefill() -> str:
     """'auto' or 'tiles'."""
     return _choice(INT8_PREFILL, ("auto", "tiles"))
+
+
+def quant_prefill() -> str:
+    """'auto', 'vnni' or 'bf16'."""
+    return _choice(QUANT_PREFILL, ("auto", "vnni", "bf16"))
 
 
 def debug() -> bool:

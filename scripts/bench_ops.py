@@ -22,7 +22,8 @@ from paddle_qwenvl.ops.attention_metadata import AttentionMetadata
 from paddle_qwenvl.ops._build import SRC_DIR, build_info, compiled_ops
 from paddle_qwenvl.ops.linear import BF16_GEMM_ROWS, linear
 from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_ref
-from paddle_qwenvl.ops.weight_only_linear import VNNI_GEMM_ROWS, quantize_weight, weight_only_linear
+from paddle_qwenvl.ops.weight_only_linear import (EVERY_ROW_ON_VNNI, quant_gemm_rows, quantize_weight,
+                                                  weight_only_linear)
 from paddle_qwenvl.tools.roofline import Limit, Rows
 from paddle_qwenvl.tools.timing import (ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates,
                                          time_calls)
@@ -98,7 +99,8 @@ def bench_decode_gemv(dram, reps, shapes):
 def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
     """A linear by row count, weights cycled past L3, for kind "bf16" (bf16 weights in bf16 math,
     float32 x as a bf16 model passes it: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a weight-only
-    algo (bf16 x, the default path: VNNI kernels below VNNI_GEMM_ROWS): below the crossover ours against the oneDNN GEMM that
+    algo (bf16 x, the default path: VNNI kernels below quant_gemm_rows(), at every row count without
+    AMX): below the crossover ours against the oneDNN GEMM that
     ran there before (from 16 rows), from it the GEMM against ours. The two are called in turn
     (best of each). GB/s counts the weight bytes."""
     if kind == "bf16":
@@ -106,11 +108,12 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
         nbytes = n * k * 2
         call = lambda x, w, r: linear(x, w, bf16_gemm_rows=r)
     else:
-        weights, cross = quantize_weight(paddle.randn([n, k]) * 0.02, kind, group), VNNI_GEMM_ROWS
+        weights, cross = quantize_weight(paddle.randn([n, k]) * 0.02, kind, group), quant_gemm_rows()
         nbytes = weights[0].numel().item()
         call = lambda x, w, r: weight_only_linear(x, *w, None, kind, group, vnni_gemm_rows=r)
     x_dtype = "float32" if kind == "bf16" else "bfloat16"
-    print(f"{kind} {k}x{n} by rows M ({x_dtype} x; weights cycled past L3; new: ours below {cross} rows; "
+    ours = f"ours below {cross} rows" if cross < EVERY_ROW_ON_VNNI else "ours at every row count"
+    print(f"{kind} {k}x{n} by rows M ({x_dtype} x; weights cycled past L3; new: {ours}; "
           f"old: oneDNN GEMM from 16 rows; called in turn, best of each)")
     clone = (lambda w: tuple(t.clone() for t in w)) if isinstance(weights, tuple) else (lambda w: w.clone())
     copies = [clone(weights) for _ in range(copies_beyond_cache(nbytes))]

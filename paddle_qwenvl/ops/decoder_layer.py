@@ -21,7 +21,7 @@ from .. import settings
 from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles, kernel_applies
 from .paged_attention import _kernel_inputs, gemm_sequences
 from .linear import BF16_GEMM_ROWS
-from .weight_only_linear import VNNI_GEMM_ROWS
+from .weight_only_linear import quant_gemm_rows
 
 ENV = settings.FUSED_LAYERS.env
 WEIGHT_NAMES = ("input_layernorm", "qkv", "qkv_bias", "o", "post_attention_layernorm", "gate_up", "down")
@@ -67,7 +67,7 @@ def decoder_layer(x, residual, weights, scales, cos, sin, meta, kv_cache, *, eps
     out, new_residual, _, _ = compiled_ops().pqv_decoder_layer(
         x, residual, list(weights), list(scales) or None, cos, sin, kv_cache[0], kv_cache[1], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), VNNI_GEMM_ROWS, BF16_GEMM_ROWS,
+        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), quant_gemm_rows(), BF16_GEMM_ROWS,
         *exec_attrs())
     return out, new_residual
 
@@ -91,6 +91,6 @@ def decoder_stack(x, layers, cos, sin, meta, kv_caches, *, eps: float, num_heads
     out, residual = compiled_ops().pqv_decoder_stack(
         x, weights, scales or None, cos, sin, [k for k, _ in kv_caches], [v for _, v in kv_caches], slots, tables,
         token_seq, token_ctx, float(eps), int(num_heads), int(num_kv_heads), float(scale), int(meta.block_size),
-        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), VNNI_GEMM_ROWS, BF16_GEMM_ROWS,
+        int(group_size), gemm, bool(exact_linears), int8_prefill_tiles(), quant_gemm_rows(), BF16_GEMM_ROWS,
         *exec_attrs())
     return out, residual

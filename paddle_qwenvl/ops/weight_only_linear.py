@@ -16,10 +16,17 @@ an Intel Xeon int8 VNNI 80-92% against fp32 x 59-64% for 2048x11008 and
 11008x2048 (fp32 x converts every weight to float: 3 instructions per 16 weights against 1 per
 64), and faster for M > 1 too; int4 -> VNNI (the fp32 path is compute-bound unpacking nibbles).
 On an AMD Zen 4, fp32 x matched VNNI for K <= 4096.
-With x quantized, VNNI runs up to VNNI_GEMM_ROWS - 1 rows (batched decode, short chunks): from
-8 rows a register-blocked kernel reads each panel of weight rows once for all rows and runs at
-the VNNI units' rate, where oneDNN's bf16 GEMM on int8 weights or int4 tiles ran at a fraction of it.
-Prefill (M >= VNNI_GEMM_ROWS; exact=True or no AVX512: M >= 16) runs a oneDNN GEMM: in bf16
+With x quantized, VNNI runs below quant_gemm_rows() rows: from 8 rows a register-blocked kernel
+reads each panel of weight rows once for all rows and runs at the VNNI units' rate, where
+oneDNN's bf16 GEMM on int8 weights or int4 tiles ran at a fraction of it on a CPU without AMX.
+quant_gemm_rows() follows PADDLE_QWENVL_QUANT_PREFILL: 'vnni' keeps every row count on VNNI
+(prompts and vision patches too, their activations quantized as decode's are), 'bf16' hands
+VNNI_GEMM_ROWS rows and more to oneDNN's bf16 GEMM, 'auto' (the default) is 'bf16' where the CPU
+has AMX (its bf16 tiles outrun VNNI) and 'vnni' elsewhere. Measured on an AMD Zen 4 (2 threads,
+real-size Qwen2-VL-2B int8 with its vision tower quantized, bf16 math): prefill of 289 tokens
+2.16 -> 1.19 s, vision 4.25 -> 2.75 s; eval_quant's top-1 agreement with float32 unchanged on the
+residual-dominated checkpoint (98.8%), 93.1 -> 88.4% on the flat one (docs/benchmarks.md).
+Prefill on the GEMM (M >= quant_gemm_rows(); exact=True or no AVX512: M >= 16) runs a oneDNN GEMM: in bf16
 (x rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its
 fp32 GEMM) on a CPU with native bf16 unless
 exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact
@@ -28,14 +35,28 @@ dequantized tiles of q first) and the per-channel scale is applied to the produc
 are dequantized into tiles of q * scale, rounded to bf16. Deviation from the dequantized math: at most sum_k |x_k w_k| * 2**-8 for
 int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
+import functools
+
 import paddle
 
-from ._build import compiled_ops, exec_attrs, int8_prefill_tiles
+from .. import settings
+from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
-# x quantized (VNNI, int8 and int4): the ops' GEMV-or-GEMM rule for the single ops and the fused
-# decoder ops alike (their attr vnni_gemm_rows). scripts/bench_ops.py --only rows measures both sides.
+# x quantized (VNNI, int8 and int4) under QUANT_PREFILL 'bf16': the rows from which oneDNN's bf16
+# GEMM runs, for the single ops and the fused decoder ops alike (their attr vnni_gemm_rows);
+# scripts/bench_ops.py --only rows measures both sides.
 VNNI_GEMM_ROWS = 65
+EVERY_ROW_ON_VNNI = 1 << 62                       # the attr under 'vnni': no row count reaches the GEMM
+
+
+@functools.lru_cache(maxsize=None)
+def quant_gemm_rows() -> int:
+    """The attr vnni_gemm_rows of this process (PADDLE_QWENVL_QUANT_PREFILL, read once)."""
+    choice = settings.quant_prefill()
+    if choice == "auto":
+        choice = "bf16" if build_info()["amx"] else "vnni"
+    return VNNI_GEMM_ROWS if choice == "bf16" else EVERY_ROW_ON_VNNI
 GROUP_SIZES = (64, 128)
 
 
@@ -162,7 +183,7 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
     order). False or None (the default) quantize decode activations to int8 for VNNI and let
     prefill compute in bf16 where the CPU has it.
     vnni_gemm_rows: with x quantized (not exact) the prefill GEMM runs from this many rows (None:
-    VNNI_GEMM_ROWS; exact=True from 16); benchmarks and tests move it to compare both sides at one M.
+    quant_gemm_rows(); exact=True from 16); benchmarks and tests move it to compare both sides at one M.
     """
     if paddle.in_dynamic_mode():                  # to_static: symbolic shapes, the op checks them
         _check(x, qweight, scales, bias, algo, group_size)
@@ -171,7 +192,7 @@ def weight_only_linear(x, qweight, scales, bias=None, algo="weight_only_int8", g
         return weight_only_linear_ref(x, qweight, scales, bias, algo, group_size)
     bf16_prefill = exact is not True
     exact = bool(exact)                           # None: VNNI decode (module docstring)
-    gemm_rows = int(vnni_gemm_rows or VNNI_GEMM_ROWS)
+    gemm_rows = int(vnni_gemm_rows or quant_gemm_rows())
     # astype copies even to the dtype a tensor has (~13 us a call, 2 of ~40 us per decode GEMV call)
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
     b = bias if bias is None or bias.dtype == paddle.float32 else bias.astype("float32")

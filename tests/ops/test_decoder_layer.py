@@ -106,7 +106,7 @@ def test_fused_layers_match_the_single_ops_on_a_batch_of_decode_rows(tiny_dirs, 
     # the fused ops take the crossover from the wrapper's module. (bf16 weights: our vdpbf16ps kernel
     # and oneDNN's bf16 GEMM summed these small layers in the same order here, bit for bit.)
     if build_info()["bf16"] and quant is not None:
-        monkeypatch.setattr(fused, "VNNI_GEMM_ROWS", 16)
+        monkeypatch.setattr(fused, "quant_gemm_rows", lambda: 16)
         assert np.abs(run_batch_steps(model) - stacked).max() > 0        # 20 rows: the bf16 GEMM
 
 

@@ -4,8 +4,10 @@ import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import build_info, compiled_ops
-from paddle_qwenvl.ops.weight_only_linear import (VNNI_GEMM_ROWS, dequantize_weight, quantize_weight,
-                                                  quantize_weight_ref, weight_only_linear, weight_only_linear_ref)
+from paddle_qwenvl.ops import weight_only_linear as wol
+from paddle_qwenvl.ops.weight_only_linear import (EVERY_ROW_ON_VNNI, VNNI_GEMM_ROWS, dequantize_weight,
+                                                  quant_gemm_rows, quantize_weight, quantize_weight_ref,
+                                                  weight_only_linear, weight_only_linear_ref)
 
 needs_ops = pytest.mark.skipif(compiled_ops() is None, reason="compiled ops unavailable")
 SHAPES = [(1, 37, 256), (1, 130, 2048), (3, 9, 384), (5, 130, 128), (4, 64, 640), (7, 33, 1152),
@@ -86,13 +88,15 @@ def test_exact_path_matches_dequantized_math(algo, group, m, n, k):
 
 
 @needs_ops
-@pytest.mark.parametrize("algo,group,m,n,k", _cases(SHAPES + ROWS, lambda m: m < VNNI_GEMM_ROWS))
+@pytest.mark.parametrize("algo,group,m,n,k", _cases(SHAPES + ROWS, lambda m: True))
 @pytest.mark.parametrize("exact", [False, None])            # None: the default takes this path
 def test_vnni_path_is_within_the_int8_activation_bound(algo, group, m, n, k, exact):
+    """Below VNNI_GEMM_ROWS the default path; from there as QUANT_PREFILL=vnni runs it."""
     x, w, b = _data(m, n, k)
     q, s = quantize_weight(w, algo, group)
     ref = weight_only_linear_ref(x, q, s, b, algo, group).numpy()
-    out = weight_only_linear(x, q, s, b, algo, group, exact=exact).numpy()
+    rows = EVERY_ROW_ON_VNNI if m >= VNNI_GEMM_ROWS else None
+    out = weight_only_linear(x, q, s, b, algo, group, exact=exact, vnni_gemm_rows=rows).numpy()
     block = 64 if algo == "weight_only_int8" else group
     bound = _int8_activation_bound(x, dequantize_weight(q, s, algo, group), block)
     assert (np.abs(out - ref) <= bound).all()
@@ -134,6 +138,30 @@ def test_default_prefill_is_within_the_bf16_bound(algo, group, m, n, k, gemm_row
         assert np.abs(out - ref).max() > 1e-3            # it really computed in bf16
     else:
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("value,amx,rows", [("vnni", True, EVERY_ROW_ON_VNNI), ("bf16", False, VNNI_GEMM_ROWS),
+                                            ("auto", True, VNNI_GEMM_ROWS), ("auto", False, EVERY_ROW_ON_VNNI)])
+def test_quant_prefill_setting_picks_the_prompt_path(monkeypatch, value, amx, rows):
+    """PADDLE_QWENVL_QUANT_PREFILL: prompts on VNNI (activations quantized) or from VNNI_GEMM_ROWS rows
+    on oneDNN's bf16 GEMM; 'auto' takes the GEMM only where the CPU has AMX."""
+    monkeypatch.setenv("PADDLE_QWENVL_QUANT_PREFILL", value)
+    monkeypatch.setattr(wol, "build_info", lambda: dict(build_info(), amx=amx))
+    quant_gemm_rows.cache_clear()
+    try:
+        assert quant_gemm_rows() == rows
+    finally:
+        quant_gemm_rows.cache_clear()
+
+
+def test_a_bad_quant_prefill_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PADDLE_QWENVL_QUANT_PREFILL", "int8")
+    quant_gemm_rows.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="PADDLE_QWENVL_QUANT_PREFILL"):
+            quant_gemm_rows()
+    finally:
+        quant_gemm_rows.cache_clear()
 
 
 @needs_ops
