@@ -1,12 +1,13 @@
 """`paddle-qwenvl bench`: warm-up + timed runs of one request (or a batch of copies of it).
 
-Reports vision, prefill and decode time and tokens/s, end-to-end seconds and peak resident memory.
+Reports vision, prefill and decode time and tokens/s (vision and prefill also as the TFLOP/s of their
+linear layers), end-to-end seconds and peak resident memory.
 With no --image/--video the bundled demo image is used. Prefix caching and the encoder cache are off
 unless --prefix-caching is given, so every timed run costs what a new request costs.
 """
 import sys
 
-from ..tools.bench import format_report, run_benchmark, summarize, write_json
+from ..tools.bench import format_report, linear_flops, run_benchmark, summarize, write_json
 from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, describe_quant,
                      predictor_from_args, sampling_from_args, user_message)
 
@@ -42,10 +43,12 @@ def run(args) -> int:
     outputs, runs = run_benchmark(predictor, [request] * args.batch_size, sampling, args.warmup,
                                   args.repeat, log)
     summary = summarize(runs)
-    print(format_report(summary, describe(args, predictor, images)))
+    flops = linear_flops(predictor, [request] * args.batch_size)
+    print(format_report(summary, describe(args, predictor, images), flops))
     print(f"answer (request 1): {outputs[0].text!r}")
     if args.json:
-        write_json(args.json, dict(summary, config=config_dict(args, predictor, images), answer=outputs[0].text))
+        write_json(args.json, dict(summary, linear_flops=flops, config=config_dict(args, predictor, images),
+                                   answer=outputs[0].text))
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -132,7 +132,7 @@ def cached_preset_checkpoint(preset: str, num_layers: int = None, dtype: str = "
 class RunStats:
     """One timed generate() of the whole batch. Stage times are seconds of wall time."""
     end_to_end: float
-    vision: float              # vision tower, summed over the batch's requests (they run one by one)
+    vision: float              # vision tower, summed over the batch's requests (each its share of the calls)
     prefill: float             # prefill steps (shared by the batch)
     decode: float              # decode steps (shared by the batch)
     prompt_tokens: int         # summed over the batch
@@ -195,13 +195,43 @@ def _rate(tokens: int, seconds: float) -> float:
     return tokens / seconds if seconds > 0 else float("nan")
 
 
-def format_report(summary: dict, header: str) -> str:
+def linear_flops(predictor, requests: list) -> Optional[dict]:
+    """{"vision", "prefill"}: the floating-point operations (2 per multiply-add) of the linear layers
+    each stage runs for `requests` (messages) with the caches off: the vision tower once per
+    distinct media content (a step encodes a repeated one once), the decoder once per prompt token.
+    Attention is left out. None for a model without its layers here (an export, a tensor-parallel
+    share)."""
+    from ..engine.model_runner import media_key
+    from ..layers.linear import linear_macs
+    model = predictor.engine.runner.model
+    if not hasattr(model, "model") or getattr(model, "tp", None) is not None:
+        return None
+    tower, prompt, media = model.visual, 0, {}
+    for request in requests:
+        inputs = predictor.prepare(request)
+        prompt += len(inputs.input_ids)
+        for kind, pixels, grids in (("image", inputs.pixel_values, inputs.image_grid_thw),
+                                    ("video", inputs.pixel_values_videos, inputs.video_grid_thw)):
+            if grids:
+                media[media_key(kind, grids, pixels)] = sum(t * h * w for t, h, w in grids)
+    patches = sum(media.values())
+    per_patch = sum(linear_macs(block) for block in tower.blocks) + tower.patch_embed.patch_dim * \
+        tower.patch_embed.hidden_size
+    merged = patches // tower.cfg.spatial_merge_size ** 2
+    return dict(vision=2 * (patches * per_patch + merged * linear_macs(tower.merger)),
+                prefill=2 * prompt * linear_macs(model.model.layers))
+
+
+def format_report(summary: dict, header: str, flops: Optional[dict] = None) -> str:
+    """The summary as text; with `flops` (linear_flops) the TFLOP/s each stage's linear layers reach."""
     s = summary["seconds"]
+    rate = {stage: "" if not flops or not s[stage] else
+            f"   {flops[stage] / s[stage] / 1e12:9.3f} TFLOP/s in its linear layers" for stage in ("vision", "prefill")}
     lines = [header,
              f"  tokens: prompt {summary['prompt_tokens']}, generated {summary['completion_tokens']} "
              f"(whole batch); means over {summary['runs']} timed run(s)",
-             f"  vision       {s['vision']:9.3f} s",
-             f"  prefill      {s['prefill']:9.3f} s   {summary['prefill_tokens_per_s']:9.1f} tokens/s",
+             f"  vision       {s['vision']:9.3f} s{rate['vision']}",
+             f"  prefill      {s['prefill']:9.3f} s   {summary['prefill_tokens_per_s']:9.1f} tokens/s{rate['prefill']}",
              f"  decode       {s['decode']:9.3f} s   {summary['decode_tokens_per_s']:9.1f} tokens/s",
              f"  other        {s['other']:9.3f} s   (preprocessing, detokenizing)",
              f"  end-to-end   {s['end_to_end']:9.3f} s   (best {summary['end_to_end_min']:.3f} s)",

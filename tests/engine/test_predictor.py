@@ -175,3 +175,26 @@ def test_a_benchmark_batch_is_prefilled_in_one_step(model_dir):
     assert load_predictor(model_dir, max_model_len=256).engine.config.max_num_batched_tokens == 256
     chunked = load_predictor(model_dir, max_model_len=256, batch_size=3, engine={"max_num_batched_tokens": 64})
     assert chunked.engine.config.max_num_batched_tokens == 64
+
+
+def test_linear_flops_count_each_stage_from_the_config(predictor):
+    """tools.bench.linear_flops (the TFLOP/s bench prints): 2 per multiply-add of the decoder's
+    linear layers per prompt token, of the tower's per patch (and the merger's per merged token);
+    a repeated image counts once, as the step encodes it once."""
+    from paddle_qwenvl.tools.bench import linear_flops
+    cfg = predictor.engine.runner.config
+    t, v = cfg.text, cfg.vision
+    request = user({"type": "image", "image": frame(0, 56, 56)}, {"type": "text", "text": "What is this?"})
+    inputs = predictor.prepare(request)
+    patches = sum(a * b * c for a, b, c in inputs.image_grid_thw)
+    q, kv = t.num_attention_heads * t.head_dim, 2 * t.num_key_value_heads * t.head_dim
+    per_token = t.num_hidden_layers * (t.hidden_size * (q + kv) + q * t.hidden_size + 3 * t.hidden_size * t.intermediate_size)
+    mlp = (3 if cfg.architecture == "Qwen2_5_VLForConditionalGeneration" else 2) * v.hidden_size * v.intermediate_size
+    per_patch = v.depth * (4 * v.hidden_size ** 2 + mlp) + v.patch_dim * v.hidden_size
+    merged_dim = v.hidden_size * v.spatial_merge_size ** 2
+    merger = merged_dim * merged_dim + merged_dim * v.out_hidden_size
+    want = dict(vision=2 * (patches * per_patch + patches // v.spatial_merge_size ** 2 * merger),
+                prefill=2 * len(inputs.input_ids) * per_token)
+    assert linear_flops(predictor, [request]) == want
+    twice = linear_flops(predictor, [request, request])
+    assert twice == dict(want, prefill=2 * want["prefill"])
