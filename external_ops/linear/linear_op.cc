@@ -2,8 +2,9 @@
 // Decode (M < kGemvRows, fp32 x, AVX512): our own GEMV (gemv/dense_avx512.cc: four weight streams
 // per thread; oneDNN's M=1 GEMM read ~31 GB/s where the read probe gave 51; Paddle's MKL GEMV ~21
 // on one thread); in bf16 math on AVX512-BF16, M < the attr bf16_gemm_rows (ops/linear.py
-// BF16_GEMM_ROWS): the vdpbf16ps kernel (bf16_gemv_avx512). Otherwise oneDNN. bf16 weights: x is rounded to bf16 in both (the GEMV keeps the
-// rounded values in fp32), products accumulate in fp32 -- unless `exact`: then a float32 x meets
+// BF16_GEMM_ROWS): the vdpbf16ps kernel (bf16_gemv_avx512). Otherwise oneDNN. bf16 weights: x is
+// rounded to bf16 in all three (the fp32 GEMV keeps the rounded values in fp32), products
+// accumulate in fp32 -- unless `exact`: then a float32 x meets
 // the weights widened to float32 (exact: bf16 is the top half of a float32), i.e. the fp32 math of
 // a float32 model whose published bf16 weights are held as they are (half the bytes per decode
 // step). The GEMV widens as it reads; prefill widens 2 MB tiles for oneDNN's fp32 GEMM (tile_gemm.h).
@@ -100,7 +101,8 @@ std::vector<paddle::DataType> LinearDtype(const paddle::DataType& x, const paddl
 PD_BUILD_OP(pqv_linear)
     .Inputs({"x", "w", paddle::Optional("bias")})
     .Outputs({"out"})
-    .Attrs({"exact: bool", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
+    .Attrs({"exact: bool", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
+            "portable: bool"})
     .SetKernelFn(PD_KERNEL(Linear))
     .SetInferShapeFn(PD_INFER_SHAPE(LinearShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(LinearDtype));

@@ -6,8 +6,9 @@ The vision tower runs for a media item when a step first needs its placeholder t
 they are all in a cached prefix), and not at all when the encoder cache knows its content. With
 chunked prefill (`vision_step_tokens`) it runs ahead instead, a few blocks per step
 (`advance_vision`), so that a long video does not stall the other requests' decoding for a whole
-tower pass: a step's prompt tokens and tower work together stay within the chunk's work. The embeddings and prompt M-RoPE positions stay in the request's PromptState, so a
-recompute after preemption reuses them.
+tower pass: a step's prompt tokens and tower work together stay within the chunk's work. The
+embeddings and prompt M-RoPE positions stay in the request's PromptState, so a recompute after
+preemption reuses them.
 """
 import hashlib
 import time

@@ -26,14 +26,14 @@ has AMX (its bf16 tiles outrun VNNI) and 'vnni' elsewhere. Measured on an AMD Ze
 real-size Qwen2-VL-2B int8 with its vision tower quantized, bf16 math): prefill of 289 tokens
 2.16 -> 1.19 s, vision 4.25 -> 2.75 s; eval_quant's top-1 agreement with float32 unchanged on the
 residual-dominated checkpoint (98.8%), 93.1 -> 88.4% on the flat one (docs/benchmarks.md).
-Prefill on the GEMM (M >= quant_gemm_rows(); exact=True or no AVX512: M >= 16) runs a oneDNN GEMM: in bf16
-(x rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels, ~2-2.5x its
-fp32 GEMM) on a CPU with native bf16 unless
-exact=True, else in fp32. int8 weights enter the bf16 GEMM as they are (oneDNN converts q, exact
-in bf16, inside it; PADDLE_QWENVL_INT8_PREFILL=tiles or a oneDNN without that conversion writes
-dequantized tiles of q first) and the per-channel scale is applied to the product; int4 weights
-are dequantized into tiles of q * scale, rounded to bf16. Deviation from the dequantized math: at most sum_k |x_k w_k| * 2**-8 for
-int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
+Prefill on the GEMM (M >= quant_gemm_rows(); exact=True or no AVX512: M >= 16) runs a oneDNN
+GEMM: in bf16 (x rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels,
+~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless exact=True, else in fp32. int8 weights
+enter the bf16 GEMM as they are (oneDNN converts q, exact in bf16, inside it;
+PADDLE_QWENVL_INT8_PREFILL=tiles or a oneDNN without that conversion writes dequantized tiles of q
+first) and the per-channel scale is applied to the product; int4 weights are dequantized into
+tiles of q * scale, rounded to bf16. Deviation from the dequantized math: at most
+sum_k |x_k w_k| * 2**-8 for int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
 import functools
 
@@ -43,6 +43,7 @@ from .. import settings
 from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
+GROUP_SIZES = (64, 128)
 # x quantized (VNNI, int8 and int4) under QUANT_PREFILL 'bf16': the rows from which oneDNN's bf16
 # GEMM runs, for the single ops and the fused decoder ops alike (their attr vnni_gemm_rows);
 # scripts/bench_ops.py --only rows measures both sides.
@@ -57,7 +58,6 @@ def quant_gemm_rows() -> int:
     if choice == "auto":
         choice = "bf16" if build_info()["amx"] else "vnni"
     return VNNI_GEMM_ROWS if choice == "bf16" else EVERY_ROW_ON_VNNI
-GROUP_SIZES = (64, 128)
 
 
 def _check_algo(algo, group_size):
