@@ -98,11 +98,11 @@ def bench_decode_gemv(dram, reps, shapes):
 
 def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
     """A linear by row count, weights cycled past L3, for kind "bf16" (bf16 weights in bf16 math,
-    float32 x as a bf16 model passes it: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a weight-only
-    algo (bf16 x, the default path: VNNI kernels below quant_gemm_rows(), at every row count without
-    AMX): below the crossover ours against the oneDNN GEMM that
-    ran there before (from 16 rows), from it the GEMM against ours. The two are called in turn
-    (best of each). GB/s counts the weight bytes."""
+    float32 x as a bf16 model passes it: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a
+    weight-only algo (bf16 x, the default path: VNNI kernels below quant_gemm_rows(), at every row
+    count without AMX). Below the crossover ours against the oneDNN GEMM that ran there before (from
+    16 rows), from it the GEMM against ours, called in turn (best of each). GB/s counts the weight
+    bytes."""
     if kind == "bf16":
         weights, cross = (paddle.randn([n, k]) * 0.02).astype("bfloat16"), BF16_GEMM_ROWS
         nbytes = n * k * 2

@@ -256,9 +256,10 @@ def _build_errors(output, n=20) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _process_choices() -> tuple:
-    """(work_per_thread, portable, int8_prefill_tiles): PADDLE_QWENVL_WORK_PER_THREAD, _KERNELS and
-    _INT8_PREFILL, read once per process, at the first op call that asks."""
-    return settings.work_per_thread(), settings.kernels() == "portable", settings.int8_prefill() == "tiles"
+    """(work_per_thread, portable, int8_prefill_tiles, quant_prefill): PADDLE_QWENVL_WORK_PER_THREAD,
+    _KERNELS, _INT8_PREFILL and _QUANT_PREFILL, read once per process, at the first op call that asks."""
+    return (settings.work_per_thread(), settings.kernels() == "portable", settings.int8_prefill() == "tiles",
+            settings.quant_prefill())
 
 
 def exec_attrs(threads: int = None) -> tuple:
@@ -267,7 +268,7 @@ def exec_attrs(threads: int = None) -> tuple:
     the work units each thread must get before another one is woken, and whether the portable C++
     loops run even on an AVX512 CPU. (An exported program holds them as attributes; static/model.py
     sets its num_threads to the running process's.)"""
-    work, portable, _ = _process_choices()
+    work, portable = _process_choices()[:2]
     return threads or num_threads(), work, portable
 
 
@@ -275,6 +276,16 @@ def int8_prefill_tiles() -> bool:
     """Whether the int8 weight-only bf16 prefill writes dequantized tiles even where oneDNN could
     convert the int8 weights inside its GEMM (PADDLE_QWENVL_INT8_PREFILL=tiles)."""
     return _process_choices()[2]
+
+
+def quant_prefill() -> str:
+    """How weight-only layers compute prompts: 'vnni' (activations quantized to int8) or 'bf16'
+    (oneDNN's bf16 GEMM from ops.weight_only_linear.VNNI_GEMM_ROWS rows), as
+    PADDLE_QWENVL_QUANT_PREFILL says; 'auto' is 'bf16' where the CPU has AMX, else 'vnni'."""
+    choice = _process_choices()[3]
+    if choice == "auto":
+        return "bf16" if build_info()["amx"] else "vnni"
+    return choice
 
 
 def build_info() -> dict:
@@ -319,4 +330,5 @@ def compiled_ops():
         return None
     settings.kernels()              # checked before a build: a bad value is an error now, not at the first op
     settings.int8_prefill()
+    settings.quant_prefill()
     return _build()

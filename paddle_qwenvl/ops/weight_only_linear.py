@@ -35,12 +35,9 @@ first) and the per-channel scale is applied to the product; int4 weights are deq
 tiles of q * scale, rounded to bf16. Deviation from the dequantized math: at most
 sum_k |x_k w_k| * 2**-8 for int8, 2**-7 for int4 (bf16 keeps 8 significant bits).
 """
-import functools
-
 import paddle
 
-from .. import settings
-from ._build import build_info, compiled_ops, exec_attrs, int8_prefill_tiles
+from ._build import compiled_ops, exec_attrs, int8_prefill_tiles, quant_prefill
 
 ALGOS = ("weight_only_int8", "weight_only_int4")
 GROUP_SIZES = (64, 128)
@@ -51,13 +48,9 @@ VNNI_GEMM_ROWS = 65
 EVERY_ROW_ON_VNNI = 1 << 62                       # the attr under 'vnni': no row count reaches the GEMM
 
 
-@functools.lru_cache(maxsize=None)
 def quant_gemm_rows() -> int:
-    """The attr vnni_gemm_rows of this process (PADDLE_QWENVL_QUANT_PREFILL, read once)."""
-    choice = settings.quant_prefill()
-    if choice == "auto":
-        choice = "bf16" if build_info()["amx"] else "vnni"
-    return VNNI_GEMM_ROWS if choice == "bf16" else EVERY_ROW_ON_VNNI
+    """The attr vnni_gemm_rows of this process (PADDLE_QWENVL_QUANT_PREFILL: _build.quant_prefill)."""
+    return VNNI_GEMM_ROWS if quant_prefill() == "bf16" else EVERY_ROW_ON_VNNI
 
 
 def _check_algo(algo, group_size):

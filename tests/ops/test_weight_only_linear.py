@@ -4,7 +4,7 @@ import paddle
 import pytest
 
 from paddle_qwenvl.ops._build import build_info, compiled_ops
-from paddle_qwenvl.ops import weight_only_linear as wol
+from paddle_qwenvl.ops import _build
 from paddle_qwenvl.ops.weight_only_linear import (EVERY_ROW_ON_VNNI, VNNI_GEMM_ROWS, dequantize_weight,
                                                   quant_gemm_rows, quantize_weight, quantize_weight_ref,
                                                   weight_only_linear, weight_only_linear_ref)
@@ -146,22 +146,23 @@ def test_quant_prefill_setting_picks_the_prompt_path(monkeypatch, value, amx, ro
     """PADDLE_QWENVL_QUANT_PREFILL: prompts on VNNI (activations quantized) or from VNNI_GEMM_ROWS rows
     on oneDNN's bf16 GEMM; 'auto' takes the GEMM only where the CPU has AMX."""
     monkeypatch.setenv("PADDLE_QWENVL_QUANT_PREFILL", value)
-    monkeypatch.setattr(wol, "build_info", lambda: dict(build_info(), amx=amx))
-    quant_gemm_rows.cache_clear()
+    monkeypatch.setattr(_build, "build_info", lambda: dict(build_info(), amx=amx))
+    _build._process_choices.cache_clear()
     try:
         assert quant_gemm_rows() == rows
     finally:
-        quant_gemm_rows.cache_clear()
+        _build._process_choices.cache_clear()
 
 
 def test_a_bad_quant_prefill_value_names_the_variable(monkeypatch):
     monkeypatch.setenv("PADDLE_QWENVL_QUANT_PREFILL", "int8")
-    quant_gemm_rows.cache_clear()
+    _build._process_choices.cache_clear()
     try:
         with pytest.raises(ValueError, match="PADDLE_QWENVL_QUANT_PREFILL"):
             quant_gemm_rows()
     finally:
-        quant_gemm_rows.cache_clear()
+        monkeypatch.delenv("PADDLE_QWENVL_QUANT_PREFILL")
+        _build._process_choices.cache_clear()
 
 
 @needs_ops
