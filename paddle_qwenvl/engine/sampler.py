@@ -109,9 +109,13 @@ def min_p_mask(logits: paddle.Tensor, min_p: List[float]) -> paddle.Tensor:
     return paddle.where(probs < floor, paddle.full_like(logits, NEG_INF), logits)
 
 
-def process_logits(logits: paddle.Tensor, rows: List[SamplingRow]):
-    """-> (processed logits for greedy rows, warped logits for sampled rows), both (B, V)."""
-    logits = mask_min_new_tokens(apply_penalties(mask_constrained(logits, rows), rows), rows)
+def penalize(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    """The logits greedy rows take their argmax of: constraints, penalties, min_new_tokens."""
+    return mask_min_new_tokens(apply_penalties(mask_constrained(logits, rows), rows), rows)
+
+
+def warp(logits: paddle.Tensor, rows: List[SamplingRow]) -> paddle.Tensor:
+    """Penalized logits -> those sampled rows draw from: temperature, top-k, top-p, min-p."""
     warped = apply_temperature(logits, rows)
     if any(r.params.top_k > 0 for r in rows):
         warped = top_k_mask(warped, [r.params.top_k for r in rows])
@@ -119,19 +123,26 @@ def process_logits(logits: paddle.Tensor, rows: List[SamplingRow]):
         warped = top_p_mask(warped, [r.params.top_p for r in rows])
     if any(r.params.min_p > 0 for r in rows):
         warped = min_p_mask(warped, [r.params.min_p for r in rows])
-    return logits, warped
+    return warped
+
+
+def process_logits(logits: paddle.Tensor, rows: List[SamplingRow]):
+    """-> (processed logits for greedy rows, warped logits for sampled rows), both (B, V)."""
+    logits = penalize(logits, rows)
+    return logits, warp(logits, rows)
 
 
 def sample(logits: paddle.Tensor, rows: List[SamplingRow]) -> List[int]:
     """One token per row of logits (B, V): argmax for greedy rows, else a draw from the row's
-    own generator (inverse CDF, so a seeded request reproduces in any batch)."""
+    own generator (inverse CDF, so a seeded request reproduces in any batch). A batch of greedy
+    rows skips the warpers (a pass over the vocabulary each)."""
     if logits.shape[0] != len(rows):
         raise ValueError(f"{logits.shape[0]} logits rows for {len(rows)} sampling rows")
-    processed, warped = process_logits(logits.astype("float32"), rows)
+    processed = penalize(logits if logits.dtype == paddle.float32 else logits.astype("float32"), rows)
     greedy = processed.argmax(axis=-1).numpy()
     if all(r.params.greedy for r in rows):
         return [int(t) for t in greedy]
-    probs = F.softmax(warped, axis=-1).numpy().astype(np.float64)
+    probs = F.softmax(warp(processed, rows), axis=-1).numpy().astype(np.float64)
     return [int(greedy[i]) if r.params.greedy else _draw(probs[i], r.generator)
             for i, r in enumerate(rows)]
 
