@@ -25,8 +25,8 @@ from paddle_qwenvl.ops.paged_attention import paged_attention, paged_attention_r
 from paddle_qwenvl.ops.weight_only_linear import (EVERY_ROW_ON_VNNI, quant_gemm_rows, quantize_weight,
                                                   weight_only_linear)
 from paddle_qwenvl.tools.roofline import Limit, Rows
-from paddle_qwenvl.tools.timing import (ReadProbe, best_seconds, copies_beyond_cache, cycled, interleaved_rates,
-                                         time_calls)
+from paddle_qwenvl.tools.timing import (DotPeak, ReadProbe, best_seconds, copies_beyond_cache, cycled,
+                                         interleaved_rates, time_calls)
 
 SECTIONS = ("gemv", "rows", "gemm", "attention", "prefill", "vision", "elementwise")
 
@@ -102,7 +102,8 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
     weight-only algo (bf16 x, the default path: VNNI kernels below quant_gemm_rows(), at every row
     count without AMX). Below the crossover ours against the oneDNN GEMM that ran there before (from
     16 rows), from it the GEMM against ours, called in turn (best of each). GB/s counts the weight
-    bytes."""
+    bytes; "of peak": the new path's TOP/s against the dot-product instruction's rate (vdpbf16ps
+    for bf16, vpdpbusd for the weight-only kinds; tools.timing.DotPeak) probed around the row."""
     if kind == "bf16":
         weights, cross = (paddle.randn([n, k]) * 0.02).astype("bfloat16"), BF16_GEMM_ROWS
         nbytes = n * k * 2
@@ -115,6 +116,7 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
     ours = f"ours below {cross} rows" if cross < EVERY_ROW_ON_VNNI else "ours at every row count"
     print(f"{kind} {k}x{n} by rows M ({x_dtype} x; weights cycled past L3; new: {ours}; "
           f"old: oneDNN GEMM from 16 rows; called in turn, best of each)")
+    peak = DotPeak("bf16" if kind == "bf16" else "int8")
     clone = (lambda w: tuple(t.clone() for t in w)) if isinstance(weights, tuple) else (lambda w: w.clone())
     copies = [clone(weights) for _ in range(copies_beyond_cache(nbytes))]
     for m in rows:
@@ -125,12 +127,15 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
         elif m >= cross:
             paths["ours"] = m + 1                       # where our kernel would stand
         fns = {name: cycled(lambda i, r=r: call(x, copies[i], r), len(copies)) for name, r in paths.items()}
+        top = peak()
         best = {name: min(t) for name, t in time_calls(fns, 3 * reps).items()}
+        top = max(top, peak())
         cells = [f"{name} {t * 1e3:7.2f} ms {nbytes / t / 1e9:5.1f} GB/s {2 * m * n * k / t / 1e12:5.3f} TOP/s"
                  for name, t in best.items()]
         other = next((name for name in best if name != "new"), None)
         ratio = f"   {other}/new x{best[other] / best['new']:.2f}" if other else ""
-        print(f"  M={m:<3d} " + "   ".join(cells) + ratio, flush=True)
+        share = f"   new: {2 * m * n * k / best['new'] / 1e12 / top:4.0%} of peak {top:.2f}"
+        print(f"  M={m:<3d} " + "   ".join(cells) + ratio + share, flush=True)
 
 
 def bench_prefill_gemm(gemm, reps, m, k, n):

@@ -1,13 +1,14 @@
 """`paddle-qwenvl bench`: warm-up + timed runs of one request (or a batch of copies of it).
 
 Reports vision, prefill and decode time and tokens/s (vision and prefill also as the TFLOP/s of their
-linear layers), end-to-end seconds and peak resident memory.
+linear layers), end-to-end seconds and peak resident memory, and the rate this CPU's bf16 / int8
+dot-product instructions reach right then (the ceiling of those TFLOP/s without AMX).
 With no --image/--video the bundled demo image is used. Prefix caching and the encoder cache are off
 unless --prefix-caching is given, so every timed run costs what a new request costs.
 """
 import sys
 
-from ..tools.bench import format_report, linear_flops, run_benchmark, summarize, write_json
+from ..tools.bench import dot_peaks, format_report, linear_flops, run_benchmark, summarize, write_json
 from .common import (DEMO_IMAGE, add_media_args, add_model_args, add_sampling_args, describe_quant,
                      predictor_from_args, sampling_from_args, user_message)
 
@@ -44,10 +45,11 @@ def run(args) -> int:
                                   args.repeat, log)
     summary = summarize(runs)
     flops = linear_flops(predictor, [request] * args.batch_size)
-    print(format_report(summary, describe(args, predictor, images), flops))
+    peaks = dot_peaks(args.threads)
+    print(format_report(summary, describe(args, predictor, images), flops, peaks))
     print(f"answer (request 1): {outputs[0].text!r}")
     if args.json:
-        write_json(args.json, dict(summary, linear_flops=flops, config=config_dict(args, predictor, images),
+        write_json(args.json, dict(summary, linear_flops=flops, dot_peak_tops=peaks, config=config_dict(args, predictor, images),
                                    answer=outputs[0].text))
     return 0
 

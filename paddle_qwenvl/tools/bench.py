@@ -222,8 +222,23 @@ def linear_flops(predictor, requests: list) -> Optional[dict]:
                 prefill=2 * prompt * linear_macs(model.model.layers))
 
 
-def format_report(summary: dict, header: str, flops: Optional[dict] = None) -> str:
-    """The summary as text; with `flops` (linear_flops) the TFLOP/s each stage's linear layers reach."""
+def dot_peaks(threads: Optional[int] = None) -> dict:
+    """{"bf16", "int8"}: the rate (TOP/s) of the dot-product instructions this CPU has (tools.timing.
+    DotPeak, probed now), the ceilings of the stages' bf16 and VNNI GEMMs where no AMX runs them.
+    Empty without compiled ops or AVX512."""
+    from .timing import DOT_KINDS, DotPeak
+    peaks = {}
+    for kind in DOT_KINDS:
+        try:
+            peaks[kind] = DotPeak(kind, threads)()
+        except ValueError:              # no compiled ops, or not this instruction
+            pass
+    return peaks
+
+
+def format_report(summary: dict, header: str, flops: Optional[dict] = None, peaks: Optional[dict] = None) -> str:
+    """The summary as text; with `flops` (linear_flops) the TFLOP/s each stage's linear layers reach,
+    with `peaks` (dot_peaks) the instructions' rates beside them."""
     s = summary["seconds"]
     rate = {stage: "" if not flops or not s[stage] else
             f"   {flops[stage] / s[stage] / 1e12:9.3f} TFLOP/s in its linear layers" for stage in ("vision", "prefill")}
@@ -237,6 +252,10 @@ def format_report(summary: dict, header: str, flops: Optional[dict] = None) -> s
              f"  end-to-end   {s['end_to_end']:9.3f} s   (best {summary['end_to_end_min']:.3f} s)",
              f"  peak memory  {summary['peak_memory_bytes'] / 2**30:9.2f} GiB (VmHWM: peak resident "
              "set of this process)"]
+    if peaks:
+        names = {"bf16": "bf16 vdpbf16ps", "int8": "int8 vpdpbusd"}
+        lines.append("  this CPU now " + ", ".join(f"{names[k]} {v:.2f} TOP/s" for k, v in peaks.items()) +
+                     " (registers only: the ceiling of GEMMs on those instructions)")
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ between regimes from one second to the next: a figure measured after its referen
 the other regime). best_seconds, median_seconds and interleaved_rates read its figures.
 ReadProbe measures the DRAM read bandwidth that memory-bound work is judged against; its operands,
 like a benchmark's, are cycled through enough copies to exceed the L3 (copies_beyond_cache, cycled).
+DotPeak measures the multiply-add rate that compute-bound kernels are judged against.
 
 Imports no Paddle at module level, so HF-side benchmark processes can use it too."""
 import statistics
@@ -119,3 +120,34 @@ def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5, threads: int = 
     decode kernels' situation): the best of `repeats` full reads per stream count."""
     probe = ReadProbe(threads, megabytes << 20)
     return probe(repeats), probe.how
+
+
+DOT_KINDS = {"int8": (0, 64), "bf16": (1, 32)}   # pqv_dot_peak's kind, multiply-adds per instruction
+
+
+class DotPeak:
+    """The rate of this CPU's dot-product instruction on all threads, in TOP/s (2 ops per
+    multiply-add), each time it is called: "int8" = vpdpbusd (the VNNI kernels'), "bf16" =
+    vdpbf16ps (our bf16 kernels' and, without AMX, oneDNN's bf16 GEMM's). Registers only, 12
+    independent chains per thread (pqv_dot_peak): no kernel doing real work beats it. Like DRAM
+    bandwidth it moves with the clock and the neighbours of a virtual machine, so it is probed
+    around the measurement it judges. Needs the compiled ops and the instruction (else a ValueError)."""
+
+    def __init__(self, kind: str, threads: int = None, iters: int = 1_000_000):
+        import paddle
+
+        from ..ops._build import build_info, compiled_ops, exec_attrs
+        from ..ops.threads import num_threads
+        if kind not in DOT_KINDS:
+            raise ValueError(f"kind must be one of {sorted(DOT_KINDS)}; got {kind!r}")
+        ops = compiled_ops()
+        if ops is None or not build_info()["avx512" if kind == "int8" else "bf16"]:
+            raise ValueError(f"no compiled {kind} dot-product kernels on this CPU to probe")
+        code, self.macs = DOT_KINDS[kind]
+        self.threads, self.iters = threads or num_threads(), iters
+        x = paddle.zeros([1])
+        self.call = lambda: ops.pqv_dot_peak(x, code, iters, *exec_attrs(self.threads))
+
+    def __call__(self, repeats: int = 3) -> float:
+        ops = 2 * self.macs * 12 * self.iters * self.threads
+        return ops / best_seconds(self.call, repeats) / 1e12

@@ -68,3 +68,33 @@ def test_quick_prefill_sections_print_every_row():
     assert all(float(value) > 0 and float(limit) > 0 and float(stock) > 0 for _, value, _, limit, stock in rows)
     assert "best limits seen over the run: oneDNN fp32 GEMM" in proc.stdout
     assert len(re.findall(r"^  (met   |MISSED)  ", proc.stdout, re.M)) == 6   # the 6 GEMM rows' 3x target
+
+
+@pytest.mark.skipif(not build_info()["avx512"], reason="no AVX512-VNNI on this CPU")
+def test_dot_peak_runs_its_chains_and_reports_a_rate():
+    """pqv_dot_peak really executes iters x 12 dot products per thread: each thread's result is
+    the sum over its 12 chains (lane j of chain i starts at i) after `iters` instructions, exactly."""
+    import paddle
+    from paddle_qwenvl.ops._build import exec_attrs
+    x = paddle.zeros([1])
+    int8 = compiled_ops().pqv_dot_peak(x, 0, 10, *exec_attrs(2)).numpy()
+    assert int8.tolist() == [16 * (66 + 12 * 4 * 3 * 5 * 10)] * 2      # 4 products of 3 x 5 a lane each
+    if build_info()["bf16"]:
+        bf16 = compiled_ops().pqv_dot_peak(x, 1, 8, *exec_attrs(1)).numpy()
+        assert bf16.tolist() == [16 * (66 + 12 * 8 * 2 * 2.0 ** -10)]  # 2 products of 1 x 2^-10 a lane
+    assert timing.DotPeak("int8", threads=1, iters=1000)(repeats=1) > 0
+    with pytest.raises(ValueError, match="kind must be one of"):
+        timing.DotPeak("fp8")
+
+
+def test_bench_report_names_the_dot_product_rates_it_was_given():
+    from paddle_qwenvl.tools.bench import dot_peaks, format_report
+    summary = dict(seconds=dict(vision=1.0, prefill=0.5, decode=2.0, other=0.1, end_to_end=3.6), prompt_tokens=300,
+                   completion_tokens=32, runs=1, prefill_tokens_per_s=600.0, decode_tokens_per_s=15.5,
+                   end_to_end_min=3.6, peak_memory_bytes=2**30)
+    report = format_report(summary, "header", dict(vision=4e11, prefill=2e11), dict(bf16=0.46, int8=0.91))
+    assert "0.400 TFLOP/s in its linear layers" in report
+    assert "this CPU now bf16 vdpbf16ps 0.46 TOP/s, int8 vpdpbusd 0.91 TOP/s" in report
+    assert "this CPU now" not in format_report(summary, "header")
+    kinds = [k for k, on in (("bf16", build_info()["bf16"]), ("int8", build_info()["avx512"])) if on]
+    assert sorted(dot_peaks(threads=1)) == sorted(kinds)

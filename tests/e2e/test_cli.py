@@ -96,6 +96,7 @@ def test_bench_reports_every_stage(cli, tiny_models, tmp_path):
     assert len(re.findall(r"[\d.]+ TFLOP/s in its linear layers", result.stdout)) == 2     # vision, prefill
     data = json.loads(report.read_text())
     assert data["linear_flops"]["vision"] > 0 and data["linear_flops"]["prefill"] > 0
+    assert data["dot_peak_tops"] == {} and "this CPU now" not in result.stdout     # compiled ops off here
     assert data["runs"] == 2 and data["completion_tokens"] == 4 and len(data["per_run"]) == 2
     assert data["decode_tokens_per_s"] > 0 and data["peak_memory_bytes"] > 10 * 2**20
 
