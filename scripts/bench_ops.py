@@ -1,6 +1,6 @@
 """Benchmarks the compiled CPU ops against this machine's limits and Paddle's stock ops, in one run.
 
-    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,rows,gemm,attention,prefill,vision,elementwise]
+    python scripts/bench_ops.py [--threads N] [--quick] [--only gemv,rows,gemm,torch,attention,prefill,vision,elementwise]
 
 For each op: its GB/s or GFLOP/s, the fraction of the relevant limit, and the stock Paddle op on
 the same shapes. Each figure is the best of several repetitions (the machine is shared; best-of
@@ -13,6 +13,8 @@ is the least noisy). Fairness:
 """
 import argparse
 import os
+import re
+import time
 
 import numpy as np
 import paddle
@@ -28,7 +30,11 @@ from paddle_qwenvl.tools.roofline import Limit, Rows
 from paddle_qwenvl.tools.timing import (DotPeak, ReadProbe, best_seconds, copies_beyond_cache, cycled,
                                          interleaved_rates, time_calls)
 
-SECTIONS = ("gemv", "rows", "gemm", "attention", "prefill", "vision", "elementwise")
+SECTIONS = ("gemv", "rows", "gemm", "torch", "attention", "prefill", "vision", "elementwise")
+# (M, K, N) of the bf16 GEMMs a first token waits for (Qwen2-VL-2B): the prefill's gate, gate_up and
+# down on 289 prompt tokens, the vision tower's qkv, fc1 and fc2 on a 448x448 image's 1024 patches
+TORCH_SHAPES = ((289, 1536, 8960), (289, 1536, 17920), (289, 8960, 1536), (1024, 1280, 3840), (1024, 1280, 5120),
+                (1024, 5120, 1280))
 
 
 ROWS = Rows()               # every row printed, and the targets some of them are held to
@@ -161,6 +167,53 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
         if limit_dtype == "fp32":
             gemm.best = max(gemm.best, limit)
         row(name, (value, limit), "GFLOP/s", stock_rate, ("stock", 3.0))
+
+
+def time_pairs(fns, repeats):
+    """{name: [seconds of the second call, per round]} of fns {name: fn}, each fn calling its op
+    twice and returning the time between the calls; the candidates take turns round by round."""
+    seconds = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            between = fn()
+            seconds[name].append(time.perf_counter() - between)
+    return seconds
+
+
+def bench_vs_torch(reps, threads):
+    """Our bf16 linear (bf16 weights, float32 x as a bf16 model passes it, rounded to bf16 inside)
+    against torch's bf16 F.linear (what HF runs in bf16) on TORCH_SHAPES, called in turn in this
+    process, best of each; both as TFLOP/s and as a share of vdpbf16ps's rate probed around the
+    row (tools.timing.DotPeak; without AMX the ceiling of both). Skipped without torch (a test
+    extra) or without native bf16."""
+    try:
+        import torch
+    except ImportError:
+        print("bf16 GEMM against torch: skipped (torch is not installed: pip install 'paddle-qwenvl[test]')")
+        return
+    if not build_info()["bf16"]:
+        print("bf16 GEMM against torch: skipped (this CPU has no native bf16)")
+        return
+    torch.set_num_threads(threads)
+    peak = DotPeak("bf16")
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", torch.__config__.show())
+    print(f"bf16 GEMM against torch {torch.__version__} (its oneDNN {onednn.group(1) if onednn else '?'}), TFLOP/s, "
+          "called in turn, best of each; share of the vdpbf16ps rate probed around the row")
+    for m, k, n in TORCH_SHAPES:
+        w = paddle.randn([n, k]) * 0.02
+        x, wb = paddle.randn([m, k]), w.astype("bfloat16")
+        tx = torch.from_numpy(x.numpy()).to(torch.bfloat16)
+        tw = torch.from_numpy(w.numpy()).to(torch.bfloat16)
+        calls = {"ours": lambda: linear(x, wb), "torch": lambda: torch.nn.functional.linear(tx, tw)}
+        # each timed call right after an untimed one of its own: the other library's OpenMP threads
+        # spin on for a while after its call, and the first call after a switch shares the cores
+        fns = {name: (lambda fn=fn: (fn(), time.perf_counter(), fn())[1]) for name, fn in calls.items()}
+        top = peak()
+        best = {name: min(t) for name, t in time_pairs(fns, 3 * reps).items()}
+        top = max(top, peak())
+        tf = {name: 2 * m * n * k / t / 1e12 for name, t in best.items()}
+        print(f"  {m}x{k}x{n:<6} ours {tf['ours']:.3f} ({tf['ours'] / top:4.0%})   torch {tf['torch']:.3f} "
+              f"({tf['torch'] / top:4.0%})   ours/torch x{tf['ours'] / tf['torch']:.2f}   peak {top:.2f}", flush=True)
 
 
 def paged_batch(q_len, ctx, num_seqs, hq, hkv, d, block_size=64, seed=0):
@@ -297,7 +350,9 @@ def main():
         raise SystemExit("compiled ops unavailable (see the warning above): nothing to benchmark")
     if args.threads:
         os.environ["PADDLE_QWENVL_NUM_THREADS"] = str(args.threads)
+    from paddle_qwenvl.memory import keep_freed_memory
     from paddle_qwenvl.ops.threads import num_threads
+    keep_freed_memory()             # as a Predictor runs the ops: outputs reuse freed memory
     nt = num_threads()
     paddle.base.core.set_num_threads(nt)                     # stock Paddle ops get the same threads
     reps = 3 if args.quick else 7
@@ -313,6 +368,8 @@ def main():
             bench_rows(reps, (1, 2, 4, 8, 15, 16, 24, 32, 40, 48, 64, 96, 128), kind)
     if "gemm" in only:
         bench_prefill_gemm(gemm, reps, 512, 2048, 11008)
+    if "torch" in only:
+        bench_vs_torch(reps, nt)
     if "attention" in only:
         bench_decode_attention(dram, reps, ctx=4096)
     if "prefill" in only:

@@ -98,3 +98,19 @@ def test_bench_report_names_the_dot_product_rates_it_was_given():
     assert "this CPU now" not in format_report(summary, "header")
     kinds = [k for k, on in (("bf16", build_info()["bf16"]), ("int8", build_info()["avx512"])) if on]
     assert sorted(dot_peaks(threads=1)) == sorted(kinds)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compiled_ops() is None or not build_info()["bf16"], reason="no compiled bf16 GEMM here")
+def test_torch_section_prints_both_sides_of_every_shape():
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_ops.py"), "--quick", "--only", "torch"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = re.findall(r"^  (\d+x\d+x\d+)\s+ours ([\d.]+) \(\s*\d+%\)\s+torch ([\d.]+) \(\s*\d+%\)\s+ours/torch x([\d.]+)"
+                      r"\s+peak ([\d.]+)$", proc.stdout, re.M)
+    assert [r[0] for r in rows] == ["289x1536x8960", "289x1536x17920", "289x8960x1536", "1024x1280x3840",
+                                    "1024x1280x5120", "1024x5120x1280"], proc.stdout
+    for _, ours, torch_rate, ratio, peak in rows:
+        assert float(ours) > 0 and float(torch_rate) > 0 and float(peak) > 0
+        assert float(ratio) == pytest.approx(float(ours) / float(torch_rate), abs=0.02)
