@@ -103,10 +103,10 @@ def bench_decode_gemv(dram, reps, shapes):
 
 
 def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
-    """A linear by row count, weights cycled past L3, for kind "bf16" (bf16 weights in bf16 math,
-    float32 x as a bf16 model passes it: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a
-    weight-only algo (bf16 x, the default path: VNNI kernels below quant_gemm_rows(), at every row
-    count without AMX). Below the crossover ours against the oneDNN GEMM that ran there before (from
+    """A linear by row count, weights cycled past L3, float32 x as the models pass it, for kind
+    "bf16" (bf16 weights in bf16 math: our vdpbf16ps kernel below BF16_GEMM_ROWS rows) or a
+    weight-only algo (the default path: VNNI kernels below quant_gemm_rows(), at every row count
+    without AMX). Below the crossover ours against the oneDNN GEMM that ran there before (from
     16 rows), from it the GEMM against ours, called in turn (best of each). GB/s counts the weight
     bytes; "of peak": the new path's TOP/s against the dot-product instruction's rate (vdpbf16ps
     for bf16, vpdpbusd for the weight-only kinds; tools.timing.DotPeak) probed around the row."""
@@ -118,15 +118,14 @@ def bench_rows(reps, rows, kind, k=1536, n=17920, group=128):
         weights, cross = quantize_weight(paddle.randn([n, k]) * 0.02, kind, group), quant_gemm_rows()
         nbytes = weights[0].numel().item()
         call = lambda x, w, r: weight_only_linear(x, *w, None, kind, group, vnni_gemm_rows=r)
-    x_dtype = "float32" if kind == "bf16" else "bfloat16"
     ours = f"ours below {cross} rows" if cross < EVERY_ROW_ON_VNNI else "ours at every row count"
-    print(f"{kind} {k}x{n} by rows M ({x_dtype} x; weights cycled past L3; new: {ours}; "
+    print(f"{kind} {k}x{n} by rows M (float32 x; weights cycled past L3; new: {ours}; "
           f"old: oneDNN GEMM from 16 rows; called in turn, best of each)")
     peak = DotPeak("bf16" if kind == "bf16" else "int8")
     clone = (lambda w: tuple(t.clone() for t in w)) if isinstance(weights, tuple) else (lambda w: w.clone())
     copies = [clone(weights) for _ in range(copies_beyond_cache(nbytes))]
     for m in rows:
-        x = paddle.randn([m, k]).astype(x_dtype)
+        x = paddle.randn([m, k])
         paths = {"new": cross}                          # M >= cross: the GEMM itself
         if 16 <= m < cross:
             paths["old"] = 16
