@@ -9,7 +9,8 @@ Random checkpoints are built two ways: residual-dominated (embeddings N(0,1), ot
 N(0,0.02)), as trained decoders behave, and flat (all weights N(0,0.05)), whose near-uniform logits
 make any perturbation flip the argmax: a harsh lower bound. Each int8/int4 setting runs with its
 default lm_head (int8) and with the head kept float (quantize_lm_head=False); int4 also with an
-int4 head.
+int4 head. On the residual-dominated checkpoint, other lm_head schemes are tried in numpy (weights
+per group, activations per block or float).
 """
 import argparse
 import sys
@@ -113,6 +114,35 @@ def print_rows(title, result, new_tokens=32):
         print(f"{name:<42}{top1:>7.1%}{cmin:>9.5f}{cmean:>10.5f}{err:>9.4f}{vision:>9}  {prefixes}")
 
 
+def fake_quant(a, group):
+    """a (rows, K) through symmetric int8 per `group` values along K (None: per row), dequantized."""
+    rows, k = a.shape
+    blocks = a.reshape(rows, -1, group or k)
+    scale = np.maximum(np.abs(blocks).max(-1, keepdims=True) / 127, 1e-12)
+    return (np.round(blocks / scale) * scale).reshape(rows, k)
+
+
+def head_schemes(model_dir, positions=320, long_prompts=8):
+    """Top-1 agreement with float32 of the int8 decoder under lm_heads quantized other ways, in
+    numpy: the head's weights int8 per row or per group, its input int8 per block or float. The
+    decoder's hidden states are ours (float head); the first row is the kernels' scheme."""
+    rng = np.random.default_rng(0)
+    long_ids = [rng.integers(0, 1000, positions).tolist() for _ in range(long_prompts)]
+    ref = np.concatenate([prompt_logits(load_model(model_dir, progress=False), ids) for ids in long_ids])
+    model = load_model(model_dir, make_quant_config("weight_only_int8", quantize_lm_head=False), progress=False)
+    hidden, head = [], model.compute_logits
+    model.compute_logits = lambda h: hidden.append(h.numpy()) or head(h)
+    float_head = np.concatenate([prompt_logits(model, ids) for ids in long_ids])
+    h, w = np.concatenate(hidden), model.lm_head.weight.astype("float32").numpy()
+    print(f"\nint8 decoder, lm_head schemes (numpy): top-1 over {len(ref)} positions; float head "
+          f"{(float_head.argmax(-1) == ref.argmax(-1)).mean():.2%}")
+    print(f"{'head weights':<16}{'x int8 per 64':>15}{'x int8 per 32':>15}{'x float':>10}")
+    for group in (None, 128, 64, 32):
+        cells = [(fake_quant(h, block) if block else h) @ fake_quant(w, group).T for block in (64, 32, None)]
+        agree = [f"{(y.argmax(-1) == ref.argmax(-1)).mean():.2%}" for y in cells]
+        print(f"{'int8 per row' if group is None else f'int8 per {group}':<16}{agree[0]:>15}{agree[1]:>15}{agree[2]:>10}")
+
+
 def evaluate_mid_size(tmp):
     for title, std, embed_std, tied in [
             ("residual-dominated random (embed 1.0, weights 0.02)", 0.02, 1.0, False),
@@ -121,6 +151,8 @@ def evaluate_mid_size(tmp):
         path = make_tiny_checkpoint(Path(tmp) / title[:8], "qwen2_5_vl", text=dict(MID_TEXT, tie_word_embeddings=tied),
                                     vision=MID_VISION, std=std, embed_std=embed_std)
         print_rows(title, evaluate(path))
+        if title.startswith("residual"):
+            head_schemes(path)
 
 
 def evaluate_parity_checkpoints(tmp):
