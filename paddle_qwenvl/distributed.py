@@ -2,12 +2,14 @@
 
 `python -m paddle.distributed.launch --nproc_per_node N script.py` starts N processes with
 PADDLE_TRAINERS_NUM=N and PADDLE_TRAINER_ID=0..N-1; the world they form is the tensor-parallel
-group. `start_local_ranks` does the same from inside one process, for N on this host. Every collective goes through `paddle.distributed` (all_reduce, broadcast) under a
-watchdog: a rank that dies makes the collective fail, a rank that hangs makes it outlast
-PADDLE_QWENVL_TP_TIMEOUT seconds, and either way this process exits with an error instead of
-waiting forever.
+group. `start_local_ranks` does the same from inside one process, for N on this host;
+`join_tensor_parallel` picks between the two for Predictor.from_pretrained. Every collective goes
+through `paddle.distributed` (all_reduce, broadcast) under a watchdog: a rank that dies makes the
+collective fail, a rank that hangs makes it outlast PADDLE_QWENVL_TP_TIMEOUT seconds, and either
+way this process exits with an error instead of waiting forever.
 """
 import atexit
+import json
 import os
 import socket
 import subprocess
@@ -174,3 +176,24 @@ def wait_for_driver(x: paddle.Tensor) -> paddle.Tensor:
     except Exception as e:
         fail(f"waiting for rank 0 failed ({str(e).splitlines()[0][:200]}): rank 0 died")
     return x
+
+
+def join_tensor_parallel(tensor_parallel_size: Optional[int], options: dict):
+    """This process's TensorParallel (None for one process): the launch's, checked against the size
+    asked for, or a group of that size started here (the followers load with the same `options`)."""
+    launched = launched_world_size()
+    if tensor_parallel_size in (None, launched):
+        return init_tensor_parallel()
+    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
+        raise ValueError(f"tensor_parallel_size must be a positive number of processes, got {tensor_parallel_size!r}")
+    if launched > 1:
+        raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but {launched} processes were launched: "
+                         f"give --nproc_per_node {tensor_parallel_size} to paddle.distributed.launch, or leave "
+                         "tensor_parallel_size out")
+    follower = dict(options, model_dir=str(options["model_dir"]), progress=False)
+    start_local_ranks(tensor_parallel_size, [sys.executable, "-c", FOLLOWER, json.dumps(follower)])
+    return init_tensor_parallel()
+
+
+# a follower started by join_tensor_parallel: from_pretrained never returns there
+FOLLOWER = "import json, sys; from paddle_qwenvl import Predictor; Predictor.from_pretrained(**json.loads(sys.argv[1]))"

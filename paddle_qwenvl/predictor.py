@@ -1,8 +1,6 @@
 """The user-facing entry point: `Predictor.from_pretrained(dir).generate(messages)`."""
-import atexit
 import json
 import os
-import sys
 import time
 from typing import Iterator, List, Optional, Union
 
@@ -13,8 +11,8 @@ from .engine.block_manager import BLOCK_SIZE
 from .engine.encoder_cache import ENCODER_CACHE_MEMORY
 from .engine.llm_engine import EngineConfig, LLMEngine
 from .engine.outputs import RequestOutput
-from .engine.parallel_steps import send_stop
-from .distributed import init_tensor_parallel, launched_world_size, start_local_ranks
+from .engine.parallel_steps import run_tensor_parallel
+from .distributed import join_tensor_parallel
 from .memory import keep_freed_memory
 from .config import AUTO, FLOAT_DTYPES
 from .weights import resolve_dtype
@@ -169,37 +167,6 @@ class Predictor:
         batch = [requests] if _is_single_request(requests) else list(requests)
         yield from self.engine.stream([self.prepare(r, **processor_options) for r in batch],
                                       sampling or self.default_sampling)
-
-
-def join_tensor_parallel(tensor_parallel_size: Optional[int], options: dict):
-    """This process's TensorParallel (None for one process): the launch's, checked against the size
-    asked for, or a group of that size started here (the followers load with the same `options`)."""
-    launched = launched_world_size()
-    if tensor_parallel_size in (None, launched):
-        return init_tensor_parallel()
-    if not isinstance(tensor_parallel_size, int) or tensor_parallel_size < 1:
-        raise ValueError(f"tensor_parallel_size must be a positive number of processes, got {tensor_parallel_size!r}")
-    if launched > 1:
-        raise ValueError(f"tensor_parallel_size={tensor_parallel_size}, but {launched} processes were launched: "
-                         f"give --nproc_per_node {tensor_parallel_size} to paddle.distributed.launch, or leave "
-                         "tensor_parallel_size out")
-    follower = dict(options, model_dir=str(options["model_dir"]), progress=False)
-    start_local_ranks(tensor_parallel_size, [sys.executable, "-c", FOLLOWER, json.dumps(follower)])
-    return init_tensor_parallel()
-
-
-# a follower started by join_tensor_parallel: from_pretrained never returns there
-FOLLOWER = "import json, sys; from paddle_qwenvl import Predictor; Predictor.from_pretrained(**json.loads(sys.argv[1]))"
-
-
-def run_tensor_parallel(runner, tp) -> None:
-    """Rank 0 tells the others to stop when its process ends; the others follow its steps and then
-    exit (they never return to the caller, whose script rank 0 alone runs on)."""
-    if tp.is_driver:
-        atexit.register(send_stop)
-        return
-    runner.follow()
-    raise SystemExit(0)
 
 
 def _read_generation_config(model_dir) -> dict:

@@ -41,8 +41,9 @@ def rank_report(args) -> None:
     from paddle_qwenvl.cli.common import set_up_runtime
     from paddle_qwenvl.distributed import collective_seconds, init_tensor_parallel
     from paddle_qwenvl.engine.llm_engine import EngineConfig
+    from paddle_qwenvl.engine.parallel_steps import run_tensor_parallel
     from paddle_qwenvl.models import load_model
-    from paddle_qwenvl.predictor import Predictor, run_tensor_parallel
+    from paddle_qwenvl.predictor import Predictor
     from paddle_qwenvl.processing import Processor
     from paddle_qwenvl.sampling import SamplingParams
     from paddle_qwenvl.tools.bench import UNCACHED, resident_bytes, timed_generate

@@ -9,6 +9,8 @@ the slot mapping (T,) int64, the block tables (B, width) int32, and the query an
 (2, B) int64. The followers rebuild the same AttentionMetadata and run the same forward, joining
 its all-reduces; they drop its output (rank 0 alone computes logits). STOP ends the followers.
 """
+import atexit
+
 import numpy as np
 import paddle
 
@@ -48,3 +50,13 @@ def follow(model, kv_caches, block_size: int) -> None:
         cu = np.concatenate([[0], np.cumsum(query_lens)]).astype(np.int32)
         meta = AttentionMetadata(query_lens, context_lens, slots, tables, block_size, paddle.to_tensor(cu))
         model(embeds, positions, meta, kv_caches)
+
+
+def run_tensor_parallel(runner, tp) -> None:
+    """Rank 0 tells the others to stop when its process ends; the others follow its steps and then
+    exit (they never return to the caller, whose script rank 0 alone runs on)."""
+    if tp.is_driver:
+        atexit.register(send_stop)
+        return
+    runner.follow()
+    raise SystemExit(0)
