@@ -14,7 +14,6 @@ is the least noisy). Fairness:
 import argparse
 import os
 import re
-import time
 
 import numpy as np
 import paddle
@@ -168,21 +167,11 @@ def bench_prefill_gemm(gemm, reps, m, k, n):
         row(name, (value, limit), "GFLOP/s", stock_rate, ("stock", 3.0))
 
 
-def time_pairs(fns, repeats):
-    """{name: [seconds of the second call, per round]} of fns {name: fn}, each fn calling its op
-    twice and returning the time between the calls; the candidates take turns round by round."""
-    seconds = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            between = fn()
-            seconds[name].append(time.perf_counter() - between)
-    return seconds
-
-
 def bench_vs_torch(reps, threads):
     """Our bf16 linear (bf16 weights, float32 x as a bf16 model passes it, rounded to bf16 inside)
     against torch's bf16 F.linear (what HF runs in bf16) on TORCH_SHAPES, called in turn in this
-    process, best of each; both as TFLOP/s and as a share of vdpbf16ps's rate probed around the
+    process, each timed call after an untimed one of its own (time_calls' settle: the two OpenMP
+    runtimes), best of each; both as TFLOP/s and as a share of vdpbf16ps's rate probed around the
     row (tools.timing.DotPeak; without AMX the ceiling of both). Skipped without torch (a test
     extra) or without native bf16."""
     try:
@@ -197,18 +186,16 @@ def bench_vs_torch(reps, threads):
     peak = DotPeak("bf16")
     onednn = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", torch.__config__.show())
     print(f"bf16 GEMM against torch {torch.__version__} (its oneDNN {onednn.group(1) if onednn else '?'}), TFLOP/s, "
-          "called in turn, best of each; share of the vdpbf16ps rate probed around the row")
+          "called in turn (each after an untimed call of its own), best of each; share of the vdpbf16ps rate "
+          "probed around the row")
     for m, k, n in TORCH_SHAPES:
         w = paddle.randn([n, k]) * 0.02
         x, wb = paddle.randn([m, k]), w.astype("bfloat16")
         tx = torch.from_numpy(x.numpy()).to(torch.bfloat16)
         tw = torch.from_numpy(w.numpy()).to(torch.bfloat16)
-        calls = {"ours": lambda: linear(x, wb), "torch": lambda: torch.nn.functional.linear(tx, tw)}
-        # each timed call right after an untimed one of its own: the other library's OpenMP threads
-        # spin on for a while after its call, and the first call after a switch shares the cores
-        fns = {name: (lambda fn=fn: (fn(), time.perf_counter(), fn())[1]) for name, fn in calls.items()}
+        fns = {"ours": lambda: linear(x, wb), "torch": lambda: torch.nn.functional.linear(tx, tw)}
         top = peak()
-        best = {name: min(t) for name, t in time_pairs(fns, 3 * reps).items()}
+        best = {name: min(t) for name, t in time_calls(fns, 3 * reps, settle=1).items()}
         top = max(top, peak())
         tf = {name: 2 * m * n * k / t / 1e12 for name, t in best.items()}
         print(f"  {m}x{k}x{n:<6} ours {tf['ours']:.3f} ({tf['ours'] / top:4.0%})   torch {tf['torch']:.3f} "

@@ -1,4 +1,4 @@
-// The compute probe's loops (dot_peak_avx512.cc; callers check pqv::Exec::avx512() / bf16() first):
+// The compute probe's loops (dot_peak_avx512.cc; callers check pqv::Exec::avx512() / fast_bf16() first):
 // `iters` rounds of kDotChains independent dot-product instructions on registers only, no memory.
 #pragma once
 #include <cstdint>

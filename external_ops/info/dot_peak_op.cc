@@ -3,7 +3,8 @@
 // multiply-adds each, the VNNI kernels' instruction), 1 = vdpbf16ps (bf16, 32 each).
 // paddle_qwenvl/tools/timing.py (DotPeak) times it: the multiply-add rate this CPU gives the
 // compute-bound kernels now (it moves with the clock and the neighbours, as DRAM bandwidth does).
-// x: any tensor (an op needs an input); out: (threads,) the loops' results, kept so no loop is dropped.
+// x: any tensor (an op needs an input); out: (threads, 2) float64, per thread the loop's result
+// (kept so no loop is dropped) and the number of dot-product instructions it ran.
 // Attrs: kind, iters, then num_threads, work_per_thread, portable (common.h: pqv::Exec).
 #include <vector>
 
@@ -18,12 +19,13 @@ std::vector<paddle::Tensor> DotPeak(const paddle::Tensor& x, int64_t kind, int64
            kind == 0 ? "AVX512-VNNI" : "AVX512-BF16", " to probe");
   PD_CHECK(iters > 0, "iters must be positive");
   const int nt = ex.threads();
-  auto out = paddle::empty({nt}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  float* result = out.data<float>();
+  auto out = paddle::empty({nt, 2}, paddle::DataType::FLOAT64, paddle::CPUPlace());
+  double* result = out.data<double>();
 #pragma omp parallel num_threads(nt)
   {
     const int t = omp_get_thread_num();
-    result[t] = kind == 0 ? static_cast<float>(pqv::vnni_dots_avx512(iters)) : pqv::bf16_dots_avx512(iters);
+    result[2 * t] = kind == 0 ? pqv::vnni_dots_avx512(iters) : pqv::bf16_dots_avx512(iters);
+    result[2 * t + 1] = static_cast<double>(iters) * pqv::kDotChains;
   }
   return {out};
 }

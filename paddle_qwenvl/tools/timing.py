@@ -15,17 +15,22 @@ import time
 PROBE_STREAMS = (1, 4, 8)   # streams per thread the read probe tries; its figure is the fastest
 
 
-def time_calls(fns: dict, repeats: int, calls: int = 1, warmup: int = 1) -> dict:
+def time_calls(fns: dict, repeats: int, calls: int = 1, warmup: int = 1, settle: int = 0) -> dict:
     """{name: [seconds per call, one per timed round]} of fns {name: fn}.
 
     `warmup` untimed rounds, then `repeats` timed ones; a round calls every candidate in turn,
-    `calls` times back to back (its time divided by `calls`: for calls of a few microseconds)."""
+    `calls` times back to back (its time divided by `calls`: for calls of a few microseconds),
+    after `settle` untimed calls of its own (candidates from libraries with their own OpenMP
+    runtimes: one's threads spin on for a while after its call, and the other's first call shares
+    the cores with them)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     seconds = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            for _ in range(settle):
+                fn()
             start = time.perf_counter()
             for _ in range(calls):
                 fn()
@@ -128,7 +133,7 @@ DOT_KINDS = {"int8": (0, 64), "bf16": (1, 32)}   # pqv_dot_peak's kind, multiply
 class DotPeak:
     """The rate of this CPU's dot-product instruction on all threads, in TOP/s (2 ops per
     multiply-add), each time it is called: "int8" = vpdpbusd (the VNNI kernels'), "bf16" =
-    vdpbf16ps (our bf16 kernels' and, without AMX, oneDNN's bf16 GEMM's). Registers only, 12
+    vdpbf16ps (our bf16 kernels' and, without AMX, oneDNN's bf16 GEMM's). Registers only, a dozen
     independent chains per thread (pqv_dot_peak): no kernel doing real work beats it. Like DRAM
     bandwidth it moves with the clock and the neighbours of a virtual machine, so it is probed
     around the measurement it judges. Needs the compiled ops and the instruction (else a ValueError)."""
@@ -143,11 +148,10 @@ class DotPeak:
         ops = compiled_ops()
         if ops is None or not build_info()["avx512" if kind == "int8" else "bf16"]:
             raise ValueError(f"no compiled {kind} dot-product kernels on this CPU to probe")
-        code, self.macs = DOT_KINDS[kind]
-        self.threads, self.iters = threads or num_threads(), iters
-        x = paddle.zeros([1])
-        self.call = lambda: ops.pqv_dot_peak(x, code, iters, *exec_attrs(self.threads))
+        code, macs = DOT_KINDS[kind]
+        x, attrs = paddle.zeros([1]), exec_attrs(threads or num_threads())
+        self.call = lambda: ops.pqv_dot_peak(x, code, iters, *attrs)
+        self.ops = 2 * macs * float(self.call()[:, 1].sum())      # the instructions all threads ran
 
     def __call__(self, repeats: int = 3) -> float:
-        ops = 2 * self.macs * 12 * self.iters * self.threads
-        return ops / best_seconds(self.call, repeats) / 1e12
+        return self.ops / best_seconds(self.call, repeats) / 1e12

@@ -78,10 +78,10 @@ def test_dot_peak_runs_its_chains_and_reports_a_rate():
     from paddle_qwenvl.ops._build import exec_attrs
     x = paddle.zeros([1])
     int8 = compiled_ops().pqv_dot_peak(x, 0, 10, *exec_attrs(2)).numpy()
-    assert int8.tolist() == [16 * (66 + 12 * 4 * 3 * 5 * 10)] * 2      # 4 products of 3 x 5 a lane each
+    assert int8.tolist() == [[16 * (66 + 12 * 4 * 3 * 5 * 10), 12 * 10]] * 2   # 4 products of 3 x 5 a lane each
     if build_info()["bf16"]:
         bf16 = compiled_ops().pqv_dot_peak(x, 1, 8, *exec_attrs(1)).numpy()
-        assert bf16.tolist() == [16 * (66 + 12 * 8 * 2 * 2.0 ** -10)]  # 2 products of 1 x 2^-10 a lane
+        assert bf16.tolist() == [[16 * (66 + 12 * 8 * 2 * 2.0 ** -10), 12 * 8]]  # 2 products of 1 x 2^-10 a lane
     assert timing.DotPeak("int8", threads=1, iters=1000)(repeats=1) > 0
     with pytest.raises(ValueError, match="kind must be one of"):
         timing.DotPeak("fp8")
