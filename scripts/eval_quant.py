@@ -73,12 +73,17 @@ def matching_prefix(a, b):
     return n
 
 
-def evaluate(model_dir, settings=SETTINGS, positions=320, long_prompts=8, prompts=4, new_tokens=32):
-    """Rows per setting against float32: top-1 agreement and logits cosine over `long_prompts`
-    random prompts of `positions` tokens each (8 x 320: one flip moves the figure by 0.04%, where
-    one prompt's 320 positions moved it by 0.3%), greedy prefixes on `prompts` short ones."""
+def long_prompts(rng, positions=320, count=8):
+    """`count` random prompts of `positions` tokens (8 x 320: one flip moves top-1 by 0.04%, where
+    one prompt's 320 positions moved it by 0.3%)."""
+    return [rng.integers(0, 1000, positions).tolist() for _ in range(count)]
+
+
+def evaluate(model_dir, settings=SETTINGS, prompts=4, new_tokens=32):
+    """Rows per setting against float32: top-1 agreement and logits cosine over long_prompts(),
+    greedy prefixes on `prompts` short ones."""
     rng = np.random.default_rng(0)
-    long_ids = [rng.integers(0, 1000, positions).tolist() for _ in range(long_prompts)]
+    long_ids = long_prompts(rng)
     short = [rng.integers(0, 1000, 12).tolist() for _ in range(prompts)]
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     ref = load_model(model_dir, progress=False)
@@ -122,12 +127,11 @@ def fake_quant(a, group):
     return (np.round(blocks / scale) * scale).reshape(rows, k)
 
 
-def head_schemes(model_dir, positions=320, long_prompts=8):
-    """Top-1 agreement with float32 of the int8 decoder under lm_heads quantized other ways, in
-    numpy: the head's weights int8 per row or per group, its input int8 per block or float. The
-    decoder's hidden states are ours (float head); the first row is the kernels' scheme."""
-    rng = np.random.default_rng(0)
-    long_ids = [rng.integers(0, 1000, positions).tolist() for _ in range(long_prompts)]
+def head_schemes(model_dir):
+    """Top-1 agreement with float32 over long_prompts() of the int8 decoder under lm_heads quantized
+    other ways, in numpy: the head's weights int8 per row or per group, its input int8 per block or
+    float. The decoder's hidden states are ours (float head); the first row is the kernels' scheme."""
+    long_ids = long_prompts(np.random.default_rng(0))
     ref = np.concatenate([prompt_logits(load_model(model_dir, progress=False), ids) for ids in long_ids])
     model = load_model(model_dir, make_quant_config("weight_only_int8", quantize_lm_head=False), progress=False)
     hidden, head = [], model.compute_logits
