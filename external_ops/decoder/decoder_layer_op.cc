@@ -160,8 +160,8 @@ PD_BUILD_OP(pqv_decoder_layer)
     .SetInplaceMap({{"k_cache", "k_cache_out"}, {"v_cache", "v_cache_out"}})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
             "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
-            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
-            "portable: bool"})
+            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t",
+            "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderLayer))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderLayerShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderLayerDtype));
@@ -190,8 +190,8 @@ PD_BUILD_OP(pqv_decoder_stack)
     .Outputs({"out", "residual_out"})
     .Attrs({"eps: float", "num_heads: int64_t", "num_kv_heads: int64_t", "scale: float", "block_size: int64_t",
             "group_size: int64_t", "gemm_sequences: std::vector<int64_t>", "exact_linears: bool",
-            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t", "num_threads: int64_t", "work_per_thread: int64_t",
-            "portable: bool"})
+            "int8_prefill_tiles: bool", "vnni_gemm_rows: int64_t", "bf16_gemm_rows: int64_t",
+            "num_threads: int64_t", "work_per_thread: int64_t", "portable: bool"})
     .SetKernelFn(PD_KERNEL(DecoderStack))
     .SetInferShapeFn(PD_INFER_SHAPE(DecoderStackShape))
     .SetInferDtypeFn(PD_INFER_DTYPE(DecoderStackDtype));

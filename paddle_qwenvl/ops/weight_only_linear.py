@@ -24,8 +24,8 @@ quant_gemm_rows() follows PADDLE_QWENVL_QUANT_PREFILL: 'vnni' keeps every row co
 VNNI_GEMM_ROWS rows and more to oneDNN's bf16 GEMM, 'auto' (the default) is 'bf16' where the CPU
 has AMX (its bf16 tiles outrun VNNI) and 'vnni' elsewhere. Measured on an AMD Zen 4 (2 threads,
 real-size Qwen2-VL-2B int8 with its vision tower quantized, bf16 math): prefill of 289 tokens
-2.16 -> 1.19 s, vision 4.25 -> 2.75 s; eval_quant's top-1 agreement with float32 unchanged on the
-residual-dominated checkpoint (98.8%), 93.1 -> 88.4% on the flat one (docs/benchmarks.md).
+2.16 -> 1.19 s, vision 4.25 -> 2.75 s; eval_quant's top-1 agreement with float32 98.6 -> 98.3% on
+the residual-dominated checkpoint, 91.6 -> 88.6% on the flat one (docs/quantization.md).
 Prefill on the GEMM (M >= quant_gemm_rows(); exact=True or no AVX512: M >= 16) runs a oneDNN
 GEMM: in bf16 (x rounded to bf16, products summed in fp32; oneDNN's AMX / AVX512-BF16 kernels,
 ~2-2.5x its fp32 GEMM) on a CPU with native bf16 unless exact=True, else in fp32. int8 weights

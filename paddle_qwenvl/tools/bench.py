@@ -253,8 +253,8 @@ def format_report(summary: dict, header: str, flops: Optional[dict] = None, peak
              f"  peak memory  {summary['peak_memory_bytes'] / 2**30:9.2f} GiB (VmHWM: peak resident "
              "set of this process)"]
     if peaks:
-        names = {"bf16": "bf16 vdpbf16ps", "int8": "int8 vpdpbusd"}
-        lines.append("  this CPU now " + ", ".join(f"{names[k]} {v:.2f} TOP/s" for k, v in peaks.items()) +
+        from .timing import DOT_KINDS
+        lines.append("  this CPU now " + ", ".join(f"{k} {DOT_KINDS[k][2]} {v:.2f} TOP/s" for k, v in peaks.items()) +
                      " (registers only: the ceiling of GEMMs on those instructions)")
     return "\n".join(lines)
 

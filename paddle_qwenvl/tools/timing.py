@@ -127,7 +127,8 @@ def read_bandwidth_gbps(megabytes: int = 1024, repeats: int = 5, threads: int = 
     return probe(repeats), probe.how
 
 
-DOT_KINDS = {"int8": (0, 64), "bf16": (1, 32)}   # pqv_dot_peak's kind, multiply-adds per instruction
+# kind -> (pqv_dot_peak's kind, multiply-adds per instruction, the instruction)
+DOT_KINDS = {"int8": (0, 64, "vpdpbusd"), "bf16": (1, 32, "vdpbf16ps")}
 
 
 class DotPeak:
@@ -148,7 +149,7 @@ class DotPeak:
         ops = compiled_ops()
         if ops is None or not build_info()["avx512" if kind == "int8" else "bf16"]:
             raise ValueError(f"no compiled {kind} dot-product kernels on this CPU to probe")
-        code, macs = DOT_KINDS[kind]
+        code, macs, _ = DOT_KINDS[kind]
         x, attrs = paddle.zeros([1]), exec_attrs(threads or num_threads())
         self.call = lambda: ops.pqv_dot_peak(x, code, iters, *attrs)
         self.ops = 2 * macs * float(self.call()[:, 1].sum())      # the instructions all threads ran
